@@ -1,0 +1,22 @@
+//! What userspace tells the kernel side before load (a read-only global).
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelConfig {
+    /// Non-zero: report thread creation and every thread's exit, not only processes.
+    pub trace_threads: u32,
+    /// Submit with a forced wake-up once this many bytes wait in the ring buffer; below it,
+    /// records are submitted without a wake-up and the reader polls on a timer.
+    pub wakeup_threshold_bytes: u32,
+}
+
+impl KernelConfig {
+    pub const DEFAULT: Self = Self {
+        trace_threads: 0,
+        wakeup_threshold_bytes: 256 * 1024,
+    };
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain `repr(C)` struct of `u32`s, no padding, valid for any bit pattern.
+unsafe impl aya::Pod for KernelConfig {}

@@ -1,0 +1,91 @@
+//! Byte offsets of kernel struct members the programs read.
+//!
+//! Rust eBPF has no CO-RE relocations, so userspace resolves these from the running kernel's
+//! BTF (`/sys/kernel/btf/vmlinux`) at load time and hands them to the programs as a read-only
+//! global. Nothing here is hard-coded per kernel.
+
+/// Marks a member this kernel does not have (e.g. `task_struct.loginuid` without CONFIG_AUDIT).
+pub const OFFSET_MISSING: u32 = u32::MAX;
+
+/// Declares [`KernelOffsets`] and the table of BTF member paths that fills it, from one list,
+/// so that a field and its BTF path can never disagree.
+macro_rules! kernel_offsets {
+    ($($(#[$doc:meta])* $field:ident: $strukt:literal . $member:literal, required: $req:literal;)*) => {
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct KernelOffsets {
+            $($(#[$doc])* pub $field: u32,)*
+        }
+
+        impl KernelOffsets {
+            /// Every field with its struct, member path (dots walk into nested members) and
+            /// whether the programs cannot work without it.
+            pub const FIELDS: &'static [OffsetField] = &[
+                $(OffsetField { name: stringify!($field), strukt: $strukt, member: $member, required: $req },)*
+            ];
+
+            /// All offsets marked missing; userspace fills them before load.
+            pub const MISSING: Self = Self { $($field: OFFSET_MISSING,)* };
+
+            /// Sets the field named `name`; returns false if there is no such field.
+            pub fn set(&mut self, name: &str, value: u32) -> bool {
+                match name {
+                    $(stringify!($field) => { self.$field = value; true })*
+                    _ => false,
+                }
+            }
+        }
+    };
+}
+
+/// One entry of [`KernelOffsets::FIELDS`].
+#[derive(Clone, Copy, Debug)]
+pub struct OffsetField {
+    pub name: &'static str,
+    pub strukt: &'static str,
+    pub member: &'static str,
+    pub required: bool,
+}
+
+kernel_offsets! {
+    task_pid: "task_struct"."pid", required: true;
+    task_tgid: "task_struct"."tgid", required: true;
+    task_real_parent: "task_struct"."real_parent", required: true;
+    task_group_leader: "task_struct"."group_leader", required: true;
+    task_start_boottime: "task_struct"."start_boottime", required: true;
+    task_real_cred: "task_struct"."real_cred", required: true;
+    task_cred: "task_struct"."cred", required: true;
+    task_mm: "task_struct"."mm", required: true;
+    task_fs: "task_struct"."fs", required: true;
+    task_signal: "task_struct"."signal", required: true;
+    task_exit_code: "task_struct"."exit_code", required: true;
+    /// Absent without CONFIG_AUDIT.
+    task_loginuid: "task_struct"."loginuid", required: false;
+    signal_live: "signal_struct"."live", required: true;
+    cred_uid: "cred"."uid", required: true;
+    cred_gid: "cred"."gid", required: true;
+    cred_euid: "cred"."euid", required: true;
+    cred_egid: "cred"."egid", required: true;
+    mm_arg_start: "mm_struct"."arg_start", required: true;
+    mm_arg_end: "mm_struct"."arg_end", required: true;
+    fs_pwd: "fs_struct"."pwd", required: true;
+    path_mnt: "path"."mnt", required: true;
+    path_dentry: "path"."dentry", required: true;
+    dentry_parent: "dentry"."d_parent", required: true;
+    dentry_name: "dentry"."d_name.name", required: true;
+    vfsmount_root: "vfsmount"."mnt_root", required: true;
+    mount_mnt: "mount"."mnt", required: true;
+    mount_parent: "mount"."mnt_parent", required: true;
+    mount_mountpoint: "mount"."mnt_mountpoint", required: true;
+    file_path: "file"."f_path", required: true;
+    file_inode: "file"."f_inode", required: true;
+    inode_ino: "inode"."i_ino", required: true;
+    inode_sb: "inode"."i_sb", required: true;
+    sb_dev: "super_block"."s_dev", required: true;
+    bprm_file: "linux_binprm"."file", required: true;
+    bprm_filename: "linux_binprm"."filename", required: true;
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain `repr(C)` struct of `u32`s, no padding, valid for any bit pattern.
+unsafe impl aya::Pod for KernelOffsets {}

@@ -1,0 +1,69 @@
+//! Kernel-side counters: one `u64` per CPU and per counter in the `VIGIL_STATS` array.
+
+/// Index into the stats array. Numbers never change; add at the end.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelCounter {
+    /// Records submitted to the ring buffer, by kind.
+    SubmittedExec = 0,
+    SubmittedFork = 1,
+    SubmittedExit = 2,
+    /// Records lost because the ring buffer was full, by kind.
+    RingbufFullExec = 3,
+    RingbufFullFork = 4,
+    RingbufFullExit = 5,
+    /// An exec was lost because the per-CPU scratch buffer was unavailable.
+    ScratchUnavailable = 6,
+    /// A kernel memory read failed; the affected field is zero or empty.
+    ReadKernelFailed = 7,
+    /// Reading argv from the new image's user memory failed; args are empty.
+    ReadArgvFailed = 8,
+}
+
+impl KernelCounter {
+    /// Every counter in index order.
+    pub const ALL: [Self; 9] = [
+        Self::SubmittedExec,
+        Self::SubmittedFork,
+        Self::SubmittedExit,
+        Self::RingbufFullExec,
+        Self::RingbufFullFork,
+        Self::RingbufFullExit,
+        Self::ScratchUnavailable,
+        Self::ReadKernelFailed,
+        Self::ReadArgvFailed,
+    ];
+
+    /// Number of slots in the stats array.
+    pub const COUNT: u32 = Self::ALL.len() as u32;
+
+    /// Stable name, used as the `cause` label of loss metrics and events.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::SubmittedExec => "submitted_exec",
+            Self::SubmittedFork => "submitted_fork",
+            Self::SubmittedExit => "submitted_exit",
+            Self::RingbufFullExec => "ringbuf_full_exec",
+            Self::RingbufFullFork => "ringbuf_full_fork",
+            Self::RingbufFullExit => "ringbuf_full_exit",
+            Self::ScratchUnavailable => "scratch_unavailable",
+            Self::ReadKernelFailed => "read_kernel_failed",
+            Self::ReadArgvFailed => "read_argv_failed",
+        }
+    }
+
+    /// Whether an increment of this counter means a whole event was lost.
+    pub const fn is_loss(self) -> bool {
+        match self {
+            Self::RingbufFullExec
+            | Self::RingbufFullFork
+            | Self::RingbufFullExit
+            | Self::ScratchUnavailable => true,
+            Self::SubmittedExec
+            | Self::SubmittedFork
+            | Self::SubmittedExit
+            | Self::ReadKernelFailed
+            | Self::ReadArgvFailed => false,
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Reading the kernel's structures: raw reads at BTF-resolved offsets, task identity, paths.
+
+pub mod kread;
+pub mod path;
+pub mod task;

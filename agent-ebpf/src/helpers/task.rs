@@ -1,0 +1,50 @@
+//! Identity of a task: ids, the start time that makes a pid reuse-safe, its parent.
+
+use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns};
+use vigil_common::event::{EventKind, Header};
+
+use super::kread::{read_at, read_ptr};
+use crate::maps::offset;
+
+/// Thread id, thread-group id and the group's start time of a `task_struct`.
+#[derive(Clone, Copy, Default)]
+pub struct TaskIds {
+    pub pid: u32,
+    pub tgid: u32,
+    pub start_time_ns: u64,
+}
+
+/// Ids of `task`. The start time is the group leader's, which every thread shares and which
+/// `de_thread` carries over when a non-leader thread execs.
+#[inline(always)]
+pub fn ids(task: *const u8) -> TaskIds {
+    let leader = read_ptr(task, offset!(task_group_leader));
+    TaskIds {
+        pid: read_at::<i32>(task, offset!(task_pid)) as u32,
+        tgid: read_at::<i32>(task, offset!(task_tgid)) as u32,
+        start_time_ns: read_at::<u64>(leader, offset!(task_start_boottime)),
+    }
+}
+
+/// Ids of the real parent of `task` (its thread-group id and start time matter).
+#[inline(always)]
+pub fn parent_ids(task: *const u8) -> TaskIds {
+    ids(read_ptr(task, offset!(task_real_parent)))
+}
+
+/// A record header for `ids` stamped now, in the current task's cgroup.
+#[inline(always)]
+pub fn header(kind: EventKind, size: usize, ids: TaskIds) -> Header {
+    Header {
+        kind: kind as u16,
+        _pad: 0,
+        size: size as u32,
+        // SAFETY: helpers without arguments, available to tracing programs since 5.8/4.18.
+        time_ns: unsafe { bpf_ktime_get_boot_ns() },
+        pid: ids.pid,
+        tgid: ids.tgid,
+        start_time_ns: ids.start_time_ns,
+        // SAFETY: as above.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+    }
+}

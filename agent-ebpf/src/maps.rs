@@ -1,0 +1,69 @@
+//! Every map and global of the object. Names must match `vigil_common::maps`.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+};
+use vigil_common::{
+    config::KernelConfig, maps::EVENTS_SIZE_DEFAULT, offsets::KernelOffsets, stats::KernelCounter,
+};
+
+/// Size of the per-CPU scratch buffer where an exec record is assembled. Offsets into it are
+/// masked with [`SCRATCH_MASK`], and no single write is longer than `SCRATCH_SIZE / 2`, so the
+/// verifier can prove every access in bounds.
+pub const SCRATCH_SIZE: usize = 16 * 1024;
+pub const SCRATCH_MASK: usize = SCRATCH_SIZE / 2 - 1;
+
+#[repr(C)]
+pub struct Scratch {
+    pub buf: [u8; SCRATCH_SIZE],
+}
+
+/// `vigil_common::maps::EVENTS`: every record, all CPUs. Userspace may resize it before load.
+#[map(name = "VIGIL_EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_SIZE_DEFAULT, 0);
+
+/// `vigil_common::maps::STATS`: per-CPU counters indexed by `KernelCounter`.
+#[map(name = "VIGIL_STATS")]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(KernelCounter::COUNT, 0);
+
+/// `vigil_common::maps::SCRATCH`: one assembly buffer per CPU.
+#[map(name = "VIGIL_SCRATCH")]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// `vigil_common::maps::GLOBAL_OFFSETS`, filled from BTF by userspace before load.
+#[unsafe(no_mangle)]
+pub static VIGIL_OFFSETS: KernelOffsets = KernelOffsets::MISSING;
+
+/// `vigil_common::maps::GLOBAL_CONFIG`, set by userspace before load.
+#[unsafe(no_mangle)]
+pub static VIGIL_CONFIG: KernelConfig = KernelConfig::DEFAULT;
+
+/// Reads one kernel offset. The volatile read keeps the compiler from folding the
+/// placeholder value in; the verifier sees the value userspace wrote into .rodata.
+macro_rules! offset {
+    ($field:ident) => {
+        // SAFETY: reading a field of an immutable global.
+        unsafe { core::ptr::read_volatile(&raw const $crate::maps::VIGIL_OFFSETS.$field) }
+    };
+}
+pub(crate) use offset;
+
+/// Reads one field of the kernel config (see [`offset`]).
+macro_rules! config {
+    ($field:ident) => {
+        // SAFETY: reading a field of an immutable global.
+        unsafe { core::ptr::read_volatile(&raw const $crate::maps::VIGIL_CONFIG.$field) }
+    };
+}
+pub(crate) use config;
+
+/// Adds one to a per-CPU counter.
+#[inline(always)]
+pub fn count(counter: KernelCounter) {
+    if let Some(slot) = STATS.get_ptr_mut(counter as u32) {
+        // SAFETY: per-CPU slot, only this CPU writes it and programs do not preempt each other
+        // on the same CPU for these hooks.
+        unsafe { *slot += 1 };
+    }
+}

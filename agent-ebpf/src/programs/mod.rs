@@ -1,0 +1,3 @@
+//! One file per family of hooks.
+
+pub mod process;

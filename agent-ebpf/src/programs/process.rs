@@ -1,0 +1,224 @@
+//! Process lifecycle: exec, fork, exit, from raw tracepoints (Linux 4.17+; no kprobes, no BTF
+//! trampolines needed). Capture only: these programs never block anything, so an internal
+//! error loses a field (counted), never the node.
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm,
+        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
+    },
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use vigil_common::{
+    event::EventKind,
+    process::{
+        ARGV_MAX, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_CWD_TRUNCATED,
+        EXEC_EXE_PATH_TRUNCATED, EXEC_FILENAME_TRUNCATED, EXEC_NO_LOGINUID, EXIT_GROUP_DEAD,
+        ExecEvent, ExitEvent, FILENAME_MAX, FORK_THREAD, ForkEvent,
+    },
+    offsets::OFFSET_MISSING,
+    stats::KernelCounter,
+};
+
+use crate::{
+    emit::{KindCounters, output, reserve_submit},
+    helpers::{
+        kread::{read_at, read_ptr},
+        path,
+        task::{self, TaskIds},
+    },
+    maps::{SCRATCH, SCRATCH_MASK, SCRATCH_SIZE, config, count, offset},
+};
+
+const EXEC: KindCounters = KindCounters {
+    submitted: KernelCounter::SubmittedExec,
+    full: KernelCounter::RingbufFullExec,
+};
+const FORK: KindCounters = KindCounters {
+    submitted: KernelCounter::SubmittedFork,
+    full: KernelCounter::RingbufFullFork,
+};
+const EXIT: KindCounters = KindCounters {
+    submitted: KernelCounter::SubmittedExit,
+    full: KernelCounter::RingbufFullExit,
+};
+
+/// `raw_tp/sched_process_exec(task, old_pid, bprm)`: emits an [`ExecEvent`] with the filename,
+/// argv, executable path and cwd trailing it. Runs after the new image is set up, so argv is
+/// read from the new mm.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn process_exec(ctx: RawTracePointContext) -> i32 {
+    let task: *const u8 = ctx.arg(0);
+    let bprm: *const u8 = ctx.arg(2);
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        count(KernelCounter::ScratchUnavailable);
+        return 0;
+    };
+    let buf = scratch.cast::<u8>();
+    let mut event = exec_identity(task);
+    let mut pos = size_of::<ExecEvent>();
+
+    let filename_len = read_filename(buf, pos, read_ptr(bprm, offset!(bprm_filename)));
+    if filename_len >= FILENAME_MAX - 1 {
+        event.flags |= EXEC_FILENAME_TRUNCATED;
+    }
+    event.filename_len = filename_len as u16;
+    pos += filename_len;
+
+    let (argv_len, argv_flags) = read_argv(buf, pos, read_ptr(task, offset!(task_mm)));
+    event.flags |= argv_flags;
+    event.argv_len = argv_len as u16;
+    pos += argv_len;
+
+    let file = read_ptr(bprm, offset!(bprm_file));
+    let exe = path::walk(buf, pos, file.wrapping_add(offset!(file_path) as usize));
+    if exe.truncated {
+        event.flags |= EXEC_EXE_PATH_TRUNCATED;
+    }
+    event.exe_path_len = exe.len as u16;
+    pos += exe.len;
+
+    let fs = read_ptr(task, offset!(task_fs));
+    let cwd = path::walk(buf, pos, fs.wrapping_add(offset!(fs_pwd) as usize));
+    if cwd.truncated {
+        event.flags |= EXEC_CWD_TRUNCATED;
+    }
+    event.cwd_len = cwd.len as u16;
+    pos += cwd.len;
+
+    let inode = read_ptr(file, offset!(file_inode));
+    event.exe_ino = read_at::<u64>(inode, offset!(inode_ino));
+    event.exe_dev = read_at::<u32>(read_ptr(inode, offset!(inode_sb)), offset!(sb_dev));
+
+    let size = pos & (SCRATCH_SIZE - 1);
+    event.header.size = size as u32;
+    // SAFETY: the scratch buffer holds SCRATCH_SIZE bytes and ExecEvent is far smaller;
+    // `write_unaligned` because the buffer is a byte array.
+    unsafe { buf.cast::<ExecEvent>().write_unaligned(event) };
+    // SAFETY: `size < SCRATCH_SIZE`, the bytes up to `size` were written above.
+    let record = unsafe { core::slice::from_raw_parts(buf, size) };
+    output(EXEC, record);
+    0
+}
+
+/// Everything of an exec record that does not trail it: ids, parent, credentials, comm.
+#[inline(always)]
+fn exec_identity(task: *const u8) -> ExecEvent {
+    let ids = task::ids(task);
+    let parent = task::parent_ids(task);
+    let cred = read_ptr(task, offset!(task_real_cred));
+    let mut event = ExecEvent {
+        header: task::header(EventKind::Exec, 0, ids),
+        ppid: parent.tgid,
+        uid: read_at::<u32>(cred, offset!(cred_uid)),
+        gid: read_at::<u32>(cred, offset!(cred_gid)),
+        euid: read_at::<u32>(cred, offset!(cred_euid)),
+        egid: read_at::<u32>(cred, offset!(cred_egid)),
+        loginuid: u32::MAX,
+        parent_start_time_ns: parent.start_time_ns,
+        comm: bpf_get_current_comm().unwrap_or_default(),
+        ..ExecEvent::default()
+    };
+    if offset!(task_loginuid) == OFFSET_MISSING {
+        event.flags |= EXEC_NO_LOGINUID;
+    } else {
+        event.loginuid = read_at::<u32>(task, offset!(task_loginuid));
+    }
+    event
+}
+
+/// Copies the execve filename to `buf[pos..]`; returns its length without the NUL.
+#[inline(always)]
+fn read_filename(buf: *mut u8, pos: usize, filename: *const u8) -> usize {
+    let at = pos & SCRATCH_MASK;
+    // SAFETY: `at + FILENAME_MAX` is within the scratch buffer; the helper checks the source.
+    let n = unsafe {
+        bpf_probe_read_kernel_str(buf.wrapping_add(at).cast(), FILENAME_MAX as u32, filename.cast())
+    };
+    if n <= 0 {
+        count(KernelCounter::ReadKernelFailed);
+        return 0;
+    }
+    (n as usize - 1) & (FILENAME_MAX - 1)
+}
+
+/// Copies the new image's argv area (NUL-separated strings) to `buf[pos..]`, at most
+/// [`ARGV_MAX`] bytes; returns the bytes copied and `EXEC_ARGV_*` flags.
+#[inline(always)]
+fn read_argv(buf: *mut u8, pos: usize, mm: *const u8) -> (usize, u32) {
+    let start = read_at::<u64>(mm, offset!(mm_arg_start));
+    let end = read_at::<u64>(mm, offset!(mm_arg_end));
+    let total = end.saturating_sub(start) as usize;
+    let (len, mut flags) = if total > ARGV_MAX {
+        (ARGV_MAX, EXEC_ARGV_TRUNCATED)
+    } else {
+        (total, 0)
+    };
+    let at = pos & SCRATCH_MASK;
+    // SAFETY: `at + len <= SCRATCH_MASK + ARGV_MAX < SCRATCH_SIZE`; the helper checks the
+    // user address and fails rather than faulting.
+    let ret = unsafe {
+        bpf_probe_read_user(buf.wrapping_add(at).cast(), len as u32, start as *const _)
+    };
+    if ret < 0 {
+        count(KernelCounter::ReadArgvFailed);
+        flags |= EXEC_ARGV_UNREADABLE;
+        return (0, flags);
+    }
+    (len, flags)
+}
+
+/// `raw_tp/sched_process_fork(parent, child)`: emits a [`ForkEvent`] for a new process, or for
+/// a new thread when `trace_threads` is set (otherwise threads are filtered here).
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn process_fork(ctx: RawTracePointContext) -> i32 {
+    let caller: *const u8 = ctx.arg(0);
+    let child: *const u8 = ctx.arg(1);
+    let ids = task::ids(child);
+    let thread = ids.pid != ids.tgid;
+    if thread && config!(trace_threads) == 0 {
+        return 0;
+    }
+    // The child's real parent, not the caller: they differ under CLONE_PARENT and for threads.
+    let parent = task::parent_ids(child);
+    let caller_ids: TaskIds = task::ids(caller);
+    let event = ForkEvent {
+        header: task::header(EventKind::Fork, size_of::<ForkEvent>(), ids),
+        parent_pid: caller_ids.pid,
+        parent_tgid: if thread { ids.tgid } else { parent.tgid },
+        parent_start_time_ns: if thread {
+            ids.start_time_ns
+        } else {
+            parent.start_time_ns
+        },
+        flags: if thread { FORK_THREAD } else { 0 },
+        _pad: 0,
+    };
+    reserve_submit(FORK, event);
+    0
+}
+
+/// `raw_tp/sched_process_exit(task)`: emits an [`ExitEvent`] when the last thread of a group
+/// exits (every thread's exit when `trace_threads` is set). `do_exit` decrements
+/// `signal->live` before this tracepoint, so zero means the group is dead.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn process_exit(ctx: RawTracePointContext) -> i32 {
+    let task: *const u8 = ctx.arg(0);
+    let signal = read_ptr(task, offset!(task_signal));
+    let group_dead = read_at::<i32>(signal, offset!(signal_live)) == 0;
+    if !group_dead && config!(trace_threads) == 0 {
+        return 0;
+    }
+    let event = ExitEvent {
+        header: task::header(
+            EventKind::Exit,
+            size_of::<ExitEvent>(),
+            task::ids(task),
+        ),
+        exit_code: read_at::<i32>(task, offset!(task_exit_code)) as u32,
+        flags: if group_dead { EXIT_GROUP_DEAD } else { 0 },
+    };
+    reserve_submit(EXIT, event);
+    0
+}

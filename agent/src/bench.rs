@@ -1,0 +1,199 @@
+//! `vigil bench`: the cost of Vigil on an event storm, measured against no tracer in the
+//! same run. Prints numbers; it is a benchmark, not a test.
+//!
+//! Kernel cost per event comes from BPF run-time statistics (enabled through
+//! `BPF_ENABLE_STATS` for the duration, restored when the fd closes); captured/generated
+//! compares the events the full pipeline produced for the storm's own children with the
+//! number of children spawned.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+
+use crate::{
+    clock::BootClock,
+    config::Config,
+    event::{Detail, Event},
+    export::{Exporter, json::JsonRenderer},
+    runtime::Agent,
+};
+
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum Storm {
+    /// fork+exec of a tiny static binary, `count` times, serially.
+    Exec {
+        #[arg(long, default_value_t = 3000)]
+        count: u32,
+        /// Runs of each variant; medians are reported.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+        /// Binary to exec (default: busybox-static's `true`, else /bin/true).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+}
+
+/// Counts exec events whose parent is this process, rendering every event as JSON on the way
+/// so the whole pipeline's cost is paid.
+struct StormCounter {
+    parent: u32,
+    execs: Arc<AtomicU64>,
+    renderer: JsonRenderer,
+    buf: Vec<u8>,
+}
+
+impl Exporter for StormCounter {
+    fn export(&mut self, events: &[Event]) -> std::io::Result<()> {
+        self.buf.clear();
+        for event in events {
+            self.renderer.render(event, &mut self.buf);
+            if let (Detail::Exec(exec), true) = (&event.detail, event.process.is_some()) {
+                if exec.parent.tgid == self.parent {
+                    self.execs.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn default_binary() -> (PathBuf, Vec<&'static str>) {
+    for busybox in ["/bin/busybox", "/usr/bin/busybox"] {
+        if Path::new(busybox).exists() {
+            return (busybox.into(), vec!["true"]);
+        }
+    }
+    ("/bin/true".into(), vec![])
+}
+
+fn storm(binary: &Path, args: &[&str], count: u32) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    for _ in 0..count {
+        let status = Command::new(binary)
+            .args(args)
+            .status()
+            .with_context(|| format!("running {}", binary.display()))?;
+        anyhow::ensure!(status.success(), "{} failed: {status}", binary.display());
+    }
+    Ok(start.elapsed())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+struct RunResult {
+    base: Duration,
+    traced: Duration,
+    captured: u64,
+    lost: u64,
+    /// (program, ns per run, runs)
+    programs: Vec<(&'static str, f64, u64)>,
+}
+
+async fn one_run(binary: &Path, args: &[&str], count: u32) -> anyhow::Result<RunResult> {
+    let (b, a) = (binary.to_owned(), args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let base = tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        storm(&b, &a, count)
+    })
+    .await??;
+
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .context("enabling BPF run-time statistics")?;
+    let execs = Arc::new(AtomicU64::new(0));
+    let exporter = StormCounter {
+        parent: std::process::id(),
+        execs: execs.clone(),
+        renderer: JsonRenderer::new("bench".into(), BootClock::now()),
+        buf: Vec::with_capacity(1 << 20),
+    };
+    let agent = Agent::start(&Config::default(), Box::new(exporter)).context("starting Vigil")?;
+    let before = agent.sensor().map(|s| s.program_stats()).unwrap_or_default();
+    let (b, a) = (binary.to_owned(), args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let traced = tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        storm(&b, &a, count)
+    })
+    .await??;
+    let after = agent.sensor().map(|s| s.program_stats()).unwrap_or_default();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let summary = agent.stop().await;
+    let programs = after
+        .iter()
+        .zip(&before)
+        .map(|((name, t1, n1), (_, t0, n0))| {
+            let runs = n1.saturating_sub(*n0);
+            let ns = t1.saturating_sub(*t0).as_nanos() as f64 / runs.max(1) as f64;
+            (*name, ns, runs)
+        })
+        .collect();
+    Ok(RunResult {
+        base,
+        traced,
+        captured: execs.load(Ordering::Relaxed),
+        lost: summary.lost,
+        programs,
+    })
+}
+
+pub async fn run(storm: Storm) -> anyhow::Result<()> {
+    let Storm::Exec {
+        count,
+        runs,
+        binary,
+    } = storm;
+    let (binary, args) = match binary {
+        Some(b) => (b, vec![]),
+        None => default_binary(),
+    };
+    println!(
+        "exec storm: {count} x fork+exec of {} {}, {runs} runs per variant (medians)",
+        binary.display(),
+        args.join(" ")
+    );
+    let mut results = Vec::new();
+    for run in 0..runs {
+        let r = one_run(&binary, &args, count).await?;
+        println!(
+            "  run {}: no tracer {:.3} s, vigil {:.3} s, captured {}/{}, lost {}",
+            run + 1,
+            r.base.as_secs_f64(),
+            r.traced.as_secs_f64(),
+            r.captured,
+            count,
+            r.lost
+        );
+        results.push(r);
+    }
+    let mut base: Vec<f64> = results.iter().map(|r| r.base.as_secs_f64()).collect();
+    let mut traced: Vec<f64> = results.iter().map(|r| r.traced.as_secs_f64()).collect();
+    let mut ratio: Vec<f64> = results
+        .iter()
+        .map(|r| r.traced.as_secs_f64() / r.base.as_secs_f64())
+        .collect();
+    let captured_min = results.iter().map(|r| r.captured).min().unwrap_or(0);
+    let lost_max = results.iter().map(|r| r.lost).max().unwrap_or(0);
+    println!();
+    println!("no tracer wall           {:.3} s (median)", median(&mut base));
+    println!("vigil wall               {:.3} s (median)", median(&mut traced));
+    println!("slowdown ratio           {:.3} (median of per-run ratios)", median(&mut ratio));
+    println!("captured/generated       {captured_min}/{count} (worst run), lost {lost_max}");
+    if let Some(first) = results.first() {
+        for (i, (name, _, _)) in first.programs.iter().enumerate() {
+            let mut ns: Vec<f64> = results.iter().filter_map(|r| r.programs.get(i)).map(|p| p.1).collect();
+            let runs = results.iter().filter_map(|r| r.programs.get(i)).map(|p| p.2).max().unwrap_or(0);
+            println!("kernel ns/event {name:<13} {:.0} ns (median; {runs} runs in the last window)", median(&mut ns));
+        }
+    }
+    Ok(())
+}

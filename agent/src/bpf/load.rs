@@ -1,0 +1,151 @@
+//! Load, attach and hand out the maps. Dropping a [`Sensor`] detaches every program.
+
+use std::time::Duration;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{ProgramError, RawTracePoint},
+};
+use vigil_common::{
+    config::KernelConfig,
+    maps::{EVENTS, GLOBAL_CONFIG, GLOBAL_OFFSETS, STATS, programs},
+};
+
+use super::{
+    OBJECT,
+    btf::{Btf, BtfError, VMLINUX_BTF_PATH},
+    offsets::{OffsetsError, resolve_offsets},
+    preflight::{self, PreflightError},
+};
+
+/// Every program Vigil attaches, with its hook. One table, so `probe`, load and the docs
+/// agree.
+pub const PROGRAMS: &[(&str, &str)] = &[
+    (programs::PROCESS_EXEC, "sched_process_exec"),
+    (programs::PROCESS_FORK, "sched_process_fork"),
+    (programs::PROCESS_EXIT, "sched_process_exit"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error("reading kernel BTF from {path}")]
+    Btf {
+        path: &'static str,
+        #[source]
+        source: BtfError,
+    },
+    #[error(transparent)]
+    Offsets(#[from] OffsetsError),
+    #[error("loading the eBPF object")]
+    Object(#[source] aya::EbpfError),
+    #[error("program `{name}` is missing from the eBPF object")]
+    MissingProgram { name: &'static str },
+    #[error("the kernel rejected program `{name}` (raw tracepoint {hook})")]
+    Program {
+        name: &'static str,
+        hook: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("map `{name}` is missing from the eBPF object or has the wrong type")]
+    Map { name: &'static str },
+}
+
+/// What the kernel side is configured with before load.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    pub kernel: KernelConfig,
+    pub ring_buffer_bytes: u32,
+}
+
+/// A program that is loaded and attached.
+#[derive(Clone, Debug)]
+pub struct AttachedProgram {
+    pub name: &'static str,
+    pub hook: &'static str,
+}
+
+/// The loaded object with its programs attached.
+pub struct Sensor {
+    ebpf: Ebpf,
+    pub attached: Vec<AttachedProgram>,
+}
+
+impl Sensor {
+    /// Checks privileges and BTF, resolves offsets, loads and attaches every program.
+    pub fn load(options: &LoadOptions) -> Result<Self, BpfError> {
+        preflight::check_privileges()?;
+        preflight::check_btf()?;
+        let btf = Btf::from_file(std::path::Path::new(VMLINUX_BTF_PATH)).map_err(|source| {
+            BpfError::Btf {
+                path: VMLINUX_BTF_PATH,
+                source,
+            }
+        })?;
+        let offsets = resolve_offsets(&btf)?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(GLOBAL_OFFSETS, &offsets, true)
+            .override_global(GLOBAL_CONFIG, &options.kernel, true)
+            .map_max_entries(EVENTS, options.ring_buffer_bytes)
+            .load(OBJECT)
+            .map_err(BpfError::Object)?;
+        let mut attached = Vec::with_capacity(PROGRAMS.len());
+        for &(name, hook) in PROGRAMS {
+            attach_raw_tracepoint(&mut ebpf, name, hook)?;
+            attached.push(AttachedProgram { name, hook });
+        }
+        Ok(Self { ebpf, attached })
+    }
+
+    /// Takes the event ring buffer (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, BpfError> {
+        self.ebpf
+            .take_map(EVENTS)
+            .and_then(|map| RingBuf::try_from(map).ok())
+            .ok_or(BpfError::Map { name: EVENTS })
+    }
+
+    /// Takes the per-CPU kernel counters (once).
+    pub fn take_stats(&mut self) -> Result<PerCpuArray<MapData, u64>, BpfError> {
+        self.ebpf
+            .take_map(STATS)
+            .and_then(|map| PerCpuArray::try_from(map).ok())
+            .ok_or(BpfError::Map { name: STATS })
+    }
+
+    /// Cumulative run time and run count of each attached program (only advancing while
+    /// `kernel.bpf_stats_enabled` is 1).
+    pub fn program_stats(&self) -> Vec<(&'static str, Duration, u64)> {
+        program_stats(&self.ebpf)
+    }
+}
+
+/// Run time and count per program of `ebpf`.
+pub fn program_stats(ebpf: &Ebpf) -> Vec<(&'static str, Duration, u64)> {
+    PROGRAMS
+        .iter()
+        .filter_map(|&(name, _)| {
+            let info = ebpf.program(name)?.info().ok()?;
+            Some((name, info.run_time(), info.run_count()))
+        })
+        .collect()
+}
+
+fn attach_raw_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    hook: &'static str,
+) -> Result<(), BpfError> {
+    let program: &mut RawTracePoint = ebpf
+        .program_mut(name)
+        .ok_or(BpfError::MissingProgram { name })?
+        .try_into()
+        .map_err(|source| BpfError::Program { name, hook, source })?;
+    program
+        .load()
+        .and_then(|()| program.attach(hook).map(drop))
+        .map_err(|source| BpfError::Program { name, hook, source })
+}

@@ -1,0 +1,72 @@
+//! Filling [`KernelOffsets`] from the running kernel's BTF.
+
+use vigil_common::offsets::{KernelOffsets, OFFSET_MISSING};
+
+use super::btf::{Btf, BtfError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OffsetsError {
+    #[error("kernel BTF has no `{strukt}.{member}`, which Vigil needs for `{field}`")]
+    Required {
+        field: &'static str,
+        strukt: &'static str,
+        member: &'static str,
+        #[source]
+        source: BtfError,
+    },
+}
+
+/// Resolves every offset the programs read. A missing optional member is marked
+/// [`OFFSET_MISSING`] (the programs then skip it); a missing required one is an error.
+pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
+    let mut offsets = KernelOffsets::MISSING;
+    for field in KernelOffsets::FIELDS {
+        let value = match btf.member_offset(field.strukt, field.member) {
+            Ok(value) => value,
+            Err(source) if field.required => {
+                return Err(OffsetsError::Required {
+                    field: field.name,
+                    strukt: field.strukt,
+                    member: field.member,
+                    source,
+                });
+            }
+            Err(_) => OFFSET_MISSING,
+        };
+        offsets.set(field.name, value);
+    }
+    Ok(offsets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_of_the_table_is_settable() {
+        let mut offsets = KernelOffsets::MISSING;
+        for (i, field) in KernelOffsets::FIELDS.iter().enumerate() {
+            assert!(offsets.set(field.name, i as u32), "{}", field.name);
+        }
+        assert!(!offsets.set("no_such_field", 1));
+        assert_eq!(offsets.task_pid, 0);
+    }
+
+    #[test]
+    fn resolves_on_this_kernel() {
+        let path = std::path::Path::new(super::super::VMLINUX_BTF_PATH);
+        if !path.exists() {
+            eprintln!("skipped: {} is absent on this machine", path.display());
+            return;
+        }
+        let btf = Btf::from_file(path).expect("vmlinux BTF parses");
+        let offsets = resolve_offsets(&btf).expect("every required offset resolves");
+        assert!(offsets.task_pid < offsets.task_tgid);
+        assert_ne!(offsets.dentry_name, OFFSET_MISSING);
+        for field in KernelOffsets::FIELDS.iter().filter(|f| f.required) {
+            let mut probe = offsets;
+            assert!(probe.set(field.name, OFFSET_MISSING));
+            assert_ne!(probe, offsets, "{} was left missing", field.name);
+        }
+    }
+}

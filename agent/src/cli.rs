@@ -1,0 +1,158 @@
+//! Command line: `vigil run | probe | bench | config`.
+
+use std::{
+    fs::OpenOptions,
+    io::{BufWriter, Write},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use vigil::{
+    bench,
+    bpf::probe,
+    clock::BootClock,
+    config::{Config, DEFAULT_TOML},
+    export::{Exporter, JsonLines, json::JsonRenderer},
+    node::node_name,
+    runtime::Agent,
+};
+
+#[derive(Parser)]
+#[command(name = "vigil", version, about = "eBPF runtime workload security sensor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the sensors and stream events as JSON lines (needs root or CAP_BPF+CAP_PERFMON).
+    Run {
+        /// Config file (TOML); the embedded default when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// `stdout` or a file to append to; overrides `output.target`.
+        #[arg(long)]
+        output: Option<String>,
+    },
+    /// Report which hooks this kernel allows and which Vigil uses.
+    Probe {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure Vigil's cost on an event storm.
+    Bench {
+        #[command(subcommand)]
+        storm: bench::Storm,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print the embedded default configuration (every key, documented).
+    Default,
+    /// Parse and validate a config file.
+    Check { file: PathBuf },
+}
+
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match dispatch(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("vigil: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { config, output } => run(config, output),
+        Command::Probe { json } => {
+            let report = probe::probe();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { storm } => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(bench::run(storm))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config { action } => {
+            match action {
+                ConfigAction::Default => print!("{DEFAULT_TOML}"),
+                ConfigAction::Check { file } => {
+                    Config::load(Some(&file))?;
+                    println!("{}: ok", file.display());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run(config: Option<PathBuf>, output: Option<String>) -> anyhow::Result<ExitCode> {
+    let mut config = Config::load(config.as_deref())?;
+    if let Some(output) = output {
+        config.output.target = output;
+    }
+    let renderer = JsonRenderer::new(node_name(&config.node_name), BootClock::now());
+    let exporter: Box<dyn Exporter> = if config.output.target == "stdout" {
+        Box::new(JsonLines::new(renderer, BufWriter::new(std::io::stdout())))
+    } else {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&config.output.target)
+            .with_context(|| format!("opening output file {}", config.output.target))?;
+        Box::new(JsonLines::new(renderer, BufWriter::new(file)))
+    };
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async move {
+        let agent = Agent::start(&config, exporter).context("starting the sensor")?;
+        let hooks: Vec<&str> = agent.attached().iter().map(|p| p.hook).collect();
+        tracing::info!(?hooks, "Vigil is running.");
+        wait_for_stop(&agent).await?;
+        tracing::info!("Shutting down: detaching programs and draining events.");
+        let summary = agent.stop().await;
+        let _ = std::io::stdout().flush();
+        tracing::info!(events = summary.events, lost = summary.lost, "Stopped.");
+        match summary.export_error {
+            Some(error) => anyhow::bail!("writing events failed: {error}"),
+            None => Ok(ExitCode::SUCCESS),
+        }
+    })
+}
+
+/// Returns on SIGINT, SIGTERM, or when the pipeline stopped by itself.
+async fn wait_for_stop(agent: &Agent) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut check = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = check.tick() => if agent.pipeline_finished() { return Ok(()) },
+        }
+    }
+}

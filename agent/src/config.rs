@@ -1,0 +1,251 @@
+//! The agent's configuration: one TOML file, every section optional, defaults embedded
+//! (`config/default.toml`, which is also the documentation of every key).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The embedded default configuration, as shipped.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("{origin}: `{field}` {problem}")]
+    Invalid {
+        origin: String,
+        field: &'static str,
+        problem: String,
+    },
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub node_name: String,
+    pub output: OutputConfig,
+    pub process: ProcessConfig,
+    pub ring_buffer: RingBufferConfig,
+    pub pipeline: PipelineConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessConfig {
+    pub trace_threads: bool,
+    pub cache_max_entries: usize,
+    pub exit_grace_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RingBufferConfig {
+    pub size_bytes: u32,
+    pub poll_interval_ms: u64,
+    pub wakeup_threshold_bytes: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub queue_capacity: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    pub loss_report_interval_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_name: String::new(),
+            output: OutputConfig::default(),
+            process: ProcessConfig::default(),
+            ring_buffer: RingBufferConfig::default(),
+            pipeline: PipelineConfig::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self {
+            target: "stdout".into(),
+        }
+    }
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        Self {
+            trace_threads: false,
+            cache_max_entries: 65_536,
+            exit_grace_ms: 5_000,
+        }
+    }
+}
+
+impl Default for RingBufferConfig {
+    fn default() -> Self {
+        Self {
+            size_bytes: 8 * 1024 * 1024,
+            poll_interval_ms: 10,
+            wakeup_threshold_bytes: 256 * 1024,
+        }
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 65_536,
+        }
+    }
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            loss_report_interval_ms: 1_000,
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path`, or the embedded default when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            None => Self::parse(DEFAULT_TOML, "embedded default config"),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Self::parse(&text, &path.display().to_string())
+            }
+        }
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors (a file path).
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: describe_toml_error(text, &e),
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |field, problem: &str| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            field,
+            problem: problem.to_owned(),
+        };
+        let rb = &self.ring_buffer;
+        if rb.size_bytes < 4096 || !rb.size_bytes.is_power_of_two() {
+            return Err(invalid(
+                "ring_buffer.size_bytes",
+                &format!("must be a power of two of at least 4096, not {}", rb.size_bytes),
+            ));
+        }
+        if rb.wakeup_threshold_bytes == 0 || rb.wakeup_threshold_bytes > rb.size_bytes {
+            return Err(invalid(
+                "ring_buffer.wakeup_threshold_bytes",
+                "must be between 1 and ring_buffer.size_bytes",
+            ));
+        }
+        if rb.poll_interval_ms == 0 || rb.poll_interval_ms > 1_000 {
+            return Err(invalid(
+                "ring_buffer.poll_interval_ms",
+                "must be between 1 and 1000",
+            ));
+        }
+        if self.pipeline.queue_capacity == 0 {
+            return Err(invalid("pipeline.queue_capacity", "must be at least 1"));
+        }
+        if self.process.cache_max_entries == 0 {
+            return Err(invalid("process.cache_max_entries", "must be at least 1"));
+        }
+        if self.telemetry.loss_report_interval_ms == 0 {
+            return Err(invalid(
+                "telemetry.loss_report_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        if self.output.target.is_empty() {
+            return Err(invalid("output.target", "must be `stdout` or a file path"));
+        }
+        Ok(())
+    }
+}
+
+/// A TOML error as "line L, column C: message".
+fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message();
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_equals_code_defaults() {
+        let parsed = Config::load(None).expect("embedded default parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        assert_eq!(Config::parse("", "t").expect("parses"), Config::default());
+    }
+
+    #[test]
+    fn unknown_field_names_line_column_and_field() {
+        let err = Config::parse("[process]\ntrace_thread = true\n", "/etc/vigil/vigil.toml")
+            .expect_err("unknown field");
+        let text = err.to_string();
+        assert!(text.starts_with("/etc/vigil/vigil.toml: line 2, column 1"), "{text}");
+        assert!(text.contains("trace_thread"), "{text}");
+    }
+
+    #[test]
+    fn invalid_value_names_field() {
+        let err = Config::parse("[ring_buffer]\nsize_bytes = 1000\n", "cfg.toml")
+            .expect_err("not a power of two");
+        assert!(err.to_string().contains("ring_buffer.size_bytes"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported_with_position() {
+        let err = Config::parse("[pipeline]\nqueue_capacity = \"big\"\n", "c.toml")
+            .expect_err("wrong type");
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+}

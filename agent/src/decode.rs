@@ -1,0 +1,199 @@
+//! Ring-buffer bytes -> typed [`KernelEvent`]s, validated. Nothing past this module touches
+//! wire structs.
+
+use vigil_common::{
+    event::{EventKind, Header},
+    process::{
+        ARGS_MAX, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_CWD_TRUNCATED,
+        EXEC_EXE_PATH_TRUNCATED, EXEC_FILENAME_TRUNCATED, EXEC_NO_LOGINUID, EXIT_GROUP_DEAD,
+        ExecEvent, ExitEvent, FORK_THREAD, ForkEvent,
+    },
+};
+
+use crate::{
+    event::{Creds, Exec, Exit, Fork, KernelEvent, Task, WalkedPath},
+    process::ProcessKey,
+};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than {need} bytes needed for {what}")]
+    Truncated {
+        what: &'static str,
+        len: usize,
+        need: usize,
+    },
+    #[error("record has unknown kind {kind}")]
+    UnknownKind { kind: u16 },
+    #[error("{kind} record says it is {claimed} bytes but {len} bytes arrived")]
+    SizeMismatch {
+        kind: &'static str,
+        claimed: usize,
+        len: usize,
+    },
+    #[error("{kind} record's trailing sections need {need} bytes but only {len} arrived")]
+    SectionsOverflow {
+        kind: &'static str,
+        need: usize,
+        len: usize,
+    },
+}
+
+impl DecodeError {
+    /// Stable label for the `cause` of the decode-error counter.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Self::Truncated { .. } => "truncated",
+            Self::UnknownKind { .. } => "unknown_kind",
+            Self::SizeMismatch { .. } => "size_mismatch",
+            Self::SectionsOverflow { .. } => "sections_overflow",
+        }
+    }
+}
+
+/// Reads a plain-data wire struct from the front of `bytes`.
+fn read_struct<T: Copy>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need {
+        return Err(DecodeError::Truncated {
+            what,
+            len: bytes.len(),
+            need,
+        });
+    }
+    // SAFETY: `bytes` holds at least `size_of::<T>()` bytes; callers only use the repr(C)
+    // integer-only wire structs of vigil_common, valid for any bit pattern.
+    Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
+    let header: Header = read_struct(bytes, "header")?;
+    let kind = EventKind::from_u16(header.kind).ok_or(DecodeError::UnknownKind { kind: header.kind })?;
+    let claimed = header.size as usize;
+    if claimed < kind.fixed_size() || claimed > bytes.len() {
+        return Err(DecodeError::SizeMismatch {
+            kind: kind.name(),
+            claimed,
+            len: bytes.len(),
+        });
+    }
+    let bytes = &bytes[..claimed];
+    match kind {
+        EventKind::Exec => decode_exec(bytes).map(KernelEvent::Exec),
+        EventKind::Fork => decode_fork(bytes).map(KernelEvent::Fork),
+        EventKind::Exit => decode_exit(bytes).map(KernelEvent::Exit),
+    }
+}
+
+fn task(header: &Header) -> Task {
+    Task {
+        pid: header.pid,
+        key: ProcessKey::new(header.tgid, header.start_time_ns),
+        cgroup_id: header.cgroup_id,
+        time_ns: header.time_ns,
+    }
+}
+
+fn decode_exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
+    let raw: ExecEvent = read_struct(bytes, "exec")?;
+    let mut rest = &bytes[size_of::<ExecEvent>()..];
+    let lens = [raw.filename_len, raw.argv_len, raw.exe_path_len, raw.cwd_len].map(usize::from);
+    let need: usize = lens.iter().sum();
+    if need > rest.len() {
+        return Err(DecodeError::SectionsOverflow {
+            kind: "exec",
+            need,
+            len: rest.len(),
+        });
+    }
+    let mut take = |len: usize| {
+        let (section, tail) = rest.split_at(len);
+        rest = tail;
+        section
+    };
+    let [filename, argv, exe, cwd] = lens.map(&mut take);
+    let flag = |bit: u32| raw.flags & bit != 0;
+    let (args, too_many) = split_args(argv);
+    Ok(Exec {
+        task: task(&raw.header),
+        parent: ProcessKey::new(raw.ppid, raw.parent_start_time_ns),
+        creds: Creds {
+            uid: raw.uid,
+            gid: raw.gid,
+            euid: raw.euid,
+            egid: raw.egid,
+            loginuid: (!flag(EXEC_NO_LOGINUID) && raw.loginuid != u32::MAX).then_some(raw.loginuid),
+        },
+        comm: until_nul(&raw.comm).to_vec(),
+        filename: until_nul(filename).to_vec(),
+        filename_truncated: flag(EXEC_FILENAME_TRUNCATED),
+        args,
+        args_truncated: flag(EXEC_ARGV_TRUNCATED) || too_many,
+        args_unreadable: flag(EXEC_ARGV_UNREADABLE),
+        binary: WalkedPath {
+            path: join_components(exe),
+            truncated: flag(EXEC_EXE_PATH_TRUNCATED),
+        },
+        cwd: WalkedPath {
+            path: join_components(cwd),
+            truncated: flag(EXEC_CWD_TRUNCATED),
+        },
+        exe_inode: raw.exe_ino,
+        exe_dev: raw.exe_dev,
+    })
+}
+
+fn decode_fork(bytes: &[u8]) -> Result<Fork, DecodeError> {
+    let raw: ForkEvent = read_struct(bytes, "fork")?;
+    Ok(Fork {
+        task: task(&raw.header),
+        parent: ProcessKey::new(raw.parent_tgid, raw.parent_start_time_ns),
+        caller_pid: raw.parent_pid,
+        thread: raw.flags & FORK_THREAD != 0,
+    })
+}
+
+fn decode_exit(bytes: &[u8]) -> Result<Exit, DecodeError> {
+    let raw: ExitEvent = read_struct(bytes, "exit")?;
+    Ok(Exit {
+        task: task(&raw.header),
+        exit_code: raw.exit_code,
+        group_dead: raw.flags & EXIT_GROUP_DEAD != 0,
+    })
+}
+
+fn until_nul(bytes: &[u8]) -> &[u8] {
+    bytes.split(|&b| b == 0).next().unwrap_or_default()
+}
+
+/// Splits the argv area (NUL-terminated strings; the last one may be cut by truncation) into
+/// at most [`ARGS_MAX`] arguments. Empty arguments are kept: `""` is a real argument.
+/// Returns the arguments and whether some were dropped for exceeding the count.
+pub fn split_args(area: &[u8]) -> (Vec<Vec<u8>>, bool) {
+    if area.is_empty() {
+        return (Vec::new(), false);
+    }
+    let area = area.strip_suffix(&[0]).unwrap_or(area);
+    let mut args: Vec<Vec<u8>> = area.split(|&b| b == 0).map(<[u8]>::to_vec).collect();
+    let too_many = args.len() > ARGS_MAX;
+    args.truncate(ARGS_MAX);
+    (args, too_many)
+}
+
+/// Turns walked components (leaf first, each NUL-terminated) into an absolute path.
+pub fn join_components(section: &[u8]) -> Vec<u8> {
+    let section = section.strip_suffix(&[0]).unwrap_or(section);
+    if section.is_empty() {
+        return b"/".to_vec();
+    }
+    let mut path = Vec::with_capacity(section.len() + 1);
+    for component in section.rsplit(|&b| b == 0) {
+        path.push(b'/');
+        path.extend_from_slice(component);
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,159 @@
+//! Domain events: what the pipeline works with after `decode`, and what exporters receive.
+//! Strings from the kernel stay bytes here; exporters decide how to render them.
+
+use std::sync::Arc;
+
+use crate::process::{Process, ProcessKey};
+
+/// A task as a kernel record names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Task {
+    /// Thread id.
+    pub pid: u32,
+    /// Identity of the process the thread belongs to.
+    pub key: ProcessKey,
+    pub cgroup_id: u64,
+    /// CLOCK_BOOTTIME nanoseconds when the kernel made the record.
+    pub time_ns: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Creds {
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    /// Audit login uid; `None` when unset or not available on this kernel.
+    pub loginuid: Option<u32>,
+}
+
+/// A path read by a bounded walk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WalkedPath {
+    pub path: Vec<u8>,
+    /// The walk stopped before the root: `path` is only the deepest part.
+    pub truncated: bool,
+}
+
+/// `sched_process_exec`, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exec {
+    pub task: Task,
+    pub parent: ProcessKey,
+    pub creds: Creds,
+    pub comm: Vec<u8>,
+    /// The filename as passed to execve (may be relative).
+    pub filename: Vec<u8>,
+    pub filename_truncated: bool,
+    pub args: Vec<Vec<u8>>,
+    pub args_truncated: bool,
+    /// Reading argv failed in the kernel: `args` is empty, not the real argv.
+    pub args_unreadable: bool,
+    /// Path of the executed file, resolved in the kernel.
+    pub binary: WalkedPath,
+    pub cwd: WalkedPath,
+    pub exe_inode: u64,
+    /// Kernel `dev_t` of the executed file's filesystem (major << 20 | minor).
+    pub exe_dev: u32,
+}
+
+/// `sched_process_fork`, decoded: `task` is the child.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fork {
+    pub task: Task,
+    pub parent: ProcessKey,
+    /// Thread id of the task that called fork/clone.
+    pub caller_pid: u32,
+    /// A thread of an existing process rather than a new process.
+    pub thread: bool,
+}
+
+/// `sched_process_exit`, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exit {
+    pub task: Task,
+    /// Raw `task->exit_code`.
+    pub exit_code: u32,
+    /// The whole thread group is gone.
+    pub group_dead: bool,
+}
+
+impl Exit {
+    /// Exit status for a normal exit, `None` when killed by a signal.
+    pub fn status(&self) -> Option<u8> {
+        (self.exit_code & 0x7f == 0).then_some(((self.exit_code >> 8) & 0xff) as u8)
+    }
+
+    /// The signal that killed the task, if any.
+    pub fn signal(&self) -> Option<u8> {
+        let sig = (self.exit_code & 0x7f) as u8;
+        (sig != 0).then_some(sig)
+    }
+
+    pub fn core_dumped(&self) -> bool {
+        self.exit_code & 0x80 != 0
+    }
+}
+
+/// A kernel record after decoding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelEvent {
+    Exec(Exec),
+    Fork(Fork),
+    Exit(Exit),
+}
+
+impl KernelEvent {
+    pub fn task(&self) -> &Task {
+        match self {
+            Self::Exec(e) => &e.task,
+            Self::Fork(e) => &e.task,
+            Self::Exit(e) => &e.task,
+        }
+    }
+}
+
+/// Events lost before reaching the pipeline, by cause, since the previous report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Loss {
+    pub counts: Vec<(&'static str, u64)>,
+}
+
+impl Loss {
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// What an event is about, beyond its process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Detail {
+    Exec(Exec),
+    Fork(Fork),
+    Exit(Exit),
+    Loss(Loss),
+}
+
+impl Detail {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Exec(_) => "exec",
+            Self::Fork(_) => "fork",
+            Self::Exit(_) => "exit",
+            Self::Loss(_) => "loss",
+        }
+    }
+}
+
+/// An event as exporters see it: the detail plus its process and parent, resolved by the
+/// process cache.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// CLOCK_BOOTTIME nanoseconds when it happened.
+    pub time_ns: u64,
+    /// Thread id of the task (the process's tgid for loss events: 0).
+    pub pid: u32,
+    pub process: Option<Arc<Process>>,
+    pub parent: Option<Arc<Process>>,
+    pub detail: Detail,
+}

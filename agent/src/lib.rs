@@ -1,0 +1,20 @@
+//! Vigil's userspace agent, as a library so that the privileged tests and benchmarks drive
+//! the same code as the `vigil` binary.
+//!
+//! One direction of flow: `bpf` (load, attach) -> `source` (ring-buffer reader, batches) ->
+//! `pipeline` (`decode` -> `process` cache) -> `export` (JSON lines), with `telemetry`
+//! accounting for every loss and `runtime` supervising it all.
+
+pub mod bench;
+pub mod bpf;
+pub mod clock;
+pub mod config;
+pub mod decode;
+pub mod event;
+pub mod export;
+pub mod node;
+pub mod pipeline;
+pub mod process;
+pub mod runtime;
+pub mod source;
+pub mod telemetry;

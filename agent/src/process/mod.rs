@@ -1,0 +1,41 @@
+//! The process cache: which process (and which exec of it) every event belongs to.
+
+mod cache;
+mod key;
+
+pub use cache::{CacheStats, ProcessCache, ProcessCacheConfig};
+pub use key::{ExecId, ProcessKey};
+
+use crate::event::{Creds, WalkedPath};
+
+/// How the cache learned about a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Seen exec'ing.
+    Exec,
+    /// Seen being forked; runs its parent's image until it execs.
+    Fork,
+    /// Only seen in other events (started before Vigil, or its fork/exec was lost).
+    Unknown,
+}
+
+/// What is known about one exec of one process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Process {
+    pub key: ProcessKey,
+    pub exec_id: ExecId,
+    /// Thread-group id of the real parent, 0 when unknown.
+    pub ppid: u32,
+    /// The real parent, when known.
+    pub parent: Option<ProcessKey>,
+    /// The parent's exec at the time of the fork.
+    pub parent_exec_id: Option<ExecId>,
+    pub binary: WalkedPath,
+    pub args: Vec<Vec<u8>>,
+    pub args_truncated: bool,
+    pub cwd: WalkedPath,
+    pub creds: Creds,
+    pub comm: Vec<u8>,
+    pub cgroup_id: u64,
+    pub origin: Origin,
+}

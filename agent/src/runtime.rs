@@ -1,0 +1,203 @@
+//! The supervisor: loads the sensor, starts the reader and the pipeline, and shuts them down
+//! in order (detach the programs, drain the ring, drain the queue, report final losses).
+
+use std::{sync::Arc, time::Duration};
+
+use aya::maps::{MapData, PerCpuArray};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+use vigil_common::{config::KernelConfig, stats::KernelCounter};
+
+use crate::{
+    bpf::{AttachedProgram, BpfError, LoadOptions, Sensor},
+    clock::boot_now_ns,
+    config::Config,
+    export::Exporter,
+    pipeline::Pipeline,
+    process::ProcessCacheConfig,
+    source::{Batch, RingReader, RingReaderConfig},
+    telemetry::{Counters, KernelStats, LossTracker, read_kernel_totals},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Bpf(#[from] BpfError),
+    #[error("registering the ring buffer with the event loop")]
+    Reactor(#[source] std::io::Error),
+}
+
+/// What a run did, reported at shutdown.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub events: u64,
+    pub lost: u64,
+    pub kernel: KernelStats,
+    /// Set when an exporter failed and stopped the run.
+    pub export_error: Option<String>,
+}
+
+impl Summary {
+    pub fn submitted(&self, counter: KernelCounter) -> u64 {
+        self.kernel[counter as usize]
+    }
+}
+
+/// A running agent. Must be started and stopped inside a tokio runtime.
+pub struct Agent {
+    sensor: Option<Sensor>,
+    attached: Vec<AttachedProgram>,
+    shutdown: watch::Sender<bool>,
+    reader: JoinHandle<()>,
+    pipeline: JoinHandle<Summary>,
+}
+
+impl Agent {
+    /// Loads and attaches the programs and starts draining: events flow to `exporter` as soon
+    /// as this returns.
+    pub fn start(config: &Config, exporter: Box<dyn Exporter>) -> Result<Self, StartError> {
+        let mut sensor = Sensor::load(&LoadOptions {
+            kernel: KernelConfig {
+                trace_threads: u32::from(config.process.trace_threads),
+                wakeup_threshold_bytes: config.ring_buffer.wakeup_threshold_bytes,
+            },
+            ring_buffer_bytes: config.ring_buffer.size_bytes,
+        })?;
+        let ring = sensor.take_events()?;
+        let stats = sensor.take_stats()?;
+        let counters = Arc::new(Counters::default());
+        let queue_batches = (config.pipeline.queue_capacity / 1024).max(1);
+        let (tx, rx) = mpsc::channel(queue_batches);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let reader = RingReader::new(
+            ring,
+            RingReaderConfig {
+                poll_interval: Duration::from_millis(config.ring_buffer.poll_interval_ms),
+            },
+            tx,
+            counters.clone(),
+        )
+        .map_err(StartError::Reactor)?;
+        let reader = tokio::spawn(reader.run(shutdown_rx));
+        let pipeline = Pipeline::new(
+            ProcessCacheConfig {
+                max_entries: config.process.cache_max_entries,
+                exit_grace_ns: config.process.exit_grace_ms * 1_000_000,
+            },
+            counters.clone(),
+        );
+        let task = PipelineTask {
+            rx,
+            pipeline,
+            exporter,
+            stats,
+            counters,
+            loss_interval: Duration::from_millis(config.telemetry.loss_report_interval_ms),
+        };
+        let pipeline = tokio::spawn(task.run());
+        let attached = sensor.attached.clone();
+        Ok(Self {
+            sensor: Some(sensor),
+            attached,
+            shutdown,
+            reader,
+            pipeline,
+        })
+    }
+
+    pub fn attached(&self) -> &[AttachedProgram] {
+        &self.attached
+    }
+
+    /// The loaded sensor (for program statistics), until [`Agent::stop`].
+    pub fn sensor(&self) -> Option<&Sensor> {
+        self.sensor.as_ref()
+    }
+
+    /// Resolves when the pipeline has stopped by itself (an exporter failed).
+    pub fn pipeline_finished(&self) -> bool {
+        self.pipeline.is_finished()
+    }
+
+    /// Detaches the programs, drains what they produced and returns the run's summary.
+    pub async fn stop(mut self) -> Summary {
+        drop(self.sensor.take());
+        let _ = self.shutdown.send(true);
+        let _ = (&mut self.reader).await;
+        (&mut self.pipeline).await.unwrap_or_default()
+    }
+}
+
+struct PipelineTask {
+    rx: mpsc::Receiver<Batch>,
+    pipeline: Pipeline,
+    exporter: Box<dyn Exporter>,
+    stats: PerCpuArray<MapData, u64>,
+    counters: Arc<Counters>,
+    loss_interval: Duration,
+}
+
+impl PipelineTask {
+    async fn run(mut self) -> Summary {
+        let mut summary = Summary::default();
+        let mut losses = LossTracker::default();
+        let mut tick = tokio::time::interval(self.loss_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut out = Vec::with_capacity(1024);
+        loop {
+            tokio::select! {
+                batch = self.rx.recv() => {
+                    let Some(batch) = batch else { break };
+                    self.pipeline.process_batch(&batch, &mut out);
+                }
+                _ = tick.tick() => {
+                    self.report_loss(&mut losses, &mut out);
+                    self.pipeline.tick(boot_now_ns());
+                }
+            }
+            if let Err(error) = self.flush(&mut out, &mut summary) {
+                tracing::error!(%error, "Exporter failed; stopping the pipeline.");
+                summary.export_error = Some(error.to_string());
+                break;
+            }
+        }
+        self.report_loss(&mut losses, &mut out);
+        let _ = self.flush(&mut out, &mut summary);
+        summary.kernel = *losses.kernel_totals();
+        summary.lost += losses_total(&summary.kernel, &self.counters);
+        summary
+    }
+
+    fn report_loss(&mut self, losses: &mut LossTracker, out: &mut Vec<crate::event::Event>) {
+        let kernel = read_kernel_totals(&self.stats, losses.kernel_totals());
+        if let Some(loss) = losses.update(kernel, self.counters.snapshot()) {
+            tracing::error!(lost = loss.total(), "Events were lost; see the loss event for causes.");
+            out.push(Pipeline::loss_event(loss, boot_now_ns()));
+        }
+    }
+
+    fn flush(
+        &mut self,
+        out: &mut Vec<crate::event::Event>,
+        summary: &mut Summary,
+    ) -> std::io::Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        summary.events += out.len() as u64;
+        let result = self.exporter.export(out);
+        out.clear();
+        result
+    }
+}
+
+fn losses_total(kernel: &KernelStats, counters: &Counters) -> u64 {
+    let kernel_lost: u64 = KernelCounter::ALL
+        .iter()
+        .filter(|c| c.is_loss())
+        .map(|&c| kernel[c as usize])
+        .sum();
+    kernel_lost + counters.snapshot().iter().sum::<u64>()
+}
