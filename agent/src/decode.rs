@@ -15,6 +15,8 @@ use crate::{
     process::ProcessKey,
 };
 
+pub mod encode;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("record of {len} bytes is shorter than {need} bytes needed for {what}")]

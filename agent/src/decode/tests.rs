@@ -1,0 +1,146 @@
+use vigil_common::process::{ARGS_MAX, EXEC_ARGV_TRUNCATED, EXEC_CWD_TRUNCATED};
+
+use super::{
+    encode::{self, ExecSpec, Ids},
+    *,
+};
+
+fn ids() -> Ids {
+    Ids {
+        time_ns: 5_000,
+        pid: 101,
+        tgid: 100,
+        start_time_ns: 1_000,
+        cgroup_id: 7,
+    }
+}
+
+fn sample_exec() -> Vec<u8> {
+    encode::exec(&ExecSpec {
+        ids: ids(),
+        ppid: 1,
+        parent_start_time_ns: 10,
+        uid: 1000,
+        comm: b"caf\xe9",
+        filename: b"./run me",
+        args: &[b"./run me", b"", b"with space", b"caf\xe9", b"\"quoted\""],
+        binary: b"/opt/app/run me",
+        cwd: b"/home/u",
+        ..ExecSpec::default()
+    })
+}
+
+#[test]
+fn exec_round_trip_keeps_every_byte() {
+    let KernelEvent::Exec(exec) = decode(&sample_exec()).expect("decodes") else {
+        panic!("not an exec");
+    };
+    assert_eq!(exec.task.key, ProcessKey::new(100, 1_000));
+    assert_eq!((exec.task.pid, exec.task.cgroup_id, exec.task.time_ns), (101, 7, 5_000));
+    assert_eq!(exec.parent, ProcessKey::new(1, 10));
+    assert_eq!(exec.creds.uid, 1000);
+    assert_eq!(exec.creds.loginuid, None);
+    assert_eq!(exec.comm, b"caf\xe9");
+    assert_eq!(exec.filename, b"./run me");
+    let args: Vec<&[u8]> = exec.args.iter().map(Vec::as_slice).collect();
+    assert_eq!(
+        args,
+        [&b"./run me"[..], b"", b"with space", b"caf\xe9", b"\"quoted\""]
+    );
+    assert_eq!(exec.binary.path, b"/opt/app/run me");
+    assert_eq!(exec.cwd.path, b"/home/u");
+    assert!(!exec.args_truncated && !exec.cwd.truncated && !exec.binary.truncated);
+    assert_eq!((exec.exe_inode, exec.exe_dev), (42, (8 << 20) | 1));
+}
+
+#[test]
+fn truncation_flags_are_reported() {
+    let record = encode::exec(&ExecSpec {
+        ids: ids(),
+        flags: EXEC_ARGV_TRUNCATED | EXEC_CWD_TRUNCATED,
+        args: &[b"a", b"partial-arg-cut-by-the-kerne"],
+        ..ExecSpec::default()
+    });
+    let KernelEvent::Exec(exec) = decode(&record).expect("decodes") else {
+        panic!("not an exec");
+    };
+    assert!(exec.args_truncated && exec.cwd.truncated);
+    assert_eq!(exec.args.len(), 2);
+}
+
+#[test]
+fn truncated_records_are_errors_at_every_length() {
+    let record = sample_exec();
+    for len in 0..record.len() {
+        assert!(decode(&record[..len]).is_err(), "decoded a {len}-byte prefix");
+    }
+}
+
+#[test]
+fn header_claiming_more_than_arrived_is_size_mismatch() {
+    let mut record = encode::exit(ids(), 0, true);
+    record[4..8].copy_from_slice(&1000u32.to_ne_bytes());
+    assert!(matches!(decode(&record), Err(DecodeError::SizeMismatch { claimed: 1000, .. })));
+}
+
+#[test]
+fn oversized_sections_are_rejected_not_read_past() {
+    let mut record = sample_exec();
+    // argv_len lives at offset 106 of ExecEvent.
+    let at = core::mem::offset_of!(ExecEvent, argv_len);
+    record[at..at + 2].copy_from_slice(&u16::MAX.to_ne_bytes());
+    assert!(matches!(decode(&record), Err(DecodeError::SectionsOverflow { .. })));
+}
+
+#[test]
+fn trailing_bytes_past_the_claimed_size_are_ignored() {
+    let mut record = encode::fork(ids(), 1, 10, false);
+    record.extend_from_slice(&[0xAA; 16]);
+    assert!(matches!(decode(&record), Ok(KernelEvent::Fork(_))));
+}
+
+#[test]
+fn unknown_kind_is_an_error() {
+    let mut record = encode::exit(ids(), 0, true);
+    record[0..2].copy_from_slice(&999u16.to_ne_bytes());
+    assert_eq!(decode(&record), Err(DecodeError::UnknownKind { kind: 999 }));
+}
+
+#[test]
+fn fork_and_exit_decode() {
+    let KernelEvent::Fork(fork) = decode(&encode::fork(ids(), 1, 10, true)).expect("fork") else {
+        panic!("not a fork");
+    };
+    assert!(fork.thread);
+    assert_eq!(fork.parent, ProcessKey::new(1, 10));
+    let KernelEvent::Exit(exit) = decode(&encode::exit(ids(), 3 << 8, true)).expect("exit") else {
+        panic!("not an exit");
+    };
+    assert!(exit.group_dead);
+    assert_eq!((exit.status(), exit.signal()), (Some(3), None));
+    let KernelEvent::Exit(killed) = decode(&encode::exit(ids(), 9 | 0x80, true)).expect("exit")
+    else {
+        panic!("not an exit");
+    };
+    assert_eq!((killed.status(), killed.signal(), killed.core_dumped()), (None, Some(9), true));
+}
+
+#[test]
+fn argv_area_splits_exactly() {
+    assert_eq!(split_args(b""), (vec![], false));
+    assert_eq!(split_args(b"a\0\0b\0"), (vec![b"a".to_vec(), vec![], b"b".to_vec()], false));
+    // A last argument cut by the byte limit has no NUL.
+    assert_eq!(split_args(b"a\0bc"), (vec![b"a".to_vec(), b"bc".to_vec()], false));
+    let many: Vec<u8> = (0..ARGS_MAX + 5).flat_map(|_| *b"x\0").collect();
+    let (args, too_many) = split_args(&many);
+    assert_eq!(args.len(), ARGS_MAX);
+    assert!(too_many);
+}
+
+#[test]
+fn path_components_join_leaf_last() {
+    assert_eq!(join_components(b""), b"/");
+    assert_eq!(join_components(b"bin\0usr\0"), b"/usr/bin");
+    assert_eq!(join_components(b"caf\xe9\0home\0"), b"/home/caf\xe9");
+    assert_eq!(encode::path_section(b"/usr/bin"), b"bin\0usr\0");
+}

@@ -1,0 +1,120 @@
+//! The inverse of decoding: wire records built in userspace, for pipeline tests, fuzzing and
+//! replay benchmarks that feed the real pipeline without a kernel.
+
+use vigil_common::{
+    event::{EventKind, Header},
+    process::{EXIT_GROUP_DEAD, ExecEvent, ExitEvent, FORK_THREAD, ForkEvent},
+};
+
+/// Bytes of a plain-data wire struct.
+fn bytes_of<T: Copy>(value: &T) -> Vec<u8> {
+    let mut out = vec![0u8; size_of::<T>()];
+    // SAFETY: `out` has exactly `size_of::<T>()` bytes; `T` is a repr(C) integer-only wire
+    // struct, so every byte of it is initialized.
+    unsafe { out.as_mut_ptr().cast::<T>().write_unaligned(*value) };
+    out
+}
+
+/// Header fields a test chooses.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ids {
+    pub time_ns: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub start_time_ns: u64,
+    pub cgroup_id: u64,
+}
+
+fn header(kind: EventKind, size: usize, ids: Ids) -> Header {
+    Header {
+        kind: kind as u16,
+        _pad: 0,
+        size: size as u32,
+        time_ns: ids.time_ns,
+        pid: ids.pid,
+        tgid: ids.tgid,
+        start_time_ns: ids.start_time_ns,
+        cgroup_id: ids.cgroup_id,
+    }
+}
+
+/// Path components leaf first, each NUL-terminated, as the kernel walk writes them.
+pub fn path_section(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for component in path.split(|&b| b == b'/').filter(|c| !c.is_empty()).rev() {
+        out.extend_from_slice(component);
+        out.push(0);
+    }
+    out
+}
+
+/// What goes in an exec record besides the header.
+#[derive(Clone, Debug, Default)]
+pub struct ExecSpec<'a> {
+    pub ids: Ids,
+    pub ppid: u32,
+    pub parent_start_time_ns: u64,
+    pub uid: u32,
+    pub flags: u32,
+    pub comm: &'a [u8],
+    pub filename: &'a [u8],
+    pub args: &'a [&'a [u8]],
+    pub binary: &'a [u8],
+    pub cwd: &'a [u8],
+}
+
+pub fn exec(spec: &ExecSpec<'_>) -> Vec<u8> {
+    let argv: Vec<u8> = spec
+        .args
+        .iter()
+        .flat_map(|a| a.iter().copied().chain([0]))
+        .collect();
+    let exe = path_section(spec.binary);
+    let cwd = path_section(spec.cwd);
+    let mut comm = [0u8; 16];
+    let n = spec.comm.len().min(15);
+    comm[..n].copy_from_slice(&spec.comm[..n]);
+    let size = size_of::<ExecEvent>() + spec.filename.len() + argv.len() + exe.len() + cwd.len();
+    let raw = ExecEvent {
+        header: header(EventKind::Exec, size, spec.ids),
+        ppid: spec.ppid,
+        uid: spec.uid,
+        gid: spec.uid,
+        euid: spec.uid,
+        egid: spec.uid,
+        loginuid: u32::MAX,
+        parent_start_time_ns: spec.parent_start_time_ns,
+        exe_ino: 42,
+        exe_dev: (8 << 20) | 1,
+        flags: spec.flags,
+        comm,
+        filename_len: spec.filename.len() as u16,
+        argv_len: argv.len() as u16,
+        exe_path_len: exe.len() as u16,
+        cwd_len: cwd.len() as u16,
+    };
+    let mut out = bytes_of(&raw);
+    for section in [spec.filename, &argv, &exe, &cwd] {
+        out.extend_from_slice(section);
+    }
+    out
+}
+
+pub fn fork(ids: Ids, parent_tgid: u32, parent_start_time_ns: u64, thread: bool) -> Vec<u8> {
+    bytes_of(&ForkEvent {
+        header: header(EventKind::Fork, size_of::<ForkEvent>(), ids),
+        parent_pid: parent_tgid,
+        parent_tgid,
+        parent_start_time_ns,
+        flags: if thread { FORK_THREAD } else { 0 },
+        _pad: 0,
+    })
+}
+
+pub fn exit(ids: Ids, exit_code: u32, group_dead: bool) -> Vec<u8> {
+    bytes_of(&ExitEvent {
+        header: header(EventKind::Exit, size_of::<ExitEvent>(), ids),
+        exit_code,
+        flags: if group_dead { EXIT_GROUP_DEAD } else { 0 },
+    })
+}
