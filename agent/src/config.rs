@@ -18,9 +18,10 @@ pub enum ConfigError {
     },
     #[error("{origin}: {message}")]
     Parse { origin: String, message: String },
-    #[error("{origin}: `{field}` {problem}")]
+    #[error("{origin}{}: `{field}` {problem}", line.map(|l| format!(": line {l}")).unwrap_or_default())]
     Invalid {
         origin: String,
+        line: Option<usize>,
         field: &'static str,
         problem: String,
     },
@@ -149,13 +150,14 @@ impl Config {
             origin: origin.to_owned(),
             message: describe_toml_error(text, &e),
         })?;
-        config.validate(origin)?;
+        config.validate(origin, text)?;
         Ok(config)
     }
 
-    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+    fn validate(&self, origin: &str, text: &str) -> Result<(), ConfigError> {
         let invalid = |field, problem: &str| ConfigError::Invalid {
             origin: origin.to_owned(),
+            line: line_of(text, field),
             field,
             problem: problem.to_owned(),
         };
@@ -195,6 +197,23 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The 1-based line where `section.key` is set in `text`, if it is.
+fn line_of(text: &str, field: &str) -> Option<usize> {
+    let (section, key) = field.rsplit_once('.').unwrap_or(("", field));
+    let mut current = "";
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name.trim();
+        } else if current == section
+            && line.split('=').next().is_some_and(|k| k.trim() == key)
+        {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 /// A TOML error as "line L, column C: message".
@@ -239,7 +258,10 @@ mod tests {
     fn invalid_value_names_field() {
         let err = Config::parse("[ring_buffer]\nsize_bytes = 1000\n", "cfg.toml")
             .expect_err("not a power of two");
-        assert!(err.to_string().contains("ring_buffer.size_bytes"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "cfg.toml: line 2: `ring_buffer.size_bytes` must be a power of two of at least 4096, not 1000"
+        );
     }
 
     #[test]
