@@ -66,8 +66,7 @@ const _: () = assert!(size_of::<ExecEvent>() == 112);
 const _: () = assert!(core::mem::offset_of!(ExecEvent, parent_start_time_ns) == 64);
 
 /// Largest exec record: fixed part plus every trailing section at its maximum.
-pub const EXEC_RECORD_MAX: usize =
-    size_of::<ExecEvent>() + FILENAME_MAX + ARGV_MAX + 2 * PATH_MAX;
+pub const EXEC_RECORD_MAX: usize = size_of::<ExecEvent>() + FILENAME_MAX + ARGV_MAX + 2 * PATH_MAX;
 
 /// The new task is a thread of an existing process, not a new process.
 pub const FORK_THREAD: u32 = 1 << 0;

@@ -101,7 +101,10 @@ struct RunResult {
 }
 
 async fn one_run(binary: &Path, args: &[&str], count: u32) -> anyhow::Result<RunResult> {
-    let (b, a) = (binary.to_owned(), args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let (b, a) = (
+        binary.to_owned(),
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    );
     let base = tokio::task::spawn_blocking(move || {
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         storm(&b, &a, count)
@@ -118,14 +121,23 @@ async fn one_run(binary: &Path, args: &[&str], count: u32) -> anyhow::Result<Run
         buf: Vec::with_capacity(1 << 20),
     };
     let agent = Agent::start(&Config::default(), Box::new(exporter)).context("starting Vigil")?;
-    let before = agent.sensor().map(|s| s.program_stats()).unwrap_or_default();
-    let (b, a) = (binary.to_owned(), args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let before = agent
+        .sensor()
+        .map(|s| s.program_stats())
+        .unwrap_or_default();
+    let (b, a) = (
+        binary.to_owned(),
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    );
     let traced = tokio::task::spawn_blocking(move || {
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         storm(&b, &a, count)
     })
     .await??;
-    let after = agent.sensor().map(|s| s.program_stats()).unwrap_or_default();
+    let after = agent
+        .sensor()
+        .map(|s| s.program_stats())
+        .unwrap_or_default();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let summary = agent.stop().await;
     let programs = after
@@ -184,15 +196,36 @@ pub async fn run(storm: Storm) -> anyhow::Result<()> {
     let captured_min = results.iter().map(|r| r.captured).min().unwrap_or(0);
     let lost_max = results.iter().map(|r| r.lost).max().unwrap_or(0);
     println!();
-    println!("no tracer wall           {:.3} s (median)", median(&mut base));
-    println!("vigil wall               {:.3} s (median)", median(&mut traced));
-    println!("slowdown ratio           {:.3} (median of per-run ratios)", median(&mut ratio));
+    println!(
+        "no tracer wall           {:.3} s (median)",
+        median(&mut base)
+    );
+    println!(
+        "vigil wall               {:.3} s (median)",
+        median(&mut traced)
+    );
+    println!(
+        "slowdown ratio           {:.3} (median of per-run ratios)",
+        median(&mut ratio)
+    );
     println!("captured/generated       {captured_min}/{count} (worst run), lost {lost_max}");
     if let Some(first) = results.first() {
         for (i, (name, _, _)) in first.programs.iter().enumerate() {
-            let mut ns: Vec<f64> = results.iter().filter_map(|r| r.programs.get(i)).map(|p| p.1).collect();
-            let runs = results.iter().filter_map(|r| r.programs.get(i)).map(|p| p.2).max().unwrap_or(0);
-            println!("kernel ns/event {name:<13} {:.0} ns (median; {runs} runs in the last window)", median(&mut ns));
+            let mut ns: Vec<f64> = results
+                .iter()
+                .filter_map(|r| r.programs.get(i))
+                .map(|p| p.1)
+                .collect();
+            let runs = results
+                .iter()
+                .filter_map(|r| r.programs.get(i))
+                .map(|p| p.2)
+                .max()
+                .unwrap_or(0);
+            println!(
+                "kernel ns/event {name:<13} {:.0} ns (median; {runs} runs in the last window)",
+                median(&mut ns)
+            );
         }
     }
     Ok(())

@@ -20,7 +20,11 @@ use vigil::{
 };
 
 #[derive(Parser)]
-#[command(name = "vigil", version, about = "eBPF runtime workload security sensor")]
+#[command(
+    name = "vigil",
+    version,
+    about = "eBPF runtime workload security sensor"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -27,7 +27,7 @@ pub enum ConfigError {
     },
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub node_name: String,
@@ -70,19 +70,6 @@ pub struct PipelineConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
     pub loss_report_interval_ms: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            node_name: String::new(),
-            output: OutputConfig::default(),
-            process: ProcessConfig::default(),
-            ring_buffer: RingBufferConfig::default(),
-            pipeline: PipelineConfig::default(),
-            telemetry: TelemetryConfig::default(),
-        }
-    }
 }
 
 impl Default for OutputConfig {
@@ -165,7 +152,10 @@ impl Config {
         if rb.size_bytes < 4096 || !rb.size_bytes.is_power_of_two() {
             return Err(invalid(
                 "ring_buffer.size_bytes",
-                &format!("must be a power of two of at least 4096, not {}", rb.size_bytes),
+                &format!(
+                    "must be a power of two of at least 4096, not {}",
+                    rb.size_bytes
+                ),
             ));
         }
         if rb.wakeup_threshold_bytes == 0 || rb.wakeup_threshold_bytes > rb.size_bytes {
@@ -207,9 +197,7 @@ fn line_of(text: &str, field: &str) -> Option<usize> {
         let line = line.trim();
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             current = name.trim();
-        } else if current == section
-            && line.split('=').next().is_some_and(|k| k.trim() == key)
-        {
+        } else if current == section && line.split('=').next().is_some_and(|k| k.trim() == key) {
             return Some(i + 1);
         }
     }
@@ -250,7 +238,10 @@ mod tests {
         let err = Config::parse("[process]\ntrace_thread = true\n", "/etc/vigil/vigil.toml")
             .expect_err("unknown field");
         let text = err.to_string();
-        assert!(text.starts_with("/etc/vigil/vigil.toml: line 2, column 1"), "{text}");
+        assert!(
+            text.starts_with("/etc/vigil/vigil.toml: line 2, column 1"),
+            "{text}"
+        );
         assert!(text.contains("trace_thread"), "{text}");
     }
 

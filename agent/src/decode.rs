@@ -71,7 +71,8 @@ fn read_struct<T: Copy>(bytes: &[u8], what: &'static str) -> Result<T, DecodeErr
 /// Decodes one ring-buffer record.
 pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     let header: Header = read_struct(bytes, "header")?;
-    let kind = EventKind::from_u16(header.kind).ok_or(DecodeError::UnknownKind { kind: header.kind })?;
+    let kind =
+        EventKind::from_u16(header.kind).ok_or(DecodeError::UnknownKind { kind: header.kind })?;
     let claimed = header.size as usize;
     if claimed < kind.fixed_size() || claimed > bytes.len() {
         return Err(DecodeError::SizeMismatch {
@@ -100,7 +101,13 @@ fn task(header: &Header) -> Task {
 fn decode_exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
     let raw: ExecEvent = read_struct(bytes, "exec")?;
     let mut rest = &bytes[size_of::<ExecEvent>()..];
-    let lens = [raw.filename_len, raw.argv_len, raw.exe_path_len, raw.cwd_len].map(usize::from);
+    let lens = [
+        raw.filename_len,
+        raw.argv_len,
+        raw.exe_path_len,
+        raw.cwd_len,
+    ]
+    .map(usize::from);
     let need: usize = lens.iter().sum();
     if need > rest.len() {
         return Err(DecodeError::SectionsOverflow {

@@ -45,7 +45,8 @@ impl Pipeline {
                 self.counters.count(Drop::for_decode(&error));
                 // Logged for the first few and then every 1000th: never per event.
                 self.decode_errors_logged += 1;
-                if self.decode_errors_logged <= 10 || self.decode_errors_logged % 1000 == 0 {
+                if self.decode_errors_logged <= 10 || self.decode_errors_logged.is_multiple_of(1000)
+                {
                     tracing::error!(%error, count = self.decode_errors_logged, "Dropped a record that failed to decode.");
                 }
             }

@@ -173,7 +173,10 @@ impl PipelineTask {
     fn report_loss(&mut self, losses: &mut LossTracker, out: &mut Vec<crate::event::Event>) {
         let kernel = read_kernel_totals(&self.stats, losses.kernel_totals());
         if let Some(loss) = losses.update(kernel, self.counters.snapshot()) {
-            tracing::error!(lost = loss.total(), "Events were lost; see the loss event for causes.");
+            tracing::error!(
+                lost = loss.total(),
+                "Events were lost; see the loss event for causes."
+            );
             out.push(Pipeline::loss_event(loss, boot_now_ns()));
         }
     }

@@ -33,7 +33,10 @@ pub fn walk(buf: *mut u8, pos: usize, path: *const u8) -> Walked {
     let mut len = 0usize;
     for _ in 0..PATH_DEPTH_MAX {
         if dentry.is_null() || vfsmnt.is_null() {
-            return Walked { len, truncated: false };
+            return Walked {
+                len,
+                truncated: false,
+            };
         }
         let mnt_root = read_ptr(vfsmnt, offset!(vfsmount_root));
         let parent = read_ptr(dentry, offset!(dentry_parent));
@@ -41,7 +44,10 @@ pub fn walk(buf: *mut u8, pos: usize, path: *const u8) -> Walked {
             let mnt_parent = read_ptr(mnt, offset!(mount_parent));
             if dentry != mnt_root || mnt_parent == mnt || mnt_parent.is_null() {
                 // The root of the namespace, or a dentry detached from any mount.
-                return Walked { len, truncated: false };
+                return Walked {
+                    len,
+                    truncated: false,
+                };
             }
             dentry = read_ptr(mnt, offset!(mount_mountpoint));
             mnt = mnt_parent;
@@ -49,7 +55,10 @@ pub fn walk(buf: *mut u8, pos: usize, path: *const u8) -> Walked {
             continue;
         }
         if len + PATH_COMPONENT_MAX > PATH_MAX {
-            return Walked { len, truncated: true };
+            return Walked {
+                len,
+                truncated: true,
+            };
         }
         let name = read_ptr(dentry, offset!(dentry_name));
         let at = (pos + len) & SCRATCH_MASK;
@@ -63,10 +72,16 @@ pub fn walk(buf: *mut u8, pos: usize, path: *const u8) -> Walked {
             )
         };
         if n <= 0 {
-            return Walked { len, truncated: true };
+            return Walked {
+                len,
+                truncated: true,
+            };
         }
         len += n as usize & (PATH_COMPONENT_MAX * 2 - 1);
         dentry = parent;
     }
-    Walked { len, truncated: true }
+    Walked {
+        len,
+        truncated: true,
+    }
 }

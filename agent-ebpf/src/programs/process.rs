@@ -12,12 +12,12 @@ use aya_ebpf::{
 };
 use vigil_common::{
     event::EventKind,
+    offsets::OFFSET_MISSING,
     process::{
         ARGV_MAX, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_CWD_TRUNCATED,
         EXEC_EXE_PATH_TRUNCATED, EXEC_FILENAME_TRUNCATED, EXEC_NO_LOGINUID, EXIT_GROUP_DEAD,
         ExecEvent, ExitEvent, FILENAME_MAX, FORK_THREAD, ForkEvent,
     },
-    offsets::OFFSET_MISSING,
     stats::KernelCounter,
 };
 
@@ -134,7 +134,11 @@ fn read_filename(buf: *mut u8, pos: usize, filename: *const u8) -> usize {
     let at = pos & SCRATCH_MASK;
     // SAFETY: `at + FILENAME_MAX` is within the scratch buffer; the helper checks the source.
     let n = unsafe {
-        bpf_probe_read_kernel_str(buf.wrapping_add(at).cast(), FILENAME_MAX as u32, filename.cast())
+        bpf_probe_read_kernel_str(
+            buf.wrapping_add(at).cast(),
+            FILENAME_MAX as u32,
+            filename.cast(),
+        )
     };
     if n <= 0 {
         count(KernelCounter::ReadKernelFailed);
@@ -158,9 +162,8 @@ fn read_argv(buf: *mut u8, pos: usize, mm: *const u8) -> (usize, u32) {
     let at = pos & SCRATCH_MASK;
     // SAFETY: `at + len <= SCRATCH_MASK + ARGV_MAX < SCRATCH_SIZE`; the helper checks the
     // user address and fails rather than faulting.
-    let ret = unsafe {
-        bpf_probe_read_user(buf.wrapping_add(at).cast(), len as u32, start as *const _)
-    };
+    let ret =
+        unsafe { bpf_probe_read_user(buf.wrapping_add(at).cast(), len as u32, start as *const _) };
     if ret < 0 {
         count(KernelCounter::ReadArgvFailed);
         flags |= EXEC_ARGV_UNREADABLE;
@@ -211,11 +214,7 @@ pub fn process_exit(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let event = ExitEvent {
-        header: task::header(
-            EventKind::Exit,
-            size_of::<ExitEvent>(),
-            task::ids(task),
-        ),
+        header: task::header(EventKind::Exit, size_of::<ExitEvent>(), task::ids(task)),
         exit_code: read_at::<i32>(task, offset!(task_exit_code)) as u32,
         flags: if group_dead { EXIT_GROUP_DEAD } else { 0 },
     };

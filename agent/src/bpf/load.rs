@@ -35,10 +35,10 @@ pub enum BpfError {
     Btf {
         path: &'static str,
         #[source]
-        source: BtfError,
+        source: Box<BtfError>,
     },
     #[error(transparent)]
-    Offsets(#[from] OffsetsError),
+    Offsets(#[from] Box<OffsetsError>),
     #[error("loading the eBPF object")]
     Object(#[source] aya::EbpfError),
     #[error("program `{name}` is missing from the eBPF object")]
@@ -82,10 +82,10 @@ impl Sensor {
         let btf = Btf::from_file(std::path::Path::new(VMLINUX_BTF_PATH)).map_err(|source| {
             BpfError::Btf {
                 path: VMLINUX_BTF_PATH,
-                source,
+                source: Box::new(source),
             }
         })?;
-        let offsets = resolve_offsets(&btf)?;
+        let offsets = resolve_offsets(&btf).map_err(Box::new)?;
         let mut ebpf = EbpfLoader::new()
             .override_global(GLOBAL_OFFSETS, &offsets, true)
             .override_global(GLOBAL_CONFIG, &options.kernel, true)

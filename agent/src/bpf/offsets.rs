@@ -12,7 +12,7 @@ pub enum OffsetsError {
         strukt: &'static str,
         member: &'static str,
         #[source]
-        source: BtfError,
+        source: Box<BtfError>,
     },
 }
 
@@ -28,7 +28,7 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
                     field: field.name,
                     strukt: field.strukt,
                     member: field.member,
-                    source,
+                    source: Box::new(source),
                 });
             }
             Err(_) => OFFSET_MISSING,

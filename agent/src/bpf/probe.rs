@@ -4,7 +4,7 @@ use std::path::Path;
 
 use aya::{
     maps::MapType,
-    programs::{ProgramType, LsmAttachType},
+    programs::{LsmAttachType, ProgramType},
     sys::{is_map_supported, is_program_supported},
 };
 use serde::Serialize;
@@ -136,7 +136,10 @@ impl ProbeReport {
         }
         out.push_str("\nVigil uses:\n");
         for u in &self.uses {
-            out.push_str(&format!("  {:<14} {:<30} {}\n", u.program, u.hook, u.mechanism));
+            out.push_str(&format!(
+                "  {:<14} {:<30} {}\n",
+                u.program, u.hook, u.mechanism
+            ));
         }
         if let Some(first) = self.uses.first() {
             out.push_str(&format!("  (why: {})\n", first.reason));

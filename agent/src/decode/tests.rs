@@ -36,7 +36,10 @@ fn exec_round_trip_keeps_every_byte() {
         panic!("not an exec");
     };
     assert_eq!(exec.task.key, ProcessKey::new(100, 1_000));
-    assert_eq!((exec.task.pid, exec.task.cgroup_id, exec.task.time_ns), (101, 7, 5_000));
+    assert_eq!(
+        (exec.task.pid, exec.task.cgroup_id, exec.task.time_ns),
+        (101, 7, 5_000)
+    );
     assert_eq!(exec.parent, ProcessKey::new(1, 10));
     assert_eq!(exec.creds.uid, 1000);
     assert_eq!(exec.creds.loginuid, None);
@@ -45,7 +48,13 @@ fn exec_round_trip_keeps_every_byte() {
     let args: Vec<&[u8]> = exec.args.iter().map(Vec::as_slice).collect();
     assert_eq!(
         args,
-        [&b"./run me"[..], b"", b"with space", b"caf\xe9", b"\"quoted\""]
+        [
+            &b"./run me"[..],
+            b"",
+            b"with space",
+            b"caf\xe9",
+            b"\"quoted\""
+        ]
     );
     assert_eq!(exec.binary.path, b"/opt/app/run me");
     assert_eq!(exec.cwd.path, b"/home/u");
@@ -72,7 +81,10 @@ fn truncation_flags_are_reported() {
 fn truncated_records_are_errors_at_every_length() {
     let record = sample_exec();
     for len in 0..record.len() {
-        assert!(decode(&record[..len]).is_err(), "decoded a {len}-byte prefix");
+        assert!(
+            decode(&record[..len]).is_err(),
+            "decoded a {len}-byte prefix"
+        );
     }
 }
 
@@ -80,7 +92,10 @@ fn truncated_records_are_errors_at_every_length() {
 fn header_claiming_more_than_arrived_is_size_mismatch() {
     let mut record = encode::exit(ids(), 0, true);
     record[4..8].copy_from_slice(&1000u32.to_ne_bytes());
-    assert!(matches!(decode(&record), Err(DecodeError::SizeMismatch { claimed: 1000, .. })));
+    assert!(matches!(
+        decode(&record),
+        Err(DecodeError::SizeMismatch { claimed: 1000, .. })
+    ));
 }
 
 #[test]
@@ -89,7 +104,10 @@ fn oversized_sections_are_rejected_not_read_past() {
     // argv_len lives at offset 106 of ExecEvent.
     let at = core::mem::offset_of!(ExecEvent, argv_len);
     record[at..at + 2].copy_from_slice(&u16::MAX.to_ne_bytes());
-    assert!(matches!(decode(&record), Err(DecodeError::SectionsOverflow { .. })));
+    assert!(matches!(
+        decode(&record),
+        Err(DecodeError::SectionsOverflow { .. })
+    ));
 }
 
 #[test]
@@ -122,15 +140,24 @@ fn fork_and_exit_decode() {
     else {
         panic!("not an exit");
     };
-    assert_eq!((killed.status(), killed.signal(), killed.core_dumped()), (None, Some(9), true));
+    assert_eq!(
+        (killed.status(), killed.signal(), killed.core_dumped()),
+        (None, Some(9), true)
+    );
 }
 
 #[test]
 fn argv_area_splits_exactly() {
     assert_eq!(split_args(b""), (vec![], false));
-    assert_eq!(split_args(b"a\0\0b\0"), (vec![b"a".to_vec(), vec![], b"b".to_vec()], false));
+    assert_eq!(
+        split_args(b"a\0\0b\0"),
+        (vec![b"a".to_vec(), vec![], b"b".to_vec()], false)
+    );
     // A last argument cut by the byte limit has no NUL.
-    assert_eq!(split_args(b"a\0bc"), (vec![b"a".to_vec(), b"bc".to_vec()], false));
+    assert_eq!(
+        split_args(b"a\0bc"),
+        (vec![b"a".to_vec(), b"bc".to_vec()], false)
+    );
     let many: Vec<u8> = (0..ARGS_MAX + 5).flat_map(|_| *b"x\0").collect();
     let (args, too_many) = split_args(&many);
     assert_eq!(args.len(), ARGS_MAX);

@@ -63,7 +63,10 @@ mod tests {
 
     #[test]
     fn plain_utf8_is_borrowed() {
-        assert!(matches!(escape("héllo wörld".as_bytes()), Cow::Borrowed("héllo wörld")));
+        assert!(matches!(
+            escape("héllo wörld".as_bytes()),
+            Cow::Borrowed("héllo wörld")
+        ));
     }
 
     #[test]

@@ -40,7 +40,10 @@ impl JsonRenderer {
                 .process
                 .as_deref()
                 .map(|p| ProcessJson::new(p, event, &self.clock)),
-            parent: event.parent.as_deref().map(|p| ParentJson::new(p, &self.clock)),
+            parent: event
+                .parent
+                .as_deref()
+                .map(|p| ParentJson::new(p, &self.clock)),
             exec: match &event.detail {
                 Detail::Exec(exec) => Some(ExecJson::new(exec)),
                 _ => None,

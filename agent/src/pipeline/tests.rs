@@ -74,7 +74,10 @@ fn fork_exec_exit_share_identity_and_parentage() {
     let shell = events[0].process.clone().expect("shell");
     let forked = events[1].process.clone().expect("forked child");
     assert_eq!(forked.origin, Origin::Fork);
-    assert_eq!(forked.binary.path, b"/bin/sh", "a fork runs its parent's image");
+    assert_eq!(
+        forked.binary.path, b"/bin/sh",
+        "a fork runs its parent's image"
+    );
     assert_eq!(forked.exec_id, ExecId::at_start(CHILD));
     assert_eq!(forked.parent_exec_id.as_ref(), Some(&shell.exec_id));
 
@@ -82,10 +85,16 @@ fn fork_exec_exit_share_identity_and_parentage() {
     assert_eq!(execd.binary.path, b"/usr/bin/ls");
     assert_eq!(execd.exec_id, ExecId::new(CHILD, 2_100));
     assert_ne!(execd.exec_id, forked.exec_id, "an exec gets its own id");
-    assert_eq!(events[2].parent.as_ref().map(|p| &p.exec_id), Some(&shell.exec_id));
+    assert_eq!(
+        events[2].parent.as_ref().map(|p| &p.exec_id),
+        Some(&shell.exec_id)
+    );
 
     let exited = &events[3];
-    assert_eq!(exited.process.as_ref().map(|p| &p.exec_id), Some(&execd.exec_id));
+    assert_eq!(
+        exited.process.as_ref().map(|p| &p.exec_id),
+        Some(&execd.exec_id)
+    );
     assert_eq!(exited.time_ns, 2_900);
     assert!(matches!(&exited.detail, Detail::Exit(e) if e.status() == Some(0)));
 }
@@ -104,7 +113,11 @@ fn exit_before_anything_resolves_as_unknown_and_stays_consistent() {
     let second = events[1].process.clone().expect("resolved");
     assert_eq!(first.origin, Origin::Unknown);
     assert_eq!(first.exec_id, second.exec_id);
-    assert_eq!(p.cache().stats().misses, 2, "the child and its unknown parent");
+    assert_eq!(
+        p.cache().stats().misses,
+        2,
+        "the child and its unknown parent"
+    );
 }
 
 #[test]
@@ -176,7 +189,12 @@ fn cache_stays_within_its_bound() {
     let records: Vec<Vec<u8>> = (0..1_000u32)
         .map(|i| {
             let key = ProcessKey::new(1_000 + i, 10_000 + u64::from(i));
-            encode::fork(ids(key, key.start_time_ns), SHELL.tgid, SHELL.start_time_ns, false)
+            encode::fork(
+                ids(key, key.start_time_ns),
+                SHELL.tgid,
+                SHELL.start_time_ns,
+                false,
+            )
         })
         .collect();
     run(&mut p, &records);

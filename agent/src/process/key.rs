@@ -11,7 +11,10 @@ pub struct ProcessKey {
 
 impl ProcessKey {
     pub const fn new(tgid: u32, start_time_ns: u64) -> Self {
-        Self { tgid, start_time_ns }
+        Self {
+            tgid,
+            start_time_ns,
+        }
     }
 }
 

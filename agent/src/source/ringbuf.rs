@@ -93,8 +93,9 @@ impl RingReader {
     }
 
     fn send(&self, batch: Batch) {
-        if let Err(mpsc::error::TrySendError::Full(batch) | mpsc::error::TrySendError::Closed(batch)) =
-            self.tx.try_send(batch)
+        if let Err(
+            mpsc::error::TrySendError::Full(batch) | mpsc::error::TrySendError::Closed(batch),
+        ) = self.tx.try_send(batch)
         {
             for record in batch.iter() {
                 self.counters.count(queue_drop_cause(record));

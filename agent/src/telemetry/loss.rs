@@ -53,7 +53,10 @@ mod tests {
         let mut user = [0; Drop::ALL.len()];
         user[Drop::QueueFullFork as usize] = 2;
         let loss = tracker.update(kernel, user).expect("losses moved");
-        assert_eq!(loss.counts, [("ringbuf_full_exec", 3), ("queue_full_fork", 2)]);
+        assert_eq!(
+            loss.counts,
+            [("ringbuf_full_exec", 3), ("queue_full_fork", 2)]
+        );
         assert_eq!(loss.total(), 5);
 
         assert_eq!(tracker.update(kernel, user), None);

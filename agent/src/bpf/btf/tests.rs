@@ -467,9 +467,7 @@ const PROBE_MEMBERS: &[(&str, &str)] = &[
 fn real_vmlinux_offsets_are_plausible() {
     let path = Path::new(VMLINUX_BTF_PATH);
     if !path.exists() {
-        println!(
-            "skipping: {VMLINUX_BTF_PATH} is absent (kernel without CONFIG_DEBUG_INFO_BTF)"
-        );
+        println!("skipping: {VMLINUX_BTF_PATH} is absent (kernel without CONFIG_DEBUG_INFO_BTF)");
         return;
     }
     let data = std::fs::read(path).expect("read vmlinux BTF");

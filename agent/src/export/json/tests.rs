@@ -11,7 +11,10 @@ use crate::{
 };
 
 fn render(event: &Event) -> Value {
-    let renderer = JsonRenderer::new("node-a".into(), BootClock::with_offset(1_700_000_000_000_000_000));
+    let renderer = JsonRenderer::new(
+        "node-a".into(),
+        BootClock::with_offset(1_700_000_000_000_000_000),
+    );
     let mut out = Vec::new();
     renderer.render(event, &mut out);
     assert_eq!(out.last(), Some(&b'\n'), "one line per event");
