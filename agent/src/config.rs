@@ -48,6 +48,7 @@ pub struct OutputConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ProcessConfig {
     pub trace_threads: bool,
+    pub snapshot: bool,
     pub cache_max_entries: usize,
     pub exit_grace_ms: u64,
 }
@@ -84,6 +85,7 @@ impl Default for ProcessConfig {
     fn default() -> Self {
         Self {
             trace_threads: false,
+            snapshot: true,
             cache_max_entries: 65_536,
             exit_grace_ms: 5_000,
         }

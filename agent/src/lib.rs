@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod bpf;
+pub mod cgroup;
 pub mod clock;
 pub mod config;
 pub mod decode;

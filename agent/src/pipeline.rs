@@ -30,6 +30,21 @@ impl Pipeline {
         &self.cache
     }
 
+    /// Seeds the process cache from /proc (processes that started before Vigil).
+    pub fn seed_from_proc(&mut self) {
+        let cgroups = crate::cgroup::CgroupFs::discover();
+        let (entries, skipped) =
+            crate::process::snapshot::read_proc(std::path::Path::new("/proc"), &cgroups);
+        let count = entries.len();
+        self.cache
+            .seed(entries, crate::process::snapshot::tick_ns());
+        tracing::info!(
+            processes = count,
+            skipped,
+            "Read running processes from /proc."
+        );
+    }
+
     /// Decodes and resolves every record of `batch`, appending the events to `out`.
     pub fn process_batch(&mut self, batch: &Batch, out: &mut Vec<Event>) {
         for record in batch.iter() {

@@ -81,13 +81,17 @@ impl Agent {
         )
         .map_err(StartError::Reactor)?;
         let reader = tokio::spawn(reader.run(shutdown_rx));
-        let pipeline = Pipeline::new(
+        let mut pipeline = Pipeline::new(
             ProcessCacheConfig {
                 max_entries: config.process.cache_max_entries,
                 exit_grace_ns: config.process.exit_grace_ms * 1_000_000,
             },
             counters.clone(),
         );
+        // After attaching, so that nothing starts unseen between the walk and the hooks.
+        if config.process.snapshot {
+            pipeline.seed_from_proc();
+        }
         let task = PipelineTask {
             rx,
             pipeline,

@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm,
+        bpf_get_current_comm, bpf_get_current_pid_tgid,
         generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
     },
     macros::raw_tracepoint,
@@ -26,7 +26,7 @@ use crate::{
     helpers::{
         kread::{read_at, read_ptr},
         path,
-        task::{self, TaskIds},
+        task,
     },
     maps::{SCRATCH, SCRATCH_MASK, SCRATCH_SIZE, config, count, offset},
 };
@@ -176,7 +176,7 @@ fn read_argv(buf: *mut u8, pos: usize, mm: *const u8) -> (usize, u32) {
 /// a new thread when `trace_threads` is set (otherwise threads are filtered here).
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn process_fork(ctx: RawTracePointContext) -> i32 {
-    let caller: *const u8 = ctx.arg(0);
+    // arg 0 is the calling task, which is `current`: its pid comes from a helper.
     let child: *const u8 = ctx.arg(1);
     let ids = task::ids(child);
     let thread = ids.pid != ids.tgid;
@@ -185,10 +185,9 @@ pub fn process_fork(ctx: RawTracePointContext) -> i32 {
     }
     // The child's real parent, not the caller: they differ under CLONE_PARENT and for threads.
     let parent = task::parent_ids(child);
-    let caller_ids: TaskIds = task::ids(caller);
     let event = ForkEvent {
         header: task::header(EventKind::Fork, size_of::<ForkEvent>(), ids),
-        parent_pid: caller_ids.pid,
+        parent_pid: bpf_get_current_pid_tgid() as u32,
         parent_tgid: if thread { ids.tgid } else { parent.tgid },
         parent_start_time_ns: if thread {
             ids.start_time_ns

@@ -112,7 +112,8 @@ struct ProcessJson<'a> {
     start_time: String,
     start_time_ns: u64,
     cgroup_id: u64,
-    /// How Vigil knows this process: "exec", "fork" or "unknown" (seen only in later events).
+    /// How Vigil knows this process: "exec", "fork", "snapshot" (read from /proc at start-up)
+    /// or "unknown" (seen only in later events).
     origin: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     exit_code: Option<u8>,
@@ -152,6 +153,7 @@ impl<'a> ProcessJson<'a> {
             origin: match p.origin {
                 crate::process::Origin::Exec => "exec",
                 crate::process::Origin::Fork => "fork",
+                crate::process::Origin::Snapshot => "snapshot",
                 crate::process::Origin::Unknown => "unknown",
             },
             exit_code: exit.and_then(Exit::status),

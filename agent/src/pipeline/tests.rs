@@ -220,3 +220,49 @@ fn bad_records_are_counted_and_do_not_stop_good_ones() {
     assert_eq!(totals[Drop::DecodeTruncated as usize], 1);
     assert_eq!(totals[Drop::DecodeUnknownKind as usize], 1);
 }
+
+#[test]
+fn snapshot_entries_match_exact_kernel_start_times() {
+    use crate::{event::WalkedPath, process::snapshot::ProcEntry};
+    let (mut p, _) = pipeline();
+    let tick = 10_000_000;
+    let shell_start_exact = 1_234_567_891;
+    let entry = |tgid, ppid, start, binary: &[u8]| ProcEntry {
+        tgid,
+        ppid,
+        start_time_ns: start,
+        binary: WalkedPath {
+            path: binary.to_vec(),
+            truncated: false,
+        },
+        args: vec![binary.to_vec()],
+        cwd: WalkedPath::default(),
+        creds: Default::default(),
+        comm: vec![],
+        cgroup_id: 1,
+    };
+    p.cache.seed(
+        vec![
+            entry(1, 0, 0, b"/sbin/init"),
+            entry(100, 1, shell_start_exact / tick * tick, b"/bin/bash"),
+        ],
+        tick,
+    );
+    let shell = ProcessKey::new(100, shell_start_exact);
+    let events = run(
+        &mut p,
+        &[exec_record(CHILD, shell, 2_000_000_000, b"/bin/ls")],
+    );
+    let parent = events[0].parent.clone().expect("parent from the snapshot");
+    assert_eq!(parent.origin, Origin::Snapshot);
+    assert_eq!(parent.binary.path, b"/bin/bash");
+    assert_eq!(parent.key, shell, "re-keyed to the exact start time");
+    assert_eq!(
+        events[0]
+            .process
+            .as_ref()
+            .and_then(|c| c.parent_exec_id.clone()),
+        Some(parent.exec_id.clone())
+    );
+    assert_eq!(p.cache().stats().misses, 0);
+}

@@ -10,7 +10,7 @@ use std::{
     sync::Arc,
 };
 
-use super::{ExecId, Origin, Process, ProcessKey};
+use super::{ExecId, Origin, Process, ProcessKey, snapshot::ProcEntry};
 use crate::event::{Creds, Detail, Event, Exec, Exit, Fork, KernelEvent, Task, WalkedPath};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +37,8 @@ pub struct CacheStats {
     pub evictions: u64,
     /// Exited entries removed after their grace period.
     pub expired: u64,
+    /// Processes read from /proc at start-up.
+    pub snapshot: u64,
 }
 
 #[derive(Debug)]
@@ -53,6 +55,11 @@ pub struct ProcessCache {
     order: VecDeque<ProcessKey>,
     /// Exited keys in exit order, for the grace-period sweep.
     exited: VecDeque<(u64, ProcessKey)>,
+    /// Snapshot entries by tgid: their start time is only tick-precise, so the first kernel
+    /// record of such a process finds it here and re-keys it to the exact start time.
+    approx: HashMap<u32, ProcessKey>,
+    /// Precision of snapshot start times, in ns.
+    tick_ns: u64,
     stats: CacheStats,
 }
 
@@ -80,6 +87,64 @@ impl ProcessCache {
         self.entries.get(key).map(|e| &e.process)
     }
 
+    /// Records the processes read from /proc at start-up (start times precise to `tick_ns`).
+    pub fn seed(&mut self, entries: Vec<ProcEntry>, tick_ns: u64) {
+        self.tick_ns = tick_ns;
+        let starts: HashMap<u32, u64> = entries.iter().map(|e| (e.tgid, e.start_time_ns)).collect();
+        for entry in entries {
+            let key = ProcessKey::new(entry.tgid, entry.start_time_ns);
+            let parent = starts
+                .get(&entry.ppid)
+                .map(|&start| ProcessKey::new(entry.ppid, start));
+            let process = Arc::new(Process {
+                key,
+                exec_id: ExecId::at_start(key),
+                ppid: entry.ppid,
+                parent,
+                parent_exec_id: parent.map(ExecId::at_start),
+                binary: entry.binary,
+                args: entry.args,
+                args_truncated: false,
+                cwd: entry.cwd,
+                creds: entry.creds,
+                comm: entry.comm,
+                cgroup_id: entry.cgroup_id,
+                origin: Origin::Snapshot,
+            });
+            self.approx.insert(key.tgid, key);
+            self.insert(process);
+            self.stats.snapshot += 1;
+        }
+    }
+
+    /// The entry for `key`, re-keying a tick-precise snapshot entry of the same process.
+    fn lookup(&mut self, key: ProcessKey) -> Option<Arc<Process>> {
+        if let Some(entry) = self.entries.get(&key) {
+            return Some(entry.process.clone());
+        }
+        let approx = *self.approx.get(&key.tgid)?;
+        let same = approx.start_time_ns <= key.start_time_ns
+            && key.start_time_ns < approx.start_time_ns.saturating_add(self.tick_ns.max(1));
+        if !same {
+            return None;
+        }
+        self.approx.remove(&key.tgid);
+        let old = self.entries.remove(&approx)?;
+        let process = Arc::new(Process {
+            key,
+            ..(*old.process).clone()
+        });
+        self.entries.insert(
+            key,
+            Entry {
+                process: process.clone(),
+                exited_at_ns: old.exited_at_ns,
+            },
+        );
+        self.order.push_back(key);
+        Some(process)
+    }
+
     /// Applies one kernel event and returns it resolved.
     pub fn apply(&mut self, event: KernelEvent) -> Event {
         match event {
@@ -91,13 +156,20 @@ impl ProcessCache {
 
     fn apply_exec(&mut self, exec: Exec) -> Event {
         let time_ns = exec.task.time_ns;
+        let previous = self.lookup(exec.task.key);
         let parent = self.resolve(exec.parent, None);
+        // The parent's exec at the time of the fork, when the fork was seen; else its current.
+        let parent_exec_id = previous
+            .as_ref()
+            .filter(|p| p.parent == Some(exec.parent))
+            .and_then(|p| p.parent_exec_id.clone())
+            .or_else(|| parent.as_ref().map(|p| p.exec_id.clone()));
         let process = Arc::new(Process {
             key: exec.task.key,
             exec_id: ExecId::new(exec.task.key, time_ns),
             ppid: exec.parent.tgid,
             parent: Some(exec.parent),
-            parent_exec_id: parent.as_ref().map(|p| p.exec_id.clone()),
+            parent_exec_id,
             binary: exec.binary.clone(),
             args: exec.args.clone(),
             args_truncated: exec.args_truncated,
@@ -179,8 +251,8 @@ impl ProcessCache {
     /// The process for `key`; an unknown process is recorded with what the event tells, so
     /// that later events of it get the same exec id.
     fn resolve(&mut self, key: ProcessKey, task: Option<&Task>) -> Option<Arc<Process>> {
-        if let Some(entry) = self.entries.get(&key) {
-            return Some(entry.process.clone());
+        if let Some(process) = self.lookup(key) {
+            return Some(process);
         }
         self.stats.misses += 1;
         if key.tgid == 0 {

@@ -2,6 +2,7 @@
 
 mod cache;
 mod key;
+pub mod snapshot;
 
 pub use cache::{CacheStats, ProcessCache, ProcessCacheConfig};
 pub use key::{ExecId, ProcessKey};
@@ -15,7 +16,9 @@ pub enum Origin {
     Exec,
     /// Seen being forked; runs its parent's image until it execs.
     Fork,
-    /// Only seen in other events (started before Vigil, or its fork/exec was lost).
+    /// Read from /proc at start-up: it started before Vigil.
+    Snapshot,
+    /// Only seen in other events (its fork/exec happened before Vigil or was lost).
     Unknown,
 }
 
