@@ -1,0 +1,102 @@
+//! Vigil's tasks: `cargo xtask <setup|build|run|test|bench|lint>` (alias in .cargo/config.toml).
+//!
+//! `setup` installs what the eBPF build needs (Debian packages, a compiler that builds `core`
+//! for bpfel-unknown-none, bpf-linker) and every other task starts with it, then runs cargo
+//! with the resulting environment (see `setup::BuildEnv`).
+
+mod agent;
+mod apt;
+mod cargo;
+mod check;
+mod cmd;
+mod debian_rust;
+mod linker;
+mod privilege;
+mod privileged_tests;
+mod setup;
+mod toolchain;
+
+use std::{env, ffi::OsString, process::ExitCode};
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Vigil's build, test and bootstrap tasks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the build needs (idempotent): Debian packages, an eBPF compiler, bpf-linker.
+    /// VIGIL_EBPF_COMPILER=nightly|debian forces a compiler; VIGIL_CACHE_DIR moves the cache.
+    Setup,
+    /// Set up, then build the agent (release unless --debug) and print its path.
+    Build {
+        /// Build the debug profile.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Build, then run `vigil run ARGS` as root.
+    Run {
+        /// Arguments for `vigil run` (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Set up, then rustfmt, both clippies, unit and pipeline tests, privileged tests (as root).
+    Test {
+        /// Skip rustfmt and clippy.
+        #[arg(long)]
+        no_lint: bool,
+        /// Only the unit and pipeline tests (no lint, no root).
+        #[arg(long, conflicts_with = "privileged_only")]
+        unit_only: bool,
+        /// Only the privileged tests (no lint).
+        #[arg(long)]
+        privileged_only: bool,
+    },
+    /// Build, then run `vigil bench ARGS` as root.
+    Bench {
+        /// Arguments for `vigil bench` (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Set up, then rustfmt and both clippies (host crates, and the eBPF crate for its target).
+    Lint,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let root = cargo::workspace_root();
+    env::set_current_dir(root).with_context(|| format!("cannot enter {}", root.display()))?;
+    match cli.task {
+        Task::Setup => setup::run().map(|_| ExitCode::SUCCESS),
+        Task::Build { debug } => agent::build(!debug).map(|_| ExitCode::SUCCESS),
+        Task::Run { args } => agent::run_as_root("run", "run", &args),
+        Task::Bench { args } => agent::run_as_root("bench", "bench", &args),
+        Task::Lint => check::lint(),
+        Task::Test {
+            no_lint,
+            unit_only,
+            privileged_only,
+        } => check::test(&check::TestPlan {
+            lint: !no_lint && !unit_only && !privileged_only,
+            unit: !privileged_only,
+            privileged: !unit_only,
+        }),
+    }
+}
