@@ -25,8 +25,7 @@ use crate::{
     emit::{KindCounters, output, reserve_submit},
     helpers::{
         kread::{read_at, read_ptr},
-        path,
-        task,
+        path, task,
     },
     maps::{SCRATCH, SCRATCH_MASK, SCRATCH_SIZE, config, count, offset},
 };
