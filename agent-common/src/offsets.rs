@@ -83,6 +83,12 @@ kernel_offsets! {
     inode_sb: "inode"."i_sb", required: true;
     sb_dev: "super_block"."s_dev", required: true;
     bprm_file: "linux_binprm"."file", required: true;
+    task_cgroups: "task_struct"."cgroups", required: true;
+    css_set_dfl_cgrp: "css_set"."dfl_cgrp", required: true;
+    cgroup_kn: "cgroup"."kn", required: true;
+    kernfs_name: "kernfs_node"."name", required: true;
+    /// Renamed `__parent` in Linux 6.15; alternatives are separated by `|`.
+    kernfs_parent: "kernfs_node"."parent|__parent", required: true;
     bprm_filename: "linux_binprm"."filename", required: true;
 }
 

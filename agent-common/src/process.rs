@@ -27,13 +27,18 @@ pub const EXEC_CWD_TRUNCATED: u32 = 1 << 3;
 pub const EXEC_ARGV_UNREADABLE: u32 = 1 << 4;
 /// `loginuid` could not be read on this kernel (no CONFIG_AUDIT); the field is `u32::MAX`.
 pub const EXEC_NO_LOGINUID: u32 = 1 << 5;
+/// The cgroup path was deeper than [`CGROUP_DEPTH_MAX`] levels (only the deepest are kept).
+pub const EXEC_CGROUP_TRUNCATED: u32 = 1 << 6;
+
+/// At most this many cgroup levels are walked (enough for every runtime's layout).
+pub const CGROUP_DEPTH_MAX: usize = 8;
 
 /// `sched_process_exec`: a task replaced its image.
 ///
 /// Trailing data, in this order: `filename_len` bytes of the filename as passed to execve,
 /// `argv_len` bytes of the argv area (NUL-separated), `exe_path_len` bytes of the executable's
-/// path and `cwd_len` bytes of the cwd. Paths are encoded as components, leaf first, each
-/// followed by a NUL; no component means `/`.
+/// path, `cwd_len` bytes of the cwd and `cgroup_len` bytes of the task's cgroup v2 path.
+/// Paths are encoded as components, leaf first, each followed by a NUL; none means `/`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExecEvent {
@@ -60,9 +65,11 @@ pub struct ExecEvent {
     pub argv_len: u16,
     pub exe_path_len: u16,
     pub cwd_len: u16,
+    pub cgroup_len: u16,
+    pub _pad: [u8; 6],
 }
 
-const _: () = assert!(size_of::<ExecEvent>() == 112);
+const _: () = assert!(size_of::<ExecEvent>() == 120);
 const _: () = assert!(core::mem::offset_of!(ExecEvent, parent_start_time_ns) == 64);
 
 /// Largest exec record: fixed part plus every trailing section at its maximum.

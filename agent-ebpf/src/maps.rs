@@ -10,9 +10,12 @@ use vigil_common::{
 
 /// Size of the per-CPU scratch buffer where an exec record is assembled. Offsets into it are
 /// masked with [`SCRATCH_MASK`], and no single write is longer than `SCRATCH_SIZE / 2`, so the
-/// verifier can prove every access in bounds.
-pub const SCRATCH_SIZE: usize = 16 * 1024;
+/// verifier can prove every access in bounds. The largest record (`EXEC_RECORD_MAX`) stays
+/// below `SCRATCH_MASK`, so masking never wraps a write onto earlier sections.
+pub const SCRATCH_SIZE: usize = 32 * 1024;
 pub const SCRATCH_MASK: usize = SCRATCH_SIZE / 2 - 1;
+
+const _: () = assert!(vigil_common::process::EXEC_RECORD_MAX + 256 < SCRATCH_MASK);
 
 #[repr(C)]
 pub struct Scratch {

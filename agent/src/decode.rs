@@ -4,9 +4,9 @@
 use vigil_common::{
     event::{EventKind, Header},
     process::{
-        ARGS_MAX, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_CWD_TRUNCATED,
-        EXEC_EXE_PATH_TRUNCATED, EXEC_FILENAME_TRUNCATED, EXEC_NO_LOGINUID, EXIT_GROUP_DEAD,
-        ExecEvent, ExitEvent, FORK_THREAD, ForkEvent,
+        ARGS_MAX, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_CGROUP_TRUNCATED,
+        EXEC_CWD_TRUNCATED, EXEC_EXE_PATH_TRUNCATED, EXEC_FILENAME_TRUNCATED, EXEC_NO_LOGINUID,
+        EXIT_GROUP_DEAD, ExecEvent, ExitEvent, FORK_THREAD, ForkEvent,
     },
 };
 
@@ -106,6 +106,7 @@ fn decode_exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
         raw.argv_len,
         raw.exe_path_len,
         raw.cwd_len,
+        raw.cgroup_len,
     ]
     .map(usize::from);
     let need: usize = lens.iter().sum();
@@ -121,7 +122,7 @@ fn decode_exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
         rest = tail;
         section
     };
-    let [filename, argv, exe, cwd] = lens.map(&mut take);
+    let [filename, argv, exe, cwd, cgroup] = lens.map(&mut take);
     let flag = |bit: u32| raw.flags & bit != 0;
     let (args, too_many) = split_args(argv);
     Ok(Exec {
@@ -147,6 +148,10 @@ fn decode_exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
         cwd: WalkedPath {
             path: join_components(cwd),
             truncated: flag(EXEC_CWD_TRUNCATED),
+        },
+        cgroup_path: WalkedPath {
+            path: join_components(cgroup),
+            truncated: flag(EXEC_CGROUP_TRUNCATED),
         },
         exe_inode: raw.exe_ino,
         exe_dev: raw.exe_dev,

@@ -52,6 +52,8 @@ pub struct Exec {
     /// Path of the executed file, resolved in the kernel.
     pub binary: WalkedPath,
     pub cwd: WalkedPath,
+    /// The task's cgroup v2 path, read in the kernel at exec (`/` for the root cgroup).
+    pub cgroup_path: WalkedPath,
     pub exe_inode: u64,
     /// Kernel `dev_t` of the executed file's filesystem (major << 20 | minor).
     pub exe_dev: u32,

@@ -1,25 +1,47 @@
-//! A bounded walk of a `struct path` up to its root, crossing mount points.
-//!
-//! There is no `bpf_d_path` for tracepoints, so the walk follows `d_parent` and, at a mount's
-//! root, hops to the mount point in the parent mount (as the kernel's `prepend_path` does).
-//! It stops at the root of the task's mount namespace (where a mount is its own parent), so a
-//! container's process gets paths as seen inside the container.
-//!
-//! Output, written into the scratch buffer: components leaf first, each NUL-terminated;
-//! userspace reverses them. Nothing written means `/`.
+//! Bounded walks that write a path as components, leaf first, each NUL-terminated, into the
+//! scratch buffer (userspace reverses them; nothing written means `/`):
+//! - [`walk`]: a `struct path` up to its root, crossing mount points. There is no `bpf_d_path`
+//!   for tracepoints, so it follows `d_parent` and, at a mount's root, hops to the mount point
+//!   in the parent mount (as the kernel's `prepend_path` does). It stops at the root of the
+//!   task's mount namespace (where a mount is its own parent), so a container's process gets
+//!   paths as seen inside the container.
+//! - [`walk_cgroup`]: a cgroup's kernfs node up to the hierarchy's root.
 
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
-use vigil_common::process::{PATH_COMPONENT_MAX, PATH_DEPTH_MAX, PATH_MAX};
+use vigil_common::process::{CGROUP_DEPTH_MAX, PATH_COMPONENT_MAX, PATH_DEPTH_MAX, PATH_MAX};
 
 use super::kread::read_ptr;
 use crate::maps::{SCRATCH_MASK, offset};
 
-/// Result of [`walk`].
+/// Result of a walk.
 pub struct Walked {
     /// Bytes written at the starting position.
     pub len: usize,
-    /// The walk gave up before the root (too deep or longer than [`PATH_MAX`]).
+    /// The walk gave up before the root (too deep, longer than [`PATH_MAX`], unreadable).
     pub truncated: bool,
+}
+
+/// Appends the NUL-terminated kernel string at `name` as one component at `buf[pos + len]`;
+/// returns the new length, or `None` when the budget is spent or the read failed.
+#[inline(always)]
+fn push_component(buf: *mut u8, pos: usize, len: usize, name: *const u8) -> Option<usize> {
+    if len + PATH_COMPONENT_MAX > PATH_MAX {
+        return None;
+    }
+    let at = (pos + len) & SCRATCH_MASK;
+    // SAFETY: `at <= SCRATCH_MASK` and the buffer has PATH_COMPONENT_MAX bytes past it;
+    // the helper checks the source address and NUL-terminates within `size`.
+    let n = unsafe {
+        bpf_probe_read_kernel_str(
+            buf.wrapping_add(at).cast(),
+            PATH_COMPONENT_MAX as u32,
+            name.cast(),
+        )
+    };
+    if n <= 0 {
+        return None;
+    }
+    Some(len + (n as usize & (PATH_COMPONENT_MAX * 2 - 1)))
 }
 
 /// Walks the `struct path` at `path` and writes its components into `buf` at `pos`.
@@ -54,34 +76,56 @@ pub fn walk(buf: *mut u8, pos: usize, path: *const u8) -> Walked {
             vfsmnt = mnt.wrapping_add(mount_mnt as usize);
             continue;
         }
-        if len + PATH_COMPONENT_MAX > PATH_MAX {
-            return Walked {
-                len,
-                truncated: true,
-            };
-        }
         let name = read_ptr(dentry, offset!(dentry_name));
-        let at = (pos + len) & SCRATCH_MASK;
-        // SAFETY: `at <= SCRATCH_MASK` and the buffer has PATH_COMPONENT_MAX bytes past it;
-        // the helper checks the source address and NUL-terminates within `size`.
-        let n = unsafe {
-            bpf_probe_read_kernel_str(
-                buf.wrapping_add(at).cast(),
-                PATH_COMPONENT_MAX as u32,
-                name.cast(),
-            )
-        };
-        if n <= 0 {
-            return Walked {
-                len,
-                truncated: true,
-            };
+        match push_component(buf, pos, len, name) {
+            Some(new_len) => len = new_len,
+            None => {
+                return Walked {
+                    len,
+                    truncated: true,
+                };
+            }
         }
-        len += n as usize & (PATH_COMPONENT_MAX * 2 - 1);
         dentry = parent;
     }
     Walked {
         len,
         truncated: true,
+    }
+}
+
+/// Walks the cgroup v2 hierarchy from the current task's default cgroup up to the root and
+/// writes its path components into `buf` at `pos`.
+#[inline(always)]
+pub fn walk_cgroup(buf: *mut u8, pos: usize, task: *const u8) -> Walked {
+    let css_set = read_ptr(task, offset!(task_cgroups));
+    let cgroup = read_ptr(css_set, offset!(css_set_dfl_cgrp));
+    let mut kn = read_ptr(cgroup, offset!(cgroup_kn));
+    let mut len = 0usize;
+    for _ in 0..CGROUP_DEPTH_MAX {
+        let parent = read_ptr(kn, offset!(kernfs_parent));
+        if kn.is_null() || parent.is_null() {
+            // The hierarchy's root has no parent and no name of its own in the path.
+            return Walked {
+                len,
+                truncated: false,
+            };
+        }
+        let name = read_ptr(kn, offset!(kernfs_name));
+        match push_component(buf, pos, len, name) {
+            Some(new_len) => len = new_len,
+            None => {
+                return Walked {
+                    len,
+                    truncated: true,
+                };
+            }
+        }
+        kn = parent;
+    }
+    let root_reached = read_ptr(kn, offset!(kernfs_parent)).is_null();
+    Walked {
+        len,
+        truncated: !root_reached,
     }
 }

@@ -14,9 +14,9 @@ use vigil_common::{
     event::EventKind,
     offsets::OFFSET_MISSING,
     process::{
-        ARGV_MAX, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_CWD_TRUNCATED,
-        EXEC_EXE_PATH_TRUNCATED, EXEC_FILENAME_TRUNCATED, EXEC_NO_LOGINUID, EXIT_GROUP_DEAD,
-        ExecEvent, ExitEvent, FILENAME_MAX, FORK_THREAD, ForkEvent,
+        ARGV_MAX, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_CGROUP_TRUNCATED,
+        EXEC_CWD_TRUNCATED, EXEC_EXE_PATH_TRUNCATED, EXEC_FILENAME_TRUNCATED, EXEC_NO_LOGINUID,
+        EXIT_GROUP_DEAD, ExecEvent, ExitEvent, FILENAME_MAX, FORK_THREAD, ForkEvent,
     },
     stats::KernelCounter,
 };
@@ -85,6 +85,13 @@ pub fn process_exec(ctx: RawTracePointContext) -> i32 {
     }
     event.cwd_len = cwd.len as u16;
     pos += cwd.len;
+
+    let cgroup = path::walk_cgroup(buf, pos, task);
+    if cgroup.truncated {
+        event.flags |= EXEC_CGROUP_TRUNCATED;
+    }
+    event.cgroup_len = cgroup.len as u16;
+    pos += cgroup.len;
 
     let inode = read_ptr(file, offset!(file_inode));
     event.exe_ino = read_at::<u64>(inode, offset!(inode_ino));

@@ -21,7 +21,7 @@ pub enum OffsetsError {
 pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
     let mut offsets = KernelOffsets::MISSING;
     for field in KernelOffsets::FIELDS {
-        let value = match btf.member_offset(field.strukt, field.member) {
+        let value = match resolve_member(btf, field.strukt, field.member) {
             Ok(value) => value,
             Err(source) if field.required => {
                 return Err(OffsetsError::Required {
@@ -36,6 +36,25 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
         offsets.set(field.name, value);
     }
     Ok(offsets)
+}
+
+/// Resolves `member`, trying each `|`-separated alternative (members renamed across kernel
+/// versions); the error is the first alternative's.
+fn resolve_member(btf: &Btf, strukt: &str, member: &str) -> Result<u32, BtfError> {
+    let mut first_error = None;
+    for alternative in member.split('|') {
+        match btf.member_offset(strukt, alternative) {
+            Ok(offset) => return Ok(offset),
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    Err(first_error.unwrap_or(BtfError::MemberNotFound {
+        strukt: strukt.to_owned(),
+        member: member.to_owned(),
+        segment: member.to_owned(),
+    }))
 }
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ pub struct ExecSpec<'a> {
     pub args: &'a [&'a [u8]],
     pub binary: &'a [u8],
     pub cwd: &'a [u8],
+    pub cgroup: &'a [u8],
 }
 
 pub fn exec(spec: &ExecSpec<'_>) -> Vec<u8> {
@@ -71,10 +72,16 @@ pub fn exec(spec: &ExecSpec<'_>) -> Vec<u8> {
         .collect();
     let exe = path_section(spec.binary);
     let cwd = path_section(spec.cwd);
+    let cgroup = path_section(spec.cgroup);
     let mut comm = [0u8; 16];
     let n = spec.comm.len().min(15);
     comm[..n].copy_from_slice(&spec.comm[..n]);
-    let size = size_of::<ExecEvent>() + spec.filename.len() + argv.len() + exe.len() + cwd.len();
+    let size = size_of::<ExecEvent>()
+        + spec.filename.len()
+        + argv.len()
+        + exe.len()
+        + cwd.len()
+        + cgroup.len();
     let raw = ExecEvent {
         header: header(EventKind::Exec, size, spec.ids),
         ppid: spec.ppid,
@@ -92,9 +99,11 @@ pub fn exec(spec: &ExecSpec<'_>) -> Vec<u8> {
         argv_len: argv.len() as u16,
         exe_path_len: exe.len() as u16,
         cwd_len: cwd.len() as u16,
+        cgroup_len: cgroup.len() as u16,
+        _pad: [0; 6],
     };
     let mut out = bytes_of(&raw);
-    for section in [spec.filename, &argv, &exe, &cwd] {
+    for section in [spec.filename, &argv, &exe, &cwd, &cgroup] {
         out.extend_from_slice(section);
     }
     out

@@ -26,6 +26,7 @@ fn sample_exec() -> Vec<u8> {
         args: &[b"./run me", b"", b"with space", b"caf\xe9", b"\"quoted\""],
         binary: b"/opt/app/run me",
         cwd: b"/home/u",
+        cgroup: b"/kubepods/besteffort/pod-1/abc",
         ..ExecSpec::default()
     })
 }
@@ -58,6 +59,7 @@ fn exec_round_trip_keeps_every_byte() {
     );
     assert_eq!(exec.binary.path, b"/opt/app/run me");
     assert_eq!(exec.cwd.path, b"/home/u");
+    assert_eq!(exec.cgroup_path.path, b"/kubepods/besteffort/pod-1/abc");
     assert!(!exec.args_truncated && !exec.cwd.truncated && !exec.binary.truncated);
     assert_eq!((exec.exe_inode, exec.exe_dev), (42, (8 << 20) | 1));
 }

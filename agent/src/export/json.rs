@@ -112,6 +112,9 @@ struct ProcessJson<'a> {
     start_time: String,
     start_time_ns: u64,
     cgroup_id: u64,
+    /// cgroup v2 path, when known.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    cgroup: Cow<'a, str>,
     /// How Vigil knows this process: "exec", "fork", "snapshot" (read from /proc at start-up)
     /// or "unknown" (seen only in later events).
     origin: &'static str,
@@ -150,6 +153,7 @@ impl<'a> ProcessJson<'a> {
             start_time: clock.rfc3339(p.key.start_time_ns),
             start_time_ns: p.key.start_time_ns,
             cgroup_id: p.cgroup_id,
+            cgroup: escape(&p.cgroup_path),
             origin: match p.origin {
                 crate::process::Origin::Exec => "exec",
                 crate::process::Origin::Fork => "fork",

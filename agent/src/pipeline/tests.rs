@@ -240,6 +240,7 @@ fn snapshot_entries_match_exact_kernel_start_times() {
         creds: Default::default(),
         comm: vec![],
         cgroup_id: 1,
+        cgroup_path: b"/".to_vec(),
     };
     p.cache.seed(
         vec![

@@ -109,6 +109,7 @@ impl ProcessCache {
                 creds: entry.creds,
                 comm: entry.comm,
                 cgroup_id: entry.cgroup_id,
+                cgroup_path: entry.cgroup_path,
                 origin: Origin::Snapshot,
             });
             self.approx.insert(key.tgid, key);
@@ -177,6 +178,7 @@ impl ProcessCache {
             creds: exec.creds,
             comm: exec.comm.clone(),
             cgroup_id: exec.task.cgroup_id,
+            cgroup_path: exec.cgroup_path.path.clone(),
             origin: Origin::Exec,
         });
         self.insert(process.clone());
@@ -271,6 +273,7 @@ impl ProcessCache {
             creds: Creds::default(),
             comm: Vec::new(),
             cgroup_id: task.map_or(0, |t| t.cgroup_id),
+            cgroup_path: Vec::new(),
             origin: Origin::Unknown,
         });
         self.insert(process.clone());
@@ -332,6 +335,7 @@ fn forked(fork: &Fork, parent: Option<&Process>) -> Process {
         creds: parent.map(|p| p.creds).unwrap_or_default(),
         comm: parent.map(|p| p.comm.clone()).unwrap_or_default(),
         cgroup_id: fork.task.cgroup_id,
+        cgroup_path: parent.map(|p| p.cgroup_path.clone()).unwrap_or_default(),
         origin: Origin::Fork,
     }
 }

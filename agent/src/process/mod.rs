@@ -40,5 +40,7 @@ pub struct Process {
     pub creds: Creds,
     pub comm: Vec<u8>,
     pub cgroup_id: u64,
+    /// cgroup v2 path: from the exec, inherited on fork, or from /proc for the snapshot.
+    pub cgroup_path: Vec<u8>,
     pub origin: Origin,
 }

@@ -27,6 +27,7 @@ pub struct ProcEntry {
     pub creds: Creds,
     pub comm: Vec<u8>,
     pub cgroup_id: u64,
+    pub cgroup_path: Vec<u8>,
 }
 
 /// Length of one clock tick in ns (the precision of /proc start times).
@@ -75,6 +76,7 @@ fn read_one(
     let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
     let (args, _) = crate::decode::split_args(&cmdline);
     let loginuid = process.loginuid().ok().filter(|&uid| uid != u32::MAX);
+    let cgroup_path = cgroups.v2_path_of_pid(&dir);
     Some(ProcEntry {
         tgid: u32::try_from(status.tgid).ok()?,
         ppid: u32::try_from(stat.ppid).unwrap_or(0),
@@ -90,7 +92,11 @@ fn read_one(
             loginuid,
         },
         comm: stat.comm.into_bytes(),
-        cgroup_id: cgroups.cgroup_id_of_pid(&dir).unwrap_or(0),
+        cgroup_id: cgroup_path
+            .as_deref()
+            .and_then(|path| cgroups.cgroup_id(path))
+            .unwrap_or(0),
+        cgroup_path: cgroup_path.map(String::into_bytes).unwrap_or_default(),
     })
 }
 
