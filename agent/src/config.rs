@@ -50,7 +50,9 @@ pub struct ProcessConfig {
     pub trace_threads: bool,
     pub snapshot: bool,
     pub cache_max_entries: usize,
+    pub cache_max_bytes: usize,
     pub exit_grace_ms: u64,
+    pub ancestors: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -87,7 +89,9 @@ impl Default for ProcessConfig {
             trace_threads: false,
             snapshot: true,
             cache_max_entries: 65_536,
+            cache_max_bytes: 64 * 1024 * 1024,
             exit_grace_ms: 5_000,
+            ancestors: 0,
         }
     }
 }
@@ -174,6 +178,12 @@ impl Config {
         }
         if self.pipeline.queue_capacity == 0 {
             return Err(invalid("pipeline.queue_capacity", "must be at least 1"));
+        }
+        if self.process.ancestors > 64 {
+            return Err(invalid("process.ancestors", "must be at most 64"));
+        }
+        if self.process.cache_max_bytes < 1024 * 1024 {
+            return Err(invalid("process.cache_max_bytes", "must be at least 1 MiB"));
         }
         if self.process.cache_max_entries == 0 {
             return Err(invalid("process.cache_max_entries", "must be at least 1"));

@@ -157,5 +157,26 @@ pub struct Event {
     pub pid: u32,
     pub process: Option<Arc<Process>>,
     pub parent: Option<Arc<Process>>,
+    /// Processes above the parent, nearest first (as many as `process.ancestors` asks).
+    pub ancestors: Vec<Arc<Process>>,
     pub detail: Detail,
+}
+
+impl Event {
+    pub fn new(
+        time_ns: u64,
+        pid: u32,
+        process: Option<Arc<Process>>,
+        parent: Option<Arc<Process>>,
+        detail: Detail,
+    ) -> Self {
+        Self {
+            time_ns,
+            pid,
+            process,
+            parent,
+            ancestors: Vec::new(),
+            detail,
+        }
+    }
 }

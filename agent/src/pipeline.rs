@@ -75,13 +75,7 @@ impl Pipeline {
 
     /// A `loss` event for `loss`, stamped `now_ns`.
     pub fn loss_event(loss: Loss, now_ns: u64) -> Event {
-        Event {
-            time_ns: now_ns,
-            pid: 0,
-            process: None,
-            parent: None,
-            detail: Detail::Loss(loss),
-        }
+        Event::new(now_ns, 0, None, None, Detail::Loss(loss))
     }
 }
 

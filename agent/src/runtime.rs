@@ -84,7 +84,9 @@ impl Agent {
         let mut pipeline = Pipeline::new(
             ProcessCacheConfig {
                 max_entries: config.process.cache_max_entries,
+                max_bytes: config.process.cache_max_bytes,
                 exit_grace_ns: config.process.exit_grace_ms * 1_000_000,
+                ancestors: config.process.ancestors,
             },
             counters.clone(),
         );

@@ -44,6 +44,11 @@ impl JsonRenderer {
                 .parent
                 .as_deref()
                 .map(|p| ParentJson::new(p, &self.clock)),
+            ancestors: event
+                .ancestors
+                .iter()
+                .map(|p| ParentJson::new(p, &self.clock))
+                .collect(),
             exec: match &event.detail {
                 Detail::Exec(exec) => Some(ExecJson::new(exec)),
                 _ => None,
@@ -77,6 +82,9 @@ struct Line<'a> {
     process: Option<ProcessJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     parent: Option<ParentJson<'a>>,
+    /// Above the parent, nearest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ancestors: Vec<ParentJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     exec: Option<ExecJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -160,6 +160,7 @@ fn exited_processes_go_after_the_grace_period_only() {
         ProcessCacheConfig {
             max_entries: 100,
             exit_grace_ns: 1_000,
+            ..ProcessCacheConfig::default()
         },
         counters,
     );
@@ -183,6 +184,7 @@ fn cache_stays_within_its_bound() {
         ProcessCacheConfig {
             max_entries: 50,
             exit_grace_ns: u64::MAX,
+            ..ProcessCacheConfig::default()
         },
         Arc::new(Counters::default()),
     );
@@ -266,4 +268,148 @@ fn snapshot_entries_match_exact_kernel_start_times() {
         Some(parent.exec_id.clone())
     );
     assert_eq!(p.cache().stats().misses, 0);
+}
+
+fn cache_with(config: ProcessCacheConfig) -> Pipeline {
+    Pipeline::new(config, Arc::new(Counters::default()))
+}
+
+/// init -> shell -> child -> grandchild, each exec'd.
+fn chain() -> (Vec<Vec<u8>>, [ProcessKey; 4]) {
+    let keys = [
+        ProcessKey::new(1, 10),
+        ProcessKey::new(100, 1_000),
+        ProcessKey::new(200, 2_000),
+        ProcessKey::new(300, 3_000),
+    ];
+    let records = vec![
+        exec_record(keys[0], ProcessKey::new(0, 0), 20, b"/sbin/init"),
+        exec_record(keys[1], keys[0], 1_100, b"/bin/sh"),
+        exec_record(keys[2], keys[1], 2_100, b"/usr/bin/make"),
+        exec_record(keys[3], keys[2], 3_100, b"/usr/bin/cc"),
+    ];
+    (records, keys)
+}
+
+#[test]
+fn ancestors_are_listed_nearest_first_up_to_the_depth() {
+    let mut p = cache_with(ProcessCacheConfig {
+        ancestors: 2,
+        ..ProcessCacheConfig::default()
+    });
+    let (records, keys) = chain();
+    let events = run(&mut p, &records);
+    let last = events.last().expect("grandchild exec");
+    assert_eq!(last.parent.as_ref().map(|p| p.key), Some(keys[2]));
+    let ancestors: Vec<&[u8]> = last
+        .ancestors
+        .iter()
+        .map(|a| a.binary.path.as_slice())
+        .collect();
+    assert_eq!(ancestors, [&b"/bin/sh"[..], b"/sbin/init"]);
+
+    let mut none = cache_with(ProcessCacheConfig::default());
+    let events = run(&mut none, &records);
+    assert!(events.iter().all(|e| e.ancestors.is_empty()));
+}
+
+#[test]
+fn exited_ancestors_of_live_processes_outlive_their_grace_period() {
+    let mut p = cache_with(ProcessCacheConfig {
+        exit_grace_ns: 100,
+        ancestors: 3,
+        ..ProcessCacheConfig::default()
+    });
+    let (mut records, keys) = chain();
+    // The shell and make exit; cc (the grandchild) lives on.
+    records.push(encode::exit(ids(keys[2], 4_000), 0, true));
+    records.push(encode::exit(ids(keys[1], 4_000), 0, true));
+    run(&mut p, &records);
+    p.tick(1_000_000);
+    assert!(
+        p.cache().get(&keys[2]).is_some(),
+        "make is cc's parent: kept"
+    );
+    assert!(
+        p.cache().get(&keys[1]).is_some(),
+        "sh is make's parent and make has a live child"
+    );
+    // Once cc exits, the chain goes after its grace period.
+    run(&mut p, &[encode::exit(ids(keys[3], 2_000_000), 0, true)]);
+    p.tick(2_000_200);
+    assert!(p.cache().get(&keys[3]).is_none());
+    p.tick(4_000_000);
+    assert!(p.cache().get(&keys[2]).is_none());
+    p.tick(8_000_000);
+    assert!(p.cache().get(&keys[1]).is_none());
+}
+
+#[test]
+fn eviction_takes_exited_processes_before_ancestors_of_live_ones() {
+    let mut p = cache_with(ProcessCacheConfig {
+        max_entries: 6,
+        exit_grace_ns: u64::MAX,
+        ancestors: 3,
+        ..ProcessCacheConfig::default()
+    });
+    let (records, keys) = chain();
+    run(&mut p, &records);
+    // Many short-lived children of the shell push the cache past its bound.
+    for i in 0..50u32 {
+        let key = ProcessKey::new(5_000 + i, 50_000 + u64::from(i));
+        let t = key.start_time_ns;
+        run(
+            &mut p,
+            &[
+                encode::fork(ids(key, t), keys[1].tgid, keys[1].start_time_ns, false),
+                encode::exit(ids(key, t + 1), 0, true),
+            ],
+        );
+    }
+    assert!(p.cache().len() <= 6);
+    for key in &keys {
+        assert!(
+            p.cache().get(key).is_some(),
+            "{key:?} is live or an ancestor of one"
+        );
+    }
+    assert_eq!(p.cache().stats().evicted_ancestors, 0);
+    assert!(p.cache().stats().evictions >= 48);
+}
+
+#[test]
+fn a_churn_of_short_lived_processes_stays_within_entries_and_bytes() {
+    let max_bytes = 1024 * 1024;
+    let mut p = cache_with(ProcessCacheConfig {
+        max_entries: 100_000,
+        max_bytes,
+        exit_grace_ns: 1_000_000,
+        ancestors: 0,
+    });
+    let mut peak_len = 0;
+    for i in 0..100_000u32 {
+        let key = ProcessKey::new(10_000 + i % 30_000, 1_000_000 + u64::from(i) * 10);
+        let t = key.start_time_ns;
+        run(
+            &mut p,
+            &[
+                encode::fork(ids(key, t), SHELL.tgid, SHELL.start_time_ns, false),
+                exec_record(key, SHELL, t + 1, b"/usr/bin/some-tool-with-a-long-name"),
+                encode::exit(ids(key, t + 2), 0, true),
+            ],
+        );
+        if i % 1_000 == 0 {
+            p.tick(t);
+        }
+        peak_len = peak_len.max(p.cache().len());
+        assert!(
+            p.cache().bytes() <= max_bytes,
+            "{} bytes",
+            p.cache().bytes()
+        );
+    }
+    assert!(
+        peak_len < 100_000,
+        "bounded by bytes, not by count: {peak_len}"
+    );
 }

@@ -1,40 +1,46 @@
-//! The process cache: applies lifecycle events in order and resolves each event's process
-//! and parent. Owned by the pipeline task; plain synchronous code, no locks.
-//!
-//! Bounded: at most `max_entries` processes. An exited process stays for `exit_grace` so that
-//! late events still resolve, then goes; past the bound, the oldest entries go first
-//! (exited ones before live ones). Every miss and eviction is counted.
+//! The process cache: applies lifecycle events in order and resolves each event's process,
+//! parent and ancestors. Owned by the pipeline task; plain synchronous code, no locks.
+//! Storage, bounds and eviction live in `store.rs`.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::Arc,
+use std::{collections::HashMap, sync::Arc};
+
+use super::{
+    ExecId, Origin, Process, ProcessKey,
+    snapshot::ProcEntry,
+    store::{Store, StoreLimits},
 };
-
-use super::{ExecId, Origin, Process, ProcessKey, snapshot::ProcEntry};
 use crate::event::{Creds, Detail, Event, Exec, Exit, Fork, KernelEvent, Task, WalkedPath};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcessCacheConfig {
     pub max_entries: usize,
+    /// Bound on the cache's accounted memory, in bytes.
+    pub max_bytes: usize,
     /// How long an exited process stays resolvable, in ns.
     pub exit_grace_ns: u64,
+    /// How many ancestors above the parent each event carries (0: none).
+    pub ancestors: usize,
 }
 
 impl Default for ProcessCacheConfig {
     fn default() -> Self {
         Self {
             max_entries: 65_536,
+            max_bytes: 64 * 1024 * 1024,
             exit_grace_ns: 5_000_000_000,
+            ancestors: 0,
         }
     }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
-    /// Events whose process was not in the cache.
+    /// Events whose process (or parent) was not in the cache.
     pub misses: u64,
-    /// Entries removed to stay within `max_entries`.
+    /// Entries removed to stay within the bounds.
     pub evictions: u64,
+    /// Of those, processes that were still ancestors of live processes.
+    pub evicted_ancestors: u64,
     /// Exited entries removed after their grace period.
     pub expired: u64,
     /// Processes read from /proc at start-up.
@@ -42,61 +48,83 @@ pub struct CacheStats {
 }
 
 #[derive(Debug)]
-struct Entry {
-    process: Arc<Process>,
-    exited_at_ns: Option<u64>,
-}
-
-#[derive(Debug, Default)]
 pub struct ProcessCache {
     config: ProcessCacheConfig,
-    entries: HashMap<ProcessKey, Entry>,
-    /// Keys in insertion order; may hold keys already removed (skipped when popped).
-    order: VecDeque<ProcessKey>,
-    /// Exited keys in exit order, for the grace-period sweep.
-    exited: VecDeque<(u64, ProcessKey)>,
+    store: Store,
     /// Snapshot entries by tgid: their start time is only tick-precise, so the first kernel
     /// record of such a process finds it here and re-keys it to the exact start time.
     approx: HashMap<u32, ProcessKey>,
+    /// Tick-precise keys already re-keyed, for children that still name them as parent.
+    renamed: HashMap<ProcessKey, ProcessKey>,
     /// Precision of snapshot start times, in ns.
     tick_ns: u64,
-    stats: CacheStats,
+    misses: u64,
+    snapshot: u64,
+}
+
+impl Default for ProcessCache {
+    fn default() -> Self {
+        Self::new(ProcessCacheConfig::default())
+    }
 }
 
 impl ProcessCache {
     pub fn new(config: ProcessCacheConfig) -> Self {
         Self {
             config,
-            ..Self::default()
+            store: Store::new(StoreLimits {
+                max_entries: config.max_entries,
+                max_bytes: config.max_bytes,
+                exit_grace_ns: config.exit_grace_ns,
+            }),
+            approx: HashMap::new(),
+            renamed: HashMap::new(),
+            tick_ns: 1,
+            misses: 0,
+            snapshot: 0,
         }
     }
 
     pub fn stats(&self) -> CacheStats {
-        self.stats
+        let store = self.store.stats();
+        CacheStats {
+            misses: self.misses,
+            evictions: store.evictions,
+            evicted_ancestors: store.evicted_ancestors,
+            expired: store.expired,
+            snapshot: self.snapshot,
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.store.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.store.is_empty()
+    }
+
+    /// Accounted memory of the cached processes, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.store.bytes()
     }
 
     pub fn get(&self, key: &ProcessKey) -> Option<&Arc<Process>> {
-        self.entries.get(key).map(|e| &e.process)
+        let key = self.renamed.get(key).unwrap_or(key);
+        self.store.get(key)
     }
 
     /// Records the processes read from /proc at start-up (start times precise to `tick_ns`).
     pub fn seed(&mut self, entries: Vec<ProcEntry>, tick_ns: u64) {
-        self.tick_ns = tick_ns;
+        self.tick_ns = tick_ns.max(1);
         let starts: HashMap<u32, u64> = entries.iter().map(|e| (e.tgid, e.start_time_ns)).collect();
         for entry in entries {
             let key = ProcessKey::new(entry.tgid, entry.start_time_ns);
             let parent = starts
                 .get(&entry.ppid)
                 .map(|&start| ProcessKey::new(entry.ppid, start));
-            let process = Arc::new(Process {
+            self.approx.insert(key.tgid, key);
+            self.store.insert(Arc::new(Process {
                 key,
                 exec_id: ExecId::at_start(key),
                 ppid: entry.ppid,
@@ -111,48 +139,20 @@ impl ProcessCache {
                 cgroup_id: entry.cgroup_id,
                 cgroup_path: entry.cgroup_path,
                 origin: Origin::Snapshot,
-            });
-            self.approx.insert(key.tgid, key);
-            self.insert(process);
-            self.stats.snapshot += 1;
+            }));
+            self.snapshot += 1;
         }
-    }
-
-    /// The entry for `key`, re-keying a tick-precise snapshot entry of the same process.
-    fn lookup(&mut self, key: ProcessKey) -> Option<Arc<Process>> {
-        if let Some(entry) = self.entries.get(&key) {
-            return Some(entry.process.clone());
-        }
-        let approx = *self.approx.get(&key.tgid)?;
-        let same = approx.start_time_ns <= key.start_time_ns
-            && key.start_time_ns < approx.start_time_ns.saturating_add(self.tick_ns.max(1));
-        if !same {
-            return None;
-        }
-        self.approx.remove(&key.tgid);
-        let old = self.entries.remove(&approx)?;
-        let process = Arc::new(Process {
-            key,
-            ..(*old.process).clone()
-        });
-        self.entries.insert(
-            key,
-            Entry {
-                process: process.clone(),
-                exited_at_ns: old.exited_at_ns,
-            },
-        );
-        self.order.push_back(key);
-        Some(process)
     }
 
     /// Applies one kernel event and returns it resolved.
     pub fn apply(&mut self, event: KernelEvent) -> Event {
-        match event {
+        let mut event = match event {
             KernelEvent::Exec(exec) => self.apply_exec(exec),
             KernelEvent::Fork(fork) => self.apply_fork(fork),
             KernelEvent::Exit(exit) => self.apply_exit(exit),
-        }
+        };
+        event.ancestors = self.ancestors(event.parent.as_deref());
+        event
     }
 
     fn apply_exec(&mut self, exec: Exec) -> Event {
@@ -181,14 +181,14 @@ impl ProcessCache {
             cgroup_path: exec.cgroup_path.path.clone(),
             origin: Origin::Exec,
         });
-        self.insert(process.clone());
-        Event {
+        self.store.insert(process.clone());
+        Event::new(
             time_ns,
-            pid: exec.task.pid,
-            process: Some(process),
+            exec.task.pid,
+            Some(process),
             parent,
-            detail: Detail::Exec(exec),
-        }
+            Detail::Exec(exec),
+        )
     }
 
     fn apply_fork(&mut self, fork: Fork) -> Event {
@@ -198,16 +198,10 @@ impl ProcessCache {
             self.resolve(fork.task.key, Some(&fork.task))
         } else {
             let child = Arc::new(forked(&fork, parent.as_deref()));
-            self.insert(child.clone());
+            self.store.insert(child.clone());
             Some(child)
         };
-        Event {
-            time_ns,
-            pid: fork.task.pid,
-            process,
-            parent,
-            detail: Detail::Fork(fork),
-        }
+        Event::new(time_ns, fork.task.pid, process, parent, Detail::Fork(fork))
     }
 
     fn apply_exit(&mut self, exit: Exit) -> Event {
@@ -218,36 +212,50 @@ impl ProcessCache {
             .and_then(|p| p.parent)
             .and_then(|key| self.get(&key).cloned());
         if exit.group_dead {
-            if let Some(entry) = self.entries.get_mut(&exit.task.key) {
-                entry.exited_at_ns = Some(time_ns);
-                self.exited.push_back((time_ns, exit.task.key));
-            }
+            self.store.mark_exited(exit.task.key, time_ns);
         }
-        Event {
-            time_ns,
-            pid: exit.task.pid,
-            process,
-            parent,
-            detail: Detail::Exit(exit),
-        }
+        Event::new(time_ns, exit.task.pid, process, parent, Detail::Exit(exit))
     }
 
     /// Removes exited processes whose grace period ended before `now_ns`.
     pub fn sweep(&mut self, now_ns: u64) {
-        while let Some(&(exited_at, key)) = self.exited.front() {
-            if exited_at.saturating_add(self.config.exit_grace_ns) > now_ns {
+        self.store.sweep(now_ns);
+    }
+
+    /// Up to `config.ancestors` processes above `parent`, nearest first.
+    fn ancestors(&self, parent: Option<&Process>) -> Vec<Arc<Process>> {
+        let mut out = Vec::new();
+        let mut next = parent.and_then(|p| p.parent);
+        while out.len() < self.config.ancestors {
+            let Some(process) = next.and_then(|key| self.get(&key)) else {
                 break;
-            }
-            self.exited.pop_front();
-            if self
-                .entries
-                .get(&key)
-                .is_some_and(|e| e.exited_at_ns == Some(exited_at))
-            {
-                self.entries.remove(&key);
-                self.stats.expired += 1;
-            }
+            };
+            next = process.parent.filter(|&key| key != process.key);
+            out.push(process.clone());
         }
+        out
+    }
+
+    /// The entry for `key`, re-keying a tick-precise snapshot entry of the same process.
+    fn lookup(&mut self, key: ProcessKey) -> Option<Arc<Process>> {
+        if let Some(process) = self.get(&key) {
+            return Some(process.clone());
+        }
+        let approx = *self.approx.get(&key.tgid)?;
+        let same = approx.start_time_ns <= key.start_time_ns
+            && key.start_time_ns < approx.start_time_ns.saturating_add(self.tick_ns);
+        if !same {
+            return None;
+        }
+        self.approx.remove(&key.tgid);
+        let old = self.store.get(&approx)?.clone();
+        let process = Arc::new(Process {
+            key,
+            ..(*old).clone()
+        });
+        self.store.rekey(approx, process.clone());
+        self.renamed.insert(approx, key);
+        Some(process)
     }
 
     /// The process for `key`; an unknown process is recorded with what the event tells, so
@@ -256,7 +264,7 @@ impl ProcessCache {
         if let Some(process) = self.lookup(key) {
             return Some(process);
         }
-        self.stats.misses += 1;
+        self.misses += 1;
         if key.tgid == 0 {
             return None;
         }
@@ -276,45 +284,8 @@ impl ProcessCache {
             cgroup_path: Vec::new(),
             origin: Origin::Unknown,
         });
-        self.insert(process.clone());
+        self.store.insert(process.clone());
         Some(process)
-    }
-
-    fn insert(&mut self, process: Arc<Process>) {
-        let key = process.key;
-        let fresh = self
-            .entries
-            .insert(
-                key,
-                Entry {
-                    process,
-                    exited_at_ns: None,
-                },
-            )
-            .is_none();
-        if fresh {
-            self.order.push_back(key);
-            self.evict_over_bound();
-        }
-    }
-
-    fn evict_over_bound(&mut self) {
-        while self.entries.len() > self.config.max_entries {
-            let victim = self
-                .exited
-                .pop_front()
-                .map(|(_, key)| key)
-                .or_else(|| self.order.pop_front());
-            let Some(victim) = victim else { break };
-            if self.entries.remove(&victim).is_some() {
-                self.stats.evictions += 1;
-            }
-        }
-        // Keep the order queue from growing without bound with stale keys.
-        if self.order.len() > self.entries.len() * 2 + 1024 {
-            let entries = &self.entries;
-            self.order.retain(|k| entries.contains_key(k));
-        }
     }
 }
 

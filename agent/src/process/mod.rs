@@ -3,9 +3,11 @@
 mod cache;
 mod key;
 pub mod snapshot;
+mod store;
 
 pub use cache::{CacheStats, ProcessCache, ProcessCacheConfig};
 pub use key::{ExecId, ProcessKey};
+pub use store::process_bytes;
 
 use crate::event::{Creds, WalkedPath};
 

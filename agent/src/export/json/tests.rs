@@ -75,15 +75,15 @@ fn exec_line_has_the_documented_fields() {
 
 #[test]
 fn loss_line_lists_causes() {
-    let event = Event {
-        time_ns: 0,
-        pid: 0,
-        process: None,
-        parent: None,
-        detail: Detail::Loss(Loss {
+    let event = Event::new(
+        0,
+        0,
+        None,
+        None,
+        Detail::Loss(Loss {
             counts: vec![("ringbuf_full_exec", 3), ("queue_full_fork", 1)],
         }),
-    };
+    );
     let json = render(&event);
     assert_eq!(json["kind"], "loss");
     assert_eq!(json["loss"]["total"], 4);
