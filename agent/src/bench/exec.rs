@@ -1,4 +1,4 @@
-//! `vigil bench`: the cost of Vigil on an event storm, measured against no tracer in the
+//! `vigil bench exec`: the cost of Vigil on an exec storm, measured against no tracer in the
 //! same run. Prints numbers; it is a benchmark, not a test.
 //!
 //! Kernel cost per event comes from BPF run-time statistics (enabled through
@@ -25,21 +25,6 @@ use crate::{
     export::{Exporter, json::JsonRenderer},
     runtime::Agent,
 };
-
-#[derive(Clone, Debug, clap::Subcommand)]
-pub enum Storm {
-    /// fork+exec of a tiny static binary, `count` times, serially.
-    Exec {
-        #[arg(long, default_value_t = 3000)]
-        count: u32,
-        /// Runs of each variant; medians are reported.
-        #[arg(long, default_value_t = 5)]
-        runs: u32,
-        /// Binary to exec (default: busybox-static's `true`, else /bin/true).
-        #[arg(long)]
-        binary: Option<PathBuf>,
-    },
-}
 
 /// Counts exec events whose parent is this process, rendering every event as JSON on the way
 /// so the whole pipeline's cost is paid.
@@ -158,12 +143,7 @@ async fn one_run(binary: &Path, args: &[&str], count: u32) -> anyhow::Result<Run
     })
 }
 
-pub async fn run(storm: Storm) -> anyhow::Result<()> {
-    let Storm::Exec {
-        count,
-        runs,
-        binary,
-    } = storm;
+pub async fn run(count: u32, runs: u32, binary: Option<PathBuf>) -> anyhow::Result<()> {
     let (binary, args) = match binary {
         Some(b) => (b, vec![]),
         None => default_binary(),
