@@ -1,1 +1,35 @@
+//! Helpers for Vigil's privileged tests (tier 4): the real embedded eBPF object loaded into
+//! this kernel, real processes spawned with known arguments, exact fields asserted.
+//!
+//! - [`binary`]: the `vigil` executable, for tests of the command line.
+//! - [`gate`]: whether these tests may run here, and what a test that cannot run does
+//!   (skip with a reason, or fail under `VIGIL_REQUIRE_BPF=1`).
+//! - [`harness`]: an in-process [`vigil::runtime::Agent`] whose events are collected with a
+//!   timeout.
+//! - [`json`]: events rendered as `vigil run` writes them, and read back.
+//! - [`spawn`]: temporary directories, children that are killed if a test fails, and what
+//!   `/proc` and `stat` say about them, to compare with what the kernel programs report.
+//! - [`select`]: picking one's own events out of everything the machine does.
+//! - [`containerd`], [`pod`], [`image`]: a private containerd started by the test, pods and
+//!   containers created through its CRI API, images built from busybox-static.
+//!
+//! The machine is shared: events of other processes arrive too, so tests select their own
+//! events by process identity (pid and start time), never by global counts.
 
+pub mod binary;
+pub mod containerd;
+pub mod gate;
+pub mod harness;
+pub mod image;
+pub mod json;
+pub mod pod;
+pub mod select;
+pub mod spawn;
+
+use std::time::Duration;
+
+pub use gate::{bpf_required, skip};
+pub use harness::Harness;
+
+/// How long a test waits for an event that should arrive within milliseconds.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,61 @@
+//! The `vigil` executable, for tests of the command line. Cargo does not hand another
+//! package's binaries to a test, so it is looked up where `cargo xtask build` puts it.
+
+use std::path::{Path, PathBuf};
+
+use crate::gate;
+
+/// Names a `vigil` binary to use instead of the one in the target directory.
+pub const VIGIL_BIN_VAR: &str = "VIGIL_BIN";
+
+/// Where the binary may be: `$VIGIL_BIN`; else `release/vigil` and `debug/vigil` in this
+/// test's own target directory (`<target>/<profile>/deps/<test>`), in `$CARGO_TARGET_DIR` and
+/// in the workspace's `target/`.
+pub fn candidates() -> Vec<PathBuf> {
+    if let Some(path) = std::env::var_os(VIGIL_BIN_VAR) {
+        return vec![PathBuf::from(path)];
+    }
+    let own_profile = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_owned()));
+    let mut found: Vec<PathBuf> = Vec::new();
+    let target_dirs = [
+        own_profile
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_owned),
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(|workspace| workspace.join("target")),
+    ];
+    for target in target_dirs.into_iter().flatten() {
+        for profile in ["release", "debug"] {
+            let candidate = target.join(profile).join("vigil");
+            if !found.contains(&candidate) {
+                found.push(candidate);
+            }
+        }
+    }
+    found
+}
+
+/// The newest `vigil` binary of the [`candidates`], or `None` after [`gate::skip`] said it
+/// must be built first.
+pub fn vigil_binary() -> Option<PathBuf> {
+    let candidates = candidates();
+    // The newest: a binary left from an older build must not shadow the one just built.
+    let newest = candidates
+        .iter()
+        .filter_map(|p| Some((std::fs::metadata(p).ok()?.modified().ok()?, p)))
+        .max_by_key(|(modified, _)| *modified);
+    if let Some((_, found)) = newest {
+        return Some(found.clone());
+    }
+    let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    gate::skip(&format!(
+        "no vigil binary at {}: run `cargo xtask build` first (or set {VIGIL_BIN_VAR})",
+        looked.join(" or ")
+    ));
+    None
+}

@@ -1,0 +1,81 @@
+//! Picking a test's own events out of everything the machine does.
+//!
+//! A pid alone is not an identity (pids are reused, and `pid_max` may be small), so a
+//! spawned child is matched by its pid and a start time no earlier than the moment just before
+//! it was spawned ([`Spawned::since_ns`](crate::spawn::Spawned::since_ns)); once its first
+//! event is found, by its exact [`ProcessKey`].
+
+use vigil::{
+    event::{Detail, Event, Exec, Exit, Fork, Task},
+    process::ProcessKey,
+};
+
+/// The task a kernel event is about; `None` for loss events.
+pub fn task(event: &Event) -> Option<&Task> {
+    match &event.detail {
+        Detail::Exec(e) => Some(&e.task),
+        Detail::Fork(e) => Some(&e.task),
+        Detail::Exit(e) => Some(&e.task),
+        Detail::Loss(_) => None,
+    }
+}
+
+pub fn exec(event: &Event) -> Option<&Exec> {
+    match &event.detail {
+        Detail::Exec(e) => Some(e),
+        _ => None,
+    }
+}
+
+pub fn fork(event: &Event) -> Option<&Fork> {
+    match &event.detail {
+        Detail::Fork(e) => Some(e),
+        _ => None,
+    }
+}
+
+pub fn exit(event: &Event) -> Option<&Exit> {
+    match &event.detail {
+        Detail::Exit(e) => Some(e),
+        _ => None,
+    }
+}
+
+/// Whether `event` is about the process `tgid` that started at or after `since_ns`
+/// (CLOCK_BOOTTIME).
+pub fn is_of(event: &Event, tgid: u32, since_ns: u64) -> bool {
+    task(event).is_some_and(|t| t.key.tgid == tgid && t.key.start_time_ns >= since_ns)
+}
+
+/// Whether `event` is about the process `key`.
+pub fn is_of_key(event: &Event, key: ProcessKey) -> bool {
+    task(event).is_some_and(|t| t.key == key)
+}
+
+/// The first exec event of the process `tgid` started at or after `since_ns`.
+pub fn find_exec(events: &[Event], tgid: u32, since_ns: u64) -> Option<Event> {
+    events
+        .iter()
+        .find(|e| exec(e).is_some() && is_of(e, tgid, since_ns))
+        .cloned()
+}
+
+/// The exit event that ends the process `tgid` started at or after `since_ns`.
+pub fn find_group_exit(events: &[Event], tgid: u32, since_ns: u64) -> Option<Event> {
+    events
+        .iter()
+        .find(|e| exit(e).is_some_and(|x| x.group_dead) && is_of(e, tgid, since_ns))
+        .cloned()
+}
+
+/// The names of the causes of every loss event so far, with their counts.
+pub fn loss_causes(events: &[Event]) -> Vec<(&'static str, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.detail {
+            Detail::Loss(loss) => Some(loss.counts.iter().copied()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
