@@ -6,7 +6,7 @@ use crate::event::Header;
 pub const ARGV_MAX: usize = 4096;
 /// At most this many argv entries are reported; the rest set [`EXEC_ARGV_TRUNCATED`].
 pub const ARGS_MAX: usize = 128;
-/// At most this many bytes of the filename passed to execve are copied.
+/// The filename passed to execve is kept up to `FILENAME_MAX - 1` bytes.
 pub const FILENAME_MAX: usize = 512;
 /// At most this many path components are walked for the executable and the cwd.
 pub const PATH_DEPTH_MAX: usize = 32;
@@ -17,7 +17,7 @@ pub const PATH_MAX: usize = 2048;
 
 /// The argv area was longer than [`ARGV_MAX`] (or had more than [`ARGS_MAX`] entries).
 pub const EXEC_ARGV_TRUNCATED: u32 = 1 << 0;
-/// The filename was longer than [`FILENAME_MAX`].
+/// The filename was longer than `FILENAME_MAX - 1` bytes.
 pub const EXEC_FILENAME_TRUNCATED: u32 = 1 << 1;
 /// The executable's path had more components than the walk allows, or overflowed [`PATH_MAX`].
 pub const EXEC_EXE_PATH_TRUNCATED: u32 = 1 << 2;
@@ -73,7 +73,7 @@ const _: () = assert!(size_of::<ExecEvent>() == 120);
 const _: () = assert!(core::mem::offset_of!(ExecEvent, parent_start_time_ns) == 64);
 
 /// Largest exec record: fixed part plus every trailing section at its maximum.
-pub const EXEC_RECORD_MAX: usize = size_of::<ExecEvent>() + FILENAME_MAX + ARGV_MAX + 2 * PATH_MAX;
+pub const EXEC_RECORD_MAX: usize = size_of::<ExecEvent>() + FILENAME_MAX + ARGV_MAX + 3 * PATH_MAX;
 
 /// The new task is a thread of an existing process, not a new process.
 pub const FORK_THREAD: u32 = 1 << 0;

@@ -132,10 +132,13 @@ fn run(config: Option<PathBuf>, output: Option<String>) -> anyhow::Result<ExitCo
     };
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
+        // Installed before the (slow) load, so that a stop request during start-up is a clean
+        // stop rather than the default action of the signal.
+        let mut signals = StopSignals::new()?;
         let agent = Agent::start(&config, exporter).context("starting the sensor")?;
         let hooks: Vec<&str> = agent.attached().iter().map(|p| p.hook).collect();
         tracing::info!(?hooks, "Vigil is running.");
-        wait_for_stop(&agent).await?;
+        signals.wait(&agent).await;
         tracing::info!("Shutting down: detaching programs and draining events.");
         let summary = agent.stop().await;
         let _ = std::io::stdout().flush();
@@ -147,17 +150,31 @@ fn run(config: Option<PathBuf>, output: Option<String>) -> anyhow::Result<ExitCo
     })
 }
 
-/// Returns on SIGINT, SIGTERM, or when the pipeline stopped by itself.
-async fn wait_for_stop(agent: &Agent) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut check = tokio::time::interval(std::time::Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = check.tick() => if agent.pipeline_finished() { return Ok(()) },
+/// SIGINT and SIGTERM ask the agent to stop.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    /// Returns on SIGINT, SIGTERM (also one received during start-up), or when the pipeline
+    /// stopped by itself.
+    async fn wait(&mut self, agent: &Agent) {
+        let mut check = tokio::time::interval(std::time::Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = check.tick() => if agent.pipeline_finished() { return },
+            }
         }
     }
 }

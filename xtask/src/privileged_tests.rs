@@ -11,6 +11,14 @@ use crate::{cargo, cmd, privilege, setup::BuildEnv};
 const PACKAGE: &str = "vigil-tests";
 
 pub fn run(env: &BuildEnv) -> Result<()> {
+    // The CLI tests run the real binary: build it and tell them where it is.
+    println!("test: building the release agent for the CLI tests");
+    let mut build = cargo::with_env(env);
+    build.args(["build", "--release", "--package", "vigil"]);
+    cmd::run(&mut build)?;
+    let binary = cargo::target_dir().join("release").join("vigil");
+    // SAFETY: xtask is single-threaded here; nothing reads the environment concurrently.
+    unsafe { env::set_var("VIGIL_BIN", &binary) };
     privilege::ensure_tracefs("test")?;
     privilege::raise_limits("test")?;
     match env::var_os("VIGIL_REQUIRE_BPF") {

@@ -58,9 +58,11 @@ pub fn process_exec(ctx: RawTracePointContext) -> i32 {
     let mut event = exec_identity(task);
     let mut pos = size_of::<ExecEvent>();
 
-    let filename_len = read_filename(buf, pos, read_ptr(bprm, offset!(bprm_filename)));
-    if filename_len >= FILENAME_MAX - 1 {
+    let mut filename_len = read_filename(buf, pos, read_ptr(bprm, offset!(bprm_filename)));
+    if filename_len >= FILENAME_MAX {
+        // One byte more than we keep came back: the name was longer.
         event.flags |= EXEC_FILENAME_TRUNCATED;
+        filename_len = FILENAME_MAX - 1;
     }
     event.filename_len = filename_len as u16;
     pos += filename_len;
@@ -134,15 +136,18 @@ fn exec_identity(task: *const u8) -> ExecEvent {
     event
 }
 
-/// Copies the execve filename to `buf[pos..]`; returns its length without the NUL.
+/// Copies the execve filename to `buf[pos..]`; returns its length without the NUL. Reads up
+/// to `FILENAME_MAX` characters, one more than the record keeps, so that a result of
+/// `FILENAME_MAX` means "longer than we keep" and `FILENAME_MAX - 1` is exact.
 #[inline(always)]
 fn read_filename(buf: *mut u8, pos: usize, filename: *const u8) -> usize {
     let at = pos & SCRATCH_MASK;
-    // SAFETY: `at + FILENAME_MAX` is within the scratch buffer; the helper checks the source.
+    // SAFETY: `at + FILENAME_MAX + 1` is within the scratch buffer; the helper checks the
+    // source.
     let n = unsafe {
         bpf_probe_read_kernel_str(
             buf.wrapping_add(at).cast(),
-            FILENAME_MAX as u32,
+            FILENAME_MAX as u32 + 1,
             filename.cast(),
         )
     };
@@ -150,7 +155,7 @@ fn read_filename(buf: *mut u8, pos: usize, filename: *const u8) -> usize {
         count(KernelCounter::ReadKernelFailed);
         return 0;
     }
-    (n as usize - 1) & (FILENAME_MAX - 1)
+    (n as usize - 1) & (FILENAME_MAX * 2 - 1)
 }
 
 /// Copies the new image's argv area (NUL-separated strings) to `buf[pos..]`, at most
