@@ -83,6 +83,9 @@ struct RunResult {
     lost: u64,
     /// (program, ns per run, runs)
     programs: Vec<(&'static str, f64, u64)>,
+    /// Vigil's kernel ns per storm iteration, all programs together.
+    kernel_ns_per_exec: f64,
+    peer: Option<super::peer::PeerRun>,
 }
 
 async fn one_run(binary: &Path, args: &[&str], count: u32) -> anyhow::Result<RunResult> {
@@ -133,13 +136,37 @@ async fn one_run(binary: &Path, args: &[&str], count: u32) -> anyhow::Result<Run
             let ns = t1.saturating_sub(*t0).as_nanos() as f64 / runs.max(1) as f64;
             (*name, ns, runs)
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let total_ns: f64 = after
+        .iter()
+        .zip(&before)
+        .map(|((_, t1, _), (_, t0, _))| t1.saturating_sub(*t0).as_nanos() as f64)
+        .sum();
+    let peer = if super::peer::available() {
+        let (b, a) = (
+            binary.to_owned(),
+            args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        );
+        Some(
+            tokio::task::spawn_blocking(move || {
+                super::peer::execsnoop_run(count, || {
+                    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+                    storm(&b, &a, count)
+                })
+            })
+            .await??,
+        )
+    } else {
+        None
+    };
     Ok(RunResult {
         base,
         traced,
         captured: execs.load(Ordering::Relaxed),
         lost: summary.lost,
         programs,
+        kernel_ns_per_exec: total_ns / f64::from(count.max(1)),
+        peer,
     })
 }
 
@@ -165,6 +192,14 @@ pub async fn run(count: u32, runs: u32, binary: Option<PathBuf>) -> anyhow::Resu
             count,
             r.lost
         );
+        if let Some(p) = &r.peer {
+            println!(
+                "         execsnoop {:.3} s, captured {}/{}",
+                p.wall.as_secs_f64(),
+                p.captured,
+                count
+            );
+        }
         results.push(r);
     }
     let mut base: Vec<f64> = results.iter().map(|r| r.base.as_secs_f64()).collect();
@@ -208,5 +243,33 @@ pub async fn run(count: u32, runs: u32, binary: Option<PathBuf>) -> anyhow::Resu
             );
         }
     }
+    let mut vigil_total: Vec<f64> = results.iter().map(|r| r.kernel_ns_per_exec).collect();
+    let vigil_total = median(&mut vigil_total);
+    println!("kernel ns per exec, vigil  {vigil_total:.0} ns (exec + fork + exit programs)");
+    let peers: Vec<&super::peer::PeerRun> =
+        results.iter().filter_map(|r| r.peer.as_ref()).collect();
+    if peers.is_empty() {
+        println!(
+            "peer: {} not installed (Debian libbpf-tools); no side-by-side figures",
+            super::peer::EXECSNOOP
+        );
+        return Ok(());
+    }
+    let mut peer_ns: Vec<f64> = peers.iter().map(|p| p.kernel_ns_per_exec).collect();
+    let peer_ns = median(&mut peer_ns);
+    let mut peer_ratio: Vec<f64> = results
+        .iter()
+        .filter_map(|r| Some(r.peer.as_ref()?.wall.as_secs_f64() / r.base.as_secs_f64()))
+        .collect();
+    let peer_captured = peers.iter().map(|p| p.captured).min().unwrap_or(0);
+    println!("kernel ns per exec, execsnoop  {peer_ns:.0} ns (all its programs)");
+    println!(
+        "execsnoop slowdown ratio  {:.3}, captured/generated {peer_captured}/{count} (worst run)",
+        median(&mut peer_ratio)
+    );
+    println!(
+        "vigil / execsnoop kernel cost per exec  {:.2}",
+        vigil_total / peer_ns
+    );
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod churn;
 mod exec;
+mod peer;
 
 use std::path::PathBuf;
 
