@@ -36,6 +36,7 @@ pub struct Config {
     pub ring_buffer: RingBufferConfig,
     pub pipeline: PipelineConfig,
     pub telemetry: TelemetryConfig,
+    pub enrich: crate::enrich::EnrichConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -193,6 +194,9 @@ impl Config {
                 "telemetry.loss_report_interval_ms",
                 "must be at least 1",
             ));
+        }
+        if let Some((field, problem)) = self.enrich.invalid_field() {
+            return Err(invalid(field, &problem));
         }
         if self.output.target.is_empty() {
             return Err(invalid("output.target", "must be `stdout` or a file path"));

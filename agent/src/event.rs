@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use crate::process::{Process, ProcessKey};
+use crate::{
+    enrich::{Container, Pod},
+    process::{Process, ProcessKey},
+};
 
 /// A task as a kernel record names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,6 +162,10 @@ pub struct Event {
     pub parent: Option<Arc<Process>>,
     /// Processes above the parent, nearest first (as many as `process.ancestors` asks).
     pub ancestors: Vec<Arc<Process>>,
+    /// The container the task ran in, set by `enrich` (`None` outside containers).
+    pub container: Option<Arc<Container>>,
+    /// The Kubernetes pod of that container, when known.
+    pub pod: Option<Arc<Pod>>,
     pub detail: Detail,
 }
 
@@ -176,6 +183,8 @@ impl Event {
             process,
             parent,
             ancestors: Vec::new(),
+            container: None,
+            pod: None,
             detail,
         }
     }

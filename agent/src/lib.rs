@@ -11,6 +11,7 @@ pub mod cgroup;
 pub mod clock;
 pub mod config;
 pub mod decode;
+pub mod enrich;
 pub mod event;
 pub mod export;
 pub mod node;

@@ -1,10 +1,12 @@
-//! The middle of the agent: decode -> process cache -> events for the exporters.
+//! The middle of the agent: decode -> process cache -> enrich -> events for the exporters.
 //! Plain synchronous code owned by one task; unit-tested without a kernel.
 
 use std::sync::Arc;
 
 use crate::{
+    clock::boot_now_ns,
     decode::decode,
+    enrich::{EnrichStats, Enricher, LookupResult},
     event::{Detail, Event, Loss},
     process::{ProcessCache, ProcessCacheConfig},
     source::Batch,
@@ -15,6 +17,8 @@ pub struct Pipeline {
     cache: ProcessCache,
     counters: Arc<Counters>,
     decode_errors_logged: u64,
+    /// Container and pod metadata; `None`: events leave without.
+    enricher: Option<Enricher>,
 }
 
 impl Pipeline {
@@ -23,7 +27,17 @@ impl Pipeline {
             cache: ProcessCache::new(cache),
             counters,
             decode_errors_logged: 0,
+            enricher: None,
         }
+    }
+
+    /// Adds the enrichment stage (after the process cache).
+    pub fn set_enricher(&mut self, enricher: Enricher) {
+        self.enricher = Some(enricher);
+    }
+
+    pub fn enricher(&self) -> Option<&Enricher> {
+        self.enricher.as_ref()
     }
 
     pub fn cache(&self) -> &ProcessCache {
@@ -47,15 +61,27 @@ impl Pipeline {
 
     /// Decodes and resolves every record of `batch`, appending the events to `out`.
     pub fn process_batch(&mut self, batch: &Batch, out: &mut Vec<Event>) {
+        let now_ns = self.enricher.as_ref().map_or(0, |_| boot_now_ns());
         for record in batch.iter() {
-            self.process_record(record, out);
+            self.process_record_at(record, now_ns, out);
         }
     }
 
     /// One record: a decode error is counted (and logged, rate-limited), never fatal.
     pub fn process_record(&mut self, record: &[u8], out: &mut Vec<Event>) {
+        let now_ns = self.enricher.as_ref().map_or(0, |_| boot_now_ns());
+        self.process_record_at(record, now_ns, out);
+    }
+
+    fn process_record_at(&mut self, record: &[u8], now_ns: u64, out: &mut Vec<Event>) {
         match decode(record) {
-            Ok(event) => out.push(self.cache.apply(event)),
+            Ok(event) => {
+                let event = self.cache.apply(event);
+                match &mut self.enricher {
+                    Some(enricher) => enricher.push(event, now_ns, out),
+                    None => out.push(event),
+                }
+            }
             Err(error) => {
                 self.counters.count(Drop::for_decode(&error));
                 // Logged for the first few and then every 1000th: never per event.
@@ -71,6 +97,36 @@ impl Pipeline {
     /// Periodic housekeeping: drops exited processes past their grace period.
     pub fn tick(&mut self, now_ns: u64) {
         self.cache.sweep(now_ns);
+    }
+
+    /// A container lookup's answer: releases the events that waited for it.
+    pub fn on_lookup(&mut self, result: LookupResult, now_ns: u64, out: &mut Vec<Event>) {
+        if let Some(enricher) = &mut self.enricher {
+            enricher.on_result(result, now_ns, out);
+        }
+    }
+
+    /// When held events must be released next (see [`Pipeline::release_due`]).
+    pub fn enrich_deadline(&self) -> Option<u64> {
+        self.enricher.as_ref().and_then(Enricher::next_deadline)
+    }
+
+    /// Releases held events whose wait ended at `now_ns`.
+    pub fn release_due(&mut self, now_ns: u64, out: &mut Vec<Event>) {
+        if let Some(enricher) = &mut self.enricher {
+            enricher.tick(now_ns, out);
+        }
+    }
+
+    /// Releases every held event (at shutdown).
+    pub fn drain(&mut self, out: &mut Vec<Event>) {
+        if let Some(enricher) = &mut self.enricher {
+            enricher.drain(out);
+        }
+    }
+
+    pub fn enrich_stats(&self) -> Option<EnrichStats> {
+        self.enricher.as_ref().map(Enricher::stats)
     }
 
     /// A `loss` event for `loss`, stamped `now_ns`.

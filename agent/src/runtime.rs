@@ -37,6 +37,8 @@ pub struct Summary {
     pub kernel: KernelStats,
     /// Set when an exporter failed and stopped the run.
     pub export_error: Option<String>,
+    /// Enrichment counters, when enrichment ran.
+    pub enrich: Option<crate::enrich::EnrichStats>,
 }
 
 impl Summary {
@@ -94,8 +96,13 @@ impl Agent {
         if config.process.snapshot {
             pipeline.seed_from_proc();
         }
+        let lookups = crate::enrich::start(&config.enrich).map(|(enricher, results)| {
+            pipeline.set_enricher(enricher);
+            results
+        });
         let task = PipelineTask {
             rx,
+            lookups,
             pipeline,
             exporter,
             stats,
@@ -138,6 +145,8 @@ impl Agent {
 
 struct PipelineTask {
     rx: mpsc::Receiver<Batch>,
+    /// Container metadata lookups' answers, when enrichment runs.
+    lookups: Option<mpsc::Receiver<crate::enrich::LookupResult>>,
     pipeline: Pipeline,
     exporter: Box<dyn Exporter>,
     stats: PerCpuArray<MapData, u64>,
@@ -162,6 +171,12 @@ impl PipelineTask {
                     self.report_loss(&mut losses, &mut out);
                     self.pipeline.tick(boot_now_ns());
                 }
+                result = crate::enrich::next_result(&mut self.lookups) => {
+                    self.pipeline.on_lookup(result, boot_now_ns(), &mut out);
+                }
+                _ = crate::enrich::sleep_until(self.pipeline.enrich_deadline()) => {
+                    self.pipeline.release_due(boot_now_ns(), &mut out);
+                }
             }
             if let Err(error) = self.flush(&mut out, &mut summary) {
                 tracing::error!(%error, "Exporter failed; stopping the pipeline.");
@@ -169,8 +184,10 @@ impl PipelineTask {
                 break;
             }
         }
+        self.pipeline.drain(&mut out);
         self.report_loss(&mut losses, &mut out);
         let _ = self.flush(&mut out, &mut summary);
+        summary.enrich = self.pipeline.enrich_stats();
         summary.kernel = *losses.kernel_totals();
         summary.lost += losses_total(&summary.kernel, &self.counters);
         summary

@@ -112,7 +112,11 @@ impl Containerd {
         };
         let images = containerd.dir.path().join("images");
         containerd.test_image = image::build(&images.join("test"), TEST_IMAGE, &["/bin/sh"]);
-        let pause = image::build(&images.join("pause"), PAUSE_IMAGE, &["/bin/sleep", "100000"]);
+        let pause = image::build(
+            &images.join("pause"),
+            PAUSE_IMAGE,
+            &["/bin/sleep", "100000"],
+        );
         containerd.import(&pause);
         let test_image = containerd.test_image.clone();
         containerd.import(&test_image);
@@ -182,7 +186,11 @@ impl Containerd {
             return;
         };
         for entry in entries.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
                 continue;
             };
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
@@ -254,11 +262,15 @@ impl Containerd {
 impl Drop for Containerd {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.path().join("containerd.log"))
-                .unwrap_or_default();
+            let log =
+                std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(30).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            let _ = writeln!(std::io::stderr(), "containerd log (end):\n{}", tail.join("\n"));
+            let _ = writeln!(
+                std::io::stderr(),
+                "containerd log (end):\n{}",
+                tail.join("\n")
+            );
         }
         self.remove_all_pods();
         self.stop_daemon();
@@ -278,11 +290,7 @@ async fn wait_for_cri(socket: &Path) -> Option<RuntimeClient> {
             && let Ok(channel) = connect_channel(socket, Duration::from_secs(2)).await
         {
             let mut client = RuntimeClient::new(channel);
-            if client
-                .version(api::VersionRequest::default())
-                .await
-                .is_ok()
-            {
+            if client.version(api::VersionRequest::default()).await.is_ok() {
                 return Some(client);
             }
         }
@@ -306,8 +314,16 @@ fn private_config(dir: &Path) -> String {
     let edits: [(String, &str, String); 9] = [
         (String::new(), "root", text(format!("{d}/root"))),
         (String::new(), "state", text(format!("{d}/state"))),
-        ("grpc".into(), "address", text(format!("{d}/containerd.sock"))),
-        ("ttrpc".into(), "address", text(format!("{d}/containerd.sock.ttrpc"))),
+        (
+            "grpc".into(),
+            "address",
+            text(format!("{d}/containerd.sock")),
+        ),
+        (
+            "ttrpc".into(),
+            "address",
+            text(format!("{d}/containerd.sock.ttrpc")),
+        ),
         (cri.into(), "sandbox_image", text(PAUSE_IMAGE.into())),
         // Without CAP_SYS_RESOURCE in this sandbox, runc cannot lower oom_score_adj.
         (cri.into(), "restrict_oom_score_adj", "true".into()),

@@ -33,7 +33,10 @@ pub fn busybox_is_static() -> bool {
     let Ok(elf) = std::fs::read(BUSYBOX) else {
         return false;
     };
-    let u16_at = |at: usize| elf.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u16_at = |at: usize| {
+        elf.get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
     let u32_at = |at: usize| {
         elf.get(at..at + 4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -98,7 +101,11 @@ pub fn build(dir: &Path, reference: &str, cmd: &[&str]) -> Image {
     }]);
     std::fs::write(out.join("manifest.json"), manifest.to_string()).expect("manifest");
     let archive = dir.join("image.tar");
-    tar(&out, &archive, &["manifest.json", &config_name, &layer_name]);
+    tar(
+        &out,
+        &archive,
+        &["manifest.json", &config_name, &layer_name],
+    );
     Image {
         reference: reference.to_owned(),
         id: format!("sha256:{config_hex}"),
@@ -125,7 +132,11 @@ fn tar(dir: &Path, archive: &Path, members: &[&str]) {
         .args(members)
         .status()
         .expect("running tar");
-    assert!(status.success(), "tar of {} failed: {status}", dir.display());
+    assert!(
+        status.success(),
+        "tar of {} failed: {status}",
+        dir.display()
+    );
 }
 
 #[track_caller]
@@ -134,9 +145,17 @@ fn sha256_hex(path: &Path) -> String {
         .arg(path)
         .output()
         .expect("running sha256sum");
-    assert!(out.status.success(), "sha256sum {}: {out:?}", path.display());
+    assert!(
+        out.status.success(),
+        "sha256sum {}: {out:?}",
+        path.display()
+    );
     let text = String::from_utf8(out.stdout).expect("sha256sum prints text");
-    let hex = text.split_whitespace().next().unwrap_or_default().to_owned();
+    let hex = text
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     assert_eq!(hex.len(), 64, "sha256sum printed {text}");
     hex
 }

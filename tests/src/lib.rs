@@ -17,9 +17,12 @@
 //! events by process identity (pid and start time), never by global counts.
 
 pub mod binary;
+pub mod containerd;
 pub mod gate;
 pub mod harness;
+pub mod image;
 pub mod json;
+pub mod pod;
 pub mod select;
 pub mod spawn;
 

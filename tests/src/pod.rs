@@ -140,7 +140,10 @@ impl Containerd {
         what: &str,
         call: impl Future<Output = Result<R, E>>,
     ) -> R {
-        match self.rt.block_on(tokio::time::timeout(CALL_TIMEOUT, call)) {
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await })
+        {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => panic!("CRI {what} failed: {error:?}"),
             Err(_) => panic!("CRI {what} took more than {CALL_TIMEOUT:?}"),
@@ -155,7 +158,11 @@ impl Pod<'_> {
     pub fn start_container(&self, name: &str, command: &[&str], labels: &[(&str, &str)]) -> String {
         let mut all = self.spec.kubelet_labels();
         all.insert("io.kubernetes.container.name".into(), name.into());
-        all.extend(labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        all.extend(
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let config = api::ContainerConfig {
             metadata: Some(api::ContainerMetadata {
                 name: name.into(),
@@ -227,9 +234,8 @@ impl Drop for Pod<'_> {
                 pod_sandbox_id: id.clone(),
             });
             let _ = tokio::time::timeout(CALL_TIMEOUT, stop).await;
-            let remove = client.remove_pod_sandbox(api::RemovePodSandboxRequest {
-                pod_sandbox_id: id,
-            });
+            let remove =
+                client.remove_pod_sandbox(api::RemovePodSandboxRequest { pod_sandbox_id: id });
             tokio::time::timeout(CALL_TIMEOUT, remove).await
         });
     }

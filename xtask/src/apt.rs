@@ -29,6 +29,21 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ),
     // `ps`, `pgrep`, `sysctl` (kernel.bpf_stats_enabled for benchmarks).
     ("procps", "ps, pgrep and sysctl for tests and benchmarks"),
+    // The k8s-cri crate (CRI client for pod metadata) compiles the CRI .proto at build time.
+    (
+        "protobuf-compiler",
+        "protoc, run by the k8s-cri crate's build script",
+    ),
+    // The container tests start a private containerd (CRI plugin) with `ctr` to import images.
+    (
+        "containerd",
+        "a real CRI runtime for the container enrichment tests",
+    ),
+    // containerd's OCI runtime.
+    (
+        "runc",
+        "runs the containers of the container enrichment tests",
+    ),
 ];
 
 /// apt-get with `apt-get update` run at most once per xtask run, and only when needed.

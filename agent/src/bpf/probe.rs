@@ -110,6 +110,13 @@ pub fn probe() -> ProbeReport {
             detail: error.to_string(),
         },
     });
+    // Not a kernel feature, but what `enrich` needs for pod metadata (auto-detected socket).
+    let runtime = crate::enrich::probe_runtime(&crate::enrich::EnrichConfig::default());
+    features.push(Feature {
+        name: "container_runtime",
+        supported: runtime.is_ok(),
+        detail: runtime.unwrap_or_else(|why| why),
+    });
     let uses = PROGRAMS
         .iter()
         .map(|&(program, hook)| Use {

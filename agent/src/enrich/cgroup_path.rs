@@ -163,9 +163,7 @@ fn systemd_pod_uid(component: &str) -> Option<String> {
 /// A UUID (36 characters with separators) or a static pod's 32-digit hash.
 fn is_pod_uid(uid: &str, separator: char) -> bool {
     (32..=36).contains(&uid.len())
-        && uid
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() || c == separator)
+        && uid.chars().all(|c| c.is_ascii_hexdigit() || c == separator)
         && uid.chars().any(|c| c.is_ascii_hexdigit())
 }
 

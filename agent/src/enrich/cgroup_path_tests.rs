@@ -46,9 +46,7 @@ fn crio_cgroupfs_and_systemd() {
         Some(UID),
     );
     // The monitor runs beside the container, not in it.
-    let conmon = format!(
-        "/kubepods.slice/kubepods-pod{UID_SYSTEMD}.slice/crio-conmon-{ID}.scope"
-    );
+    let conmon = format!("/kubepods.slice/kubepods-pod{UID_SYSTEMD}.slice/crio-conmon-{ID}.scope");
     assert_eq!(parsed(&conmon), None);
 }
 
@@ -147,17 +145,15 @@ fn nested_paths_give_the_innermost_container() {
 #[test]
 fn v1_and_v2_lines_of_proc_pid_cgroup() {
     let v2 = format!("0::/kubepods/besteffort/pod{UID}/{ID}\n");
-    assert_eq!(
-        parse_proc_cgroup(&v2).map(|c| c.id.0),
-        Some(ID.to_owned())
-    );
+    assert_eq!(parse_proc_cgroup(&v2).map(|c| c.id.0), Some(ID.to_owned()));
     // Hybrid node whose runtime only set up the v1 hierarchies: v2 says the root.
-    let hybrid = format!(
-        "12:memory:/docker/{ID}\n1:name=systemd:/docker/{ID}\n0::/\n"
-    );
+    let hybrid = format!("12:memory:/docker/{ID}\n1:name=systemd:/docker/{ID}\n0::/\n");
     let found = parse_proc_cgroup(&hybrid).expect("from the v1 lines");
     assert_eq!((found.id.as_str(), found.runtime), (ID, Runtime::Docker));
-    assert_eq!(parse_proc_cgroup("0::/user.slice/user-0.slice/session-1.scope\n"), None);
+    assert_eq!(
+        parse_proc_cgroup("0::/user.slice/user-0.slice/session-1.scope\n"),
+        None
+    );
     assert_eq!(parse_proc_cgroup(""), None);
     assert_eq!(parse_proc_cgroup("garbage\n::\n0:\n"), None);
 }
@@ -175,7 +171,9 @@ fn paths_of_no_container() {
         "/kubepods.slice/kubepods-besteffort.slice",
         // The pod cgroup itself holds no process.
         &format!("/kubepods/besteffort/pod{UID}"),
-        &format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_SYSTEMD}.slice"),
+        &format!(
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_SYSTEMD}.slice"
+        ),
         // A 64-hex name with no runtime context around it.
         &format!("/system.slice/{ID}"),
     ] {
@@ -192,7 +190,7 @@ fn garbage_never_panics_and_finds_nothing() {
         format!("/docker/{upper}"),
         format!("/docker/{ID}0"),
         format!("/system.slice/docker-{ID}"),
-        format!("/system.slice/docker-.scope"),
+        "/system.slice/docker-.scope".to_owned(),
         format!("/kubepods/besteffort/podnot-a-uid/{ID}"),
         format!("/kubepods.slice/kubepods-weird-pod{UID_SYSTEMD}.slice/cri-containerd-zz.scope"),
         "////".to_owned(),
@@ -205,7 +203,9 @@ fn garbage_never_panics_and_finds_nothing() {
     }
     // Bytes that are not UTF-8, and every prefix of a valid path.
     assert_eq!(parse(b"/docker/\xff\xfe"), None);
-    let valid = format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_SYSTEMD}.slice/cri-containerd-{ID}.scope");
+    let valid = format!(
+        "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_SYSTEMD}.slice/cri-containerd-{ID}.scope"
+    );
     for end in 0..valid.len() {
         let _ = parse(&valid.as_bytes()[..end]);
     }

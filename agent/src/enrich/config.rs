@@ -68,10 +68,7 @@ impl EnrichConfig {
             ));
         }
         if self.pending_timeout_ms > 60_000 {
-            return Some((
-                "enrich.pending_timeout_ms",
-                "must be at most 60000".into(),
-            ));
+            return Some(("enrich.pending_timeout_ms", "must be at most 60000".into()));
         }
         if self.pending_max_events_per_container > self.pending_max_events {
             return Some((
@@ -83,11 +80,40 @@ impl EnrichConfig {
             return Some(("enrich.cache_max_entries", "must be at least 1".into()));
         }
         if self.resync_interval_ms < 100 {
-            return Some((
-                "enrich.resync_interval_ms",
-                "must be at least 100".into(),
-            ));
+            return Some(("enrich.resync_interval_ms", "must be at least 100".into()));
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn enrich_section_parses_and_is_checked() {
+        let config = Config::parse(
+            "[enrich]\ncri_socket = \"/run/k3s/containerd/containerd.sock\"\npending_timeout_ms = 0\n",
+            "c.toml",
+        )
+        .expect("valid");
+        assert_eq!(
+            config.enrich.socket().as_deref(),
+            Some(std::path::Path::new("/run/k3s/containerd/containerd.sock"))
+        );
+        assert_eq!(config.enrich.pending_timeout_ns(), 0);
+        assert_eq!(Config::default().enrich.socket(), None, "auto-detect");
+
+        let err = Config::parse("[enrich]\ncri_sock = \"x\"\n", "c.toml").expect_err("unknown");
+        assert!(err.to_string().contains("cri_sock"), "{err}");
+        let err = Config::parse(
+            "[enrich]\npending_max_events = 10\npending_max_events_per_container = 20\n",
+            "c.toml",
+        )
+        .expect_err("per container above total");
+        assert_eq!(
+            err.to_string(),
+            "c.toml: line 3: `enrich.pending_max_events_per_container` must be at most enrich.pending_max_events"
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
+use self::workload::{ContainerJson, PodJson};
 use super::escape::escape;
 use crate::{
     clock::BootClock,
@@ -61,6 +62,8 @@ impl JsonRenderer {
                 Detail::Loss(loss) => Some(LossJson::new(loss)),
                 _ => None,
             },
+            container: event.container.as_deref().map(ContainerJson::new),
+            pod: event.pod.as_deref().map(PodJson::new),
         };
         // Serializing plain structs of strings and integers into a Vec cannot fail.
         if serde_json::to_writer(&mut *out, &line).is_ok() {
@@ -91,6 +94,10 @@ struct Line<'a> {
     fork: Option<ForkJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     loss: Option<LossJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<ContainerJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod: Option<PodJson<'a>>,
 }
 
 #[derive(Serialize)]
@@ -252,6 +259,8 @@ impl<'a> LossJson<'a> {
         }
     }
 }
+
+mod workload;
 
 #[cfg(test)]
 mod tests;
