@@ -39,6 +39,8 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "containerd",
         "a real CRI runtime for the container enrichment tests",
     ),
+    // The peer that `vigil bench exec` measures side by side (execsnoop, CO-RE, no headers).
+    ("libbpf-tools", "execsnoop, the peer of the exec benchmark"),
     // containerd's OCI runtime.
     (
         "runc",
