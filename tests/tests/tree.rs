@@ -1,7 +1,10 @@
 //! The process tree: a known chain (this test -> shell -> child shell -> echo) seen through
 //! `parent` and `ancestors` of the last exec.
 
-use std::{path::Path, process::Command};
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+};
 
 use vigil::{config::Config, event::Detail};
 use vigil_tests::{
@@ -20,7 +23,12 @@ fn a_chain_of_execs_is_listed_through_parent_and_ancestors() {
     let inner = format!("/bin/echo {marker}; true");
     let outer = format!("/bin/sh -c '{inner}'; true");
     // `; true` keeps each shell from exec'ing its last command in place: a real chain.
-    let shell = run_to_end(Command::new("/bin/sh").args(["-c", &outer]), EVENT_TIMEOUT);
+    let shell = run_to_end(
+        Command::new("/bin/sh")
+            .args(["-c", &outer])
+            .stdout(Stdio::null()),
+        EVENT_TIMEOUT,
+    );
 
     let echo = agent.collect_until("the echo at the end of the chain", EVENT_TIMEOUT, |events| {
         events
