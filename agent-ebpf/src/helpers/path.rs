@@ -10,7 +10,7 @@
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
 use vigil_common::process::{CGROUP_DEPTH_MAX, PATH_COMPONENT_MAX, PATH_DEPTH_MAX, PATH_MAX};
 
-use super::kread::read_ptr;
+use super::kread::{read_ptr, read_ptr_pair};
 use crate::maps::{SCRATCH_MASK, offset};
 
 /// Result of a walk.
@@ -52,6 +52,7 @@ pub fn walk(buf: *mut u8, pos: usize, path: *const u8) -> Walked {
     let mut dentry = read_ptr(path, offset!(path_dentry));
     let mut vfsmnt = read_ptr(path, offset!(path_mnt));
     let mut mnt = vfsmnt.wrapping_sub(mount_mnt as usize);
+    let mut mnt_root = read_ptr(vfsmnt, offset!(vfsmount_root));
     let mut len = 0usize;
     for _ in 0..PATH_DEPTH_MAX {
         if dentry.is_null() || vfsmnt.is_null() {
@@ -60,8 +61,7 @@ pub fn walk(buf: *mut u8, pos: usize, path: *const u8) -> Walked {
                 truncated: false,
             };
         }
-        let mnt_root = read_ptr(vfsmnt, offset!(vfsmount_root));
-        let parent = read_ptr(dentry, offset!(dentry_parent));
+        let (parent, name) = read_ptr_pair(dentry, offset!(dentry_parent), offset!(dentry_name));
         if dentry == mnt_root || dentry == parent {
             let mnt_parent = read_ptr(mnt, offset!(mount_parent));
             if dentry != mnt_root || mnt_parent == mnt || mnt_parent.is_null() {
@@ -74,9 +74,9 @@ pub fn walk(buf: *mut u8, pos: usize, path: *const u8) -> Walked {
             dentry = read_ptr(mnt, offset!(mount_mountpoint));
             mnt = mnt_parent;
             vfsmnt = mnt.wrapping_add(mount_mnt as usize);
+            mnt_root = read_ptr(vfsmnt, offset!(vfsmount_root));
             continue;
         }
-        let name = read_ptr(dentry, offset!(dentry_name));
         match push_component(buf, pos, len, name) {
             Some(new_len) => len = new_len,
             None => {
@@ -103,7 +103,7 @@ pub fn walk_cgroup(buf: *mut u8, pos: usize, task: *const u8) -> Walked {
     let mut kn = read_ptr(cgroup, offset!(cgroup_kn));
     let mut len = 0usize;
     for _ in 0..CGROUP_DEPTH_MAX {
-        let parent = read_ptr(kn, offset!(kernfs_parent));
+        let (parent, name) = read_ptr_pair(kn, offset!(kernfs_parent), offset!(kernfs_name));
         if kn.is_null() || parent.is_null() {
             // The hierarchy's root has no parent and no name of its own in the path.
             return Walked {
@@ -111,7 +111,6 @@ pub fn walk_cgroup(buf: *mut u8, pos: usize, task: *const u8) -> Walked {
                 truncated: false,
             };
         }
-        let name = read_ptr(kn, offset!(kernfs_name));
         match push_component(buf, pos, len, name) {
             Some(new_len) => len = new_len,
             None => {
