@@ -8,12 +8,19 @@ pub struct KernelConfig {
     /// Submit with a forced wake-up once this many bytes wait in the ring buffer; below it,
     /// records are submitted without a wake-up and the reader polls on a timer.
     pub wakeup_threshold_bytes: u32,
+    /// Non-zero: syscalls are captured only in the cgroups listed in `SYSCALL_CGROUPS`.
+    pub syscall_cgroup_filter: u32,
+    /// Syscalls of this thread group are not captured (the agent's own, e.g. its `bpf`
+    /// calls that read the maps); 0: none ignored.
+    pub syscall_ignore_tgid: u32,
 }
 
 impl KernelConfig {
     pub const DEFAULT: Self = Self {
         trace_threads: 0,
         wakeup_threshold_bytes: 256 * 1024,
+        syscall_cgroup_filter: 0,
+        syscall_ignore_tgid: 0,
     };
 }
 

@@ -1,13 +1,14 @@
 //! The record header every event starts with, and the kinds of event.
 
 /// What a ring-buffer record carries. Numbers never change and are never reused; a new
-/// kind is added at the end of its family's range (process: 1-15).
+/// kind is added at the end of its family's range (process: 1-15, syscalls: 16-31).
 #[repr(u16)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventKind {
     Exec = 1,
     Fork = 2,
     Exit = 3,
+    Syscall = 16,
 }
 
 impl EventKind {
@@ -16,6 +17,7 @@ impl EventKind {
             1 => Some(Self::Exec),
             2 => Some(Self::Fork),
             3 => Some(Self::Exit),
+            16 => Some(Self::Syscall),
             _ => None,
         }
     }
@@ -25,6 +27,7 @@ impl EventKind {
             Self::Exec => "exec",
             Self::Fork => "fork",
             Self::Exit => "exit",
+            Self::Syscall => "syscall",
         }
     }
 
@@ -34,6 +37,7 @@ impl EventKind {
             Self::Exec => size_of::<crate::process::ExecEvent>(),
             Self::Fork => size_of::<crate::process::ForkEvent>(),
             Self::Exit => size_of::<crate::process::ExitEvent>(),
+            Self::Syscall => size_of::<crate::syscall::SyscallEvent>(),
         }
     }
 }

@@ -12,3 +12,4 @@ pub mod maps;
 pub mod offsets;
 pub mod process;
 pub mod stats;
+pub mod syscall;

@@ -8,6 +8,20 @@ pub const STATS: &str = "VIGIL_STATS";
 /// Per-CPU scratch space where variable-length records are assembled before output.
 pub const SCRATCH: &str = "VIGIL_SCRATCH";
 
+/// Array of `u64` words: the syscall filter bitmap (see `crate::syscall`). All zero: no
+/// syscall is captured.
+pub const SYSCALL_FILTER: &str = "VIGIL_SYSCALL_FILTER";
+/// Array of `u32` indexed by syscall number: the two-bit type of each argument.
+pub const SYSCALL_ARG_TYPES: &str = "VIGIL_SYSCALL_ARGS";
+/// Hash map of allowed cgroup ids (`u64` -> `u8`), read when `syscall_cgroup_filter` is set.
+pub const SYSCALL_CGROUPS: &str = "VIGIL_SYSCALL_CGROUPS";
+/// Hash map pid_tgid -> record under construction, from a syscall's enter to its exit.
+pub const SYSCALL_STASH: &str = "VIGIL_SYSCALL_STASH";
+/// Entries of [`SYSCALL_STASH`]: threads inside a selected syscall at the same time.
+pub const SYSCALL_STASH_ENTRIES: u32 = 4096;
+/// Entries of [`SYSCALL_CGROUPS`].
+pub const SYSCALL_CGROUPS_ENTRIES: u32 = 1024;
+
 /// Global holding [`crate::offsets::KernelOffsets`].
 pub const GLOBAL_OFFSETS: &str = "VIGIL_OFFSETS";
 /// Global holding [`crate::config::KernelConfig`].
@@ -24,4 +38,8 @@ pub mod programs {
     pub const PROCESS_FORK: &str = "process_fork";
     /// raw tracepoint `sched_process_exit`.
     pub const PROCESS_EXIT: &str = "process_exit";
+    /// raw tracepoint `sys_enter`.
+    pub const SYSCALL_ENTER: &str = "syscall_enter";
+    /// raw tracepoint `sys_exit`.
+    pub const SYSCALL_EXIT: &str = "syscall_exit";
 }

@@ -90,6 +90,17 @@ kernel_offsets! {
     /// Renamed `__parent` in Linux 6.15; alternatives are separated by `|`.
     kernfs_parent: "kernfs_node"."parent|__parent", required: true;
     bprm_filename: "linux_binprm"."filename", required: true;
+    /// Syscall arguments in `pt_regs`: x86_64 names first, then aarch64 (`regs[i]`; `+N`
+    /// adds N bytes to a member's offset).
+    regs_arg0: "pt_regs"."di|regs", required: true;
+    regs_arg1: "pt_regs"."si|regs+8", required: true;
+    regs_arg2: "pt_regs"."dx|regs+16", required: true;
+    regs_arg3: "pt_regs"."r10|regs+24", required: true;
+    regs_arg4: "pt_regs"."r8|regs+32", required: true;
+    regs_arg5: "pt_regs"."r9|regs+40", required: true;
+    /// The syscall number at exit (x86_64 `orig_ax`, aarch64 `syscallno`); read as 32 bits
+    /// (little-endian), the width of `syscallno`.
+    regs_syscall_nr: "pt_regs"."orig_ax|syscallno", required: true;
 }
 
 #[cfg(feature = "user")]

@@ -18,11 +18,17 @@ pub enum KernelCounter {
     ReadKernelFailed = 7,
     /// Reading argv from the new image's user memory failed; args are empty.
     ReadArgvFailed = 8,
+    /// Syscall records submitted to the ring buffer.
+    SubmittedSyscall = 9,
+    /// Syscall records lost because the ring buffer was full.
+    RingbufFullSyscall = 10,
+    /// A selected syscall was lost at enter because the per-thread stash map was full.
+    SyscallStashFull = 11,
 }
 
 impl KernelCounter {
     /// Every counter in index order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 12] = [
         Self::SubmittedExec,
         Self::SubmittedFork,
         Self::SubmittedExit,
@@ -32,6 +38,9 @@ impl KernelCounter {
         Self::ScratchUnavailable,
         Self::ReadKernelFailed,
         Self::ReadArgvFailed,
+        Self::SubmittedSyscall,
+        Self::RingbufFullSyscall,
+        Self::SyscallStashFull,
     ];
 
     /// Number of slots in the stats array.
@@ -49,6 +58,9 @@ impl KernelCounter {
             Self::ScratchUnavailable => "scratch_unavailable",
             Self::ReadKernelFailed => "read_kernel_failed",
             Self::ReadArgvFailed => "read_argv_failed",
+            Self::SubmittedSyscall => "submitted_syscall",
+            Self::RingbufFullSyscall => "ringbuf_full_syscall",
+            Self::SyscallStashFull => "syscall_stash_full",
         }
     }
 
@@ -58,12 +70,15 @@ impl KernelCounter {
             Self::RingbufFullExec
             | Self::RingbufFullFork
             | Self::RingbufFullExit
-            | Self::ScratchUnavailable => true,
+            | Self::ScratchUnavailable
+            | Self::RingbufFullSyscall
+            | Self::SyscallStashFull => true,
             Self::SubmittedExec
             | Self::SubmittedFork
             | Self::SubmittedExit
             | Self::ReadKernelFailed
-            | Self::ReadArgvFailed => false,
+            | Self::ReadArgvFailed
+            | Self::SubmittedSyscall => false,
         }
     }
 }

@@ -2,10 +2,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use vigil_common::{
-    config::KernelConfig, maps::EVENTS_SIZE_DEFAULT, offsets::KernelOffsets, stats::KernelCounter,
+    config::KernelConfig,
+    maps::{EVENTS_SIZE_DEFAULT, SYSCALL_CGROUPS_ENTRIES, SYSCALL_STASH_ENTRIES},
+    offsets::KernelOffsets,
+    stats::KernelCounter,
+    syscall::{SYSCALL_BITMAP_WORDS, SYSCALL_NR_MAX, SYSCALL_STRINGS_AREA, SyscallEvent},
 };
 
 /// Size of the per-CPU scratch buffer where an exec record is assembled. Offsets into it are
@@ -33,6 +37,37 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(KernelCounter
 /// `vigil_common::maps::SCRATCH`: one assembly buffer per CPU.
 #[map(name = "VIGIL_SCRATCH")]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// A syscall record under construction: the fixed part and room for its packed strings.
+#[repr(C)]
+pub struct SyscallRecord {
+    pub event: SyscallEvent,
+    pub strings: [u8; SYSCALL_STRINGS_AREA],
+}
+
+/// `vigil_common::maps::SYSCALL_FILTER`: the selected syscalls, filled by userspace.
+#[map(name = "VIGIL_SYSCALL_FILTER")]
+pub static SYSCALL_FILTER: Array<u64> = Array::with_max_entries(SYSCALL_BITMAP_WORDS, 0);
+
+/// `vigil_common::maps::SYSCALL_ARG_TYPES`: two bits per argument, by syscall number.
+#[map(name = "VIGIL_SYSCALL_ARGS")]
+pub static SYSCALL_ARG_TYPES: Array<u32> = Array::with_max_entries(SYSCALL_NR_MAX, 0);
+
+/// `vigil_common::maps::SYSCALL_CGROUPS`: cgroup ids whose syscalls are captured, when the
+/// cgroup filter is on.
+#[map(name = "VIGIL_SYSCALL_CGROUPS")]
+pub static SYSCALL_CGROUPS: HashMap<u64, u8> =
+    HashMap::with_max_entries(SYSCALL_CGROUPS_ENTRIES, 0);
+
+/// `vigil_common::maps::SYSCALL_STASH`: pid_tgid -> the record of the syscall that thread is
+/// in, from enter to exit.
+#[map(name = "VIGIL_SYSCALL_STASH")]
+pub static SYSCALL_STASH: HashMap<u64, SyscallRecord> =
+    HashMap::with_max_entries(SYSCALL_STASH_ENTRIES, 0);
+
+/// Per-CPU assembly space for a syscall record at enter (too big for the stack).
+#[map(name = "VIGIL_SYSCALL_SCRATCH")]
+pub static SYSCALL_SCRATCH: PerCpuArray<SyscallRecord> = PerCpuArray::with_max_entries(1, 0);
 
 /// `vigil_common::maps::GLOBAL_OFFSETS`, filled from BTF by userspace before load.
 #[unsafe(no_mangle)]

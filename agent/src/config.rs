@@ -37,6 +37,7 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub telemetry: TelemetryConfig,
     pub enrich: crate::enrich::EnrichConfig,
+    pub syscalls: crate::syscall::SyscallsConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -74,6 +75,7 @@ pub struct PipelineConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
     pub loss_report_interval_ms: u64,
+    pub metrics_address: String,
 }
 
 impl Default for OutputConfig {
@@ -119,6 +121,7 @@ impl Default for TelemetryConfig {
     fn default() -> Self {
         Self {
             loss_report_interval_ms: 1_000,
+            metrics_address: String::new(),
         }
     }
 }
@@ -198,6 +201,21 @@ impl Config {
         if let Some((field, problem)) = self.enrich.invalid_field() {
             return Err(invalid(field, &problem));
         }
+        if let Some((field, problem)) = self.syscalls.invalid_field() {
+            return Err(invalid(field, &problem));
+        }
+        if !self.telemetry.metrics_address.is_empty()
+            && self
+                .telemetry
+                .metrics_address
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            return Err(invalid(
+                "telemetry.metrics_address",
+                "must be empty (off) or an address and port such as 127.0.0.1:9464",
+            ));
+        }
         if self.output.target.is_empty() {
             return Err(invalid("output.target", "must be `stdout` or a file path"));
         }
@@ -269,6 +287,33 @@ mod tests {
             err.to_string(),
             "cfg.toml: line 2: `ring_buffer.size_bytes` must be a power of two of at least 4096, not 1000"
         );
+    }
+
+    #[test]
+    fn unknown_syscall_name_is_named_with_its_line() {
+        let err = Config::parse("[syscalls]\nnames = [\"ptrace\", \"ptrase\"]\n", "c.toml")
+            .expect_err("unknown syscall");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("c.toml: line 2: `syscalls.names`"),
+            "{text}"
+        );
+        assert!(text.contains("`ptrase`"), "{text}");
+    }
+
+    #[test]
+    fn syscalls_default_to_the_security_set() {
+        let config = Config::default();
+        assert!(config.syscalls.enabled);
+        assert!(config.syscalls.names.iter().any(|n| n == "unshare"));
+        let off = Config::parse("[syscalls]\nenabled = false\n", "c.toml").expect("parses");
+        let filter = off
+            .syscalls
+            .filter(crate::syscall::Arch::NATIVE)
+            .expect("valid");
+        assert!(filter.is_empty());
+        let err = Config::parse("[syscalls]\nname = []\n", "c.toml").expect_err("unknown key");
+        assert!(err.to_string().contains("name"), "{err}");
     }
 
     #[test]

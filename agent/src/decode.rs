@@ -8,11 +8,17 @@ use vigil_common::{
         EXEC_CWD_TRUNCATED, EXEC_EXE_PATH_TRUNCATED, EXEC_FILENAME_TRUNCATED, EXEC_NO_LOGINUID,
         EXIT_GROUP_DEAD, ExecEvent, ExitEvent, FORK_THREAD, ForkEvent,
     },
+    syscall::{
+        ARG_STR, SYSCALL_ARGS, SYSCALL_STRING_MAX, SYSCALL_STRING_TRUNCATED,
+        SYSCALL_STRING_UNREADABLE, SYSCALL_STRINGS_DROPPED, SYSCALL_STRINGS_MAX, SyscallEvent,
+        arg_type,
+    },
 };
 
 use crate::{
-    event::{Creds, Exec, Exit, Fork, KernelEvent, Task, WalkedPath},
+    event::{Creds, Exec, Exit, Fork, KernelEvent, Syscall, Task, WalkedPath},
     process::ProcessKey,
+    syscall::{Arch, decode_args},
 };
 
 pub mod encode;
@@ -86,6 +92,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         EventKind::Exec => decode_exec(bytes).map(KernelEvent::Exec),
         EventKind::Fork => decode_fork(bytes).map(KernelEvent::Fork),
         EventKind::Exit => decode_exit(bytes).map(KernelEvent::Exit),
+        EventKind::Syscall => decode_syscall(bytes).map(KernelEvent::Syscall),
     }
 }
 
@@ -174,6 +181,47 @@ fn decode_exit(bytes: &[u8]) -> Result<Exit, DecodeError> {
         task: task(&raw.header),
         exit_code: raw.exit_code,
         group_dead: raw.flags & EXIT_GROUP_DEAD != 0,
+    })
+}
+
+fn decode_syscall(bytes: &[u8]) -> Result<Syscall, DecodeError> {
+    let raw: SyscallEvent = read_struct(bytes, "syscall")?;
+    let mut rest = &bytes[size_of::<SyscallEvent>()..];
+    let need: usize = raw.str_lens.iter().map(|&l| usize::from(l)).sum();
+    if need > rest.len() {
+        return Err(DecodeError::SectionsOverflow {
+            kind: "syscall",
+            need,
+            len: rest.len(),
+        });
+    }
+    // The kernel sets one truncation flag for the record; a string that filled its copy is
+    // the one that was cut.
+    let cut = raw.flags & SYSCALL_STRING_TRUNCATED != 0;
+    let copied = (0..SYSCALL_ARGS)
+        .filter(|&i| arg_type(raw.arg_types, i) == ARG_STR)
+        .count()
+        .min(SYSCALL_STRINGS_MAX);
+    let unreadable = raw.flags & SYSCALL_STRING_UNREADABLE != 0;
+    let strings: Vec<Option<(&[u8], bool)>> = raw.str_lens[..copied]
+        .iter()
+        .map(|&len| {
+            let (section, tail) = rest.split_at(usize::from(len));
+            rest = tail;
+            // An empty string of a record with an unreadable one is taken to be that one.
+            (!(unreadable && section.is_empty()))
+                .then_some((section, cut && section.len() == SYSCALL_STRING_MAX - 1))
+        })
+        .collect();
+    let arch = Arch::NATIVE;
+    Ok(Syscall {
+        task: task(&raw.header),
+        nr: raw.nr,
+        name: arch.name(raw.nr),
+        args: decode_args(arch, raw.nr, &raw.args, raw.arg_types, &strings),
+        ret: raw.ret,
+        exit_time_ns: raw.exit_time_ns,
+        strings_dropped: raw.flags & SYSCALL_STRINGS_DROPPED != 0,
     })
 }
 

@@ -100,12 +100,44 @@ impl Exit {
     }
 }
 
+/// A syscall selected by the filter, with its arguments and return value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Syscall {
+    /// The task at entry (`time_ns` is the time of entry).
+    pub task: Task,
+    /// Number in the native table of the kernel's architecture.
+    pub nr: u32,
+    /// The syscall's name, when Vigil knows the number.
+    pub name: Option<&'static str>,
+    /// Arguments by name, decoded by type.
+    pub args: Vec<(&'static str, crate::syscall::ArgValue)>,
+    /// Return value: negative is `-errno`.
+    pub ret: i64,
+    /// CLOCK_BOOTTIME nanoseconds at return.
+    pub exit_time_ns: u64,
+    /// More string arguments than the kernel copies: some are reported as addresses.
+    pub strings_dropped: bool,
+}
+
+impl Syscall {
+    /// The errno of a failed syscall.
+    pub fn errno(&self) -> Option<i64> {
+        (-4095..0).contains(&self.ret).then_some(-self.ret)
+    }
+
+    /// The argument named `name`.
+    pub fn arg(&self, name: &str) -> Option<&crate::syscall::ArgValue> {
+        self.args.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+}
+
 /// A kernel record after decoding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelEvent {
     Exec(Exec),
     Fork(Fork),
     Exit(Exit),
+    Syscall(Syscall),
 }
 
 impl KernelEvent {
@@ -114,6 +146,7 @@ impl KernelEvent {
             Self::Exec(e) => &e.task,
             Self::Fork(e) => &e.task,
             Self::Exit(e) => &e.task,
+            Self::Syscall(e) => &e.task,
         }
     }
 }
@@ -136,6 +169,7 @@ pub enum Detail {
     Exec(Exec),
     Fork(Fork),
     Exit(Exit),
+    Syscall(Syscall),
     Loss(Loss),
 }
 
@@ -145,6 +179,7 @@ impl Detail {
             Self::Exec(_) => "exec",
             Self::Fork(_) => "fork",
             Self::Exit(_) => "exit",
+            Self::Syscall(_) => "syscall",
             Self::Loss(_) => "loss",
         }
     }

@@ -19,4 +19,5 @@ pub mod pipeline;
 pub mod process;
 pub mod runtime;
 pub mod source;
+pub mod syscall;
 pub mod telemetry;

@@ -27,6 +27,12 @@ pub enum StartError {
     Bpf(#[from] BpfError),
     #[error("registering the ring buffer with the event loop")]
     Reactor(#[source] std::io::Error),
+    #[error("serving metrics on {address} (telemetry.metrics_address)")]
+    Metrics {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What a run did, reported at shutdown.
@@ -54,18 +60,24 @@ pub struct Agent {
     shutdown: watch::Sender<bool>,
     reader: JoinHandle<()>,
     pipeline: JoinHandle<Summary>,
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Agent {
     /// Loads and attaches the programs and starts draining: events flow to `exporter` as soon
     /// as this returns.
     pub fn start(config: &Config, exporter: Box<dyn Exporter>) -> Result<Self, StartError> {
+        let syscalls = config.syscalls.selection();
         let mut sensor = Sensor::load(&LoadOptions {
             kernel: KernelConfig {
                 trace_threads: u32::from(config.process.trace_threads),
                 wakeup_threshold_bytes: config.ring_buffer.wakeup_threshold_bytes,
+                syscall_cgroup_filter: u32::from(syscalls.cgroups.is_some()),
+                syscall_ignore_tgid: std::process::id(),
             },
             ring_buffer_bytes: config.ring_buffer.size_bytes,
+            syscalls: syscalls.filter,
+            syscall_cgroups: syscalls.cgroups.unwrap_or_default(),
         })?;
         let ring = sensor.take_events()?;
         let stats = sensor.take_stats()?;
@@ -108,7 +120,11 @@ impl Agent {
             stats,
             counters,
             loss_interval: Duration::from_millis(config.telemetry.loss_report_interval_ms),
+            metrics: None,
+            events_by_kind: std::collections::BTreeMap::new(),
         };
+        let (task, metrics_addr) =
+            start_metrics(task, &config.telemetry.metrics_address, &shutdown)?;
         let pipeline = tokio::spawn(task.run());
         let attached = sensor.attached.clone();
         Ok(Self {
@@ -117,7 +133,13 @@ impl Agent {
             shutdown,
             reader,
             pipeline,
+            metrics_addr,
         })
+    }
+
+    /// Where `/metrics` is served, when it is (the bound port, also for port 0).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn attached(&self) -> &[AttachedProgram] {
@@ -143,6 +165,36 @@ impl Agent {
     }
 }
 
+/// Binds the metrics endpoint when an address is configured and connects it to `task`.
+fn start_metrics(
+    mut task: PipelineTask,
+    address: &str,
+    shutdown: &watch::Sender<bool>,
+) -> Result<(PipelineTask, Option<std::net::SocketAddr>), StartError> {
+    if address.is_empty() {
+        return Ok((task, None));
+    }
+    let bind = |address: &str| -> std::io::Result<tokio::net::TcpListener> {
+        let listener = std::net::TcpListener::bind(address)?;
+        listener.set_nonblocking(true)?;
+        tokio::net::TcpListener::from_std(listener)
+    };
+    let listener = bind(address).map_err(|source| StartError::Metrics {
+        address: address.to_owned(),
+        source,
+    })?;
+    let bound = listener.local_addr().ok();
+    let (tx, rx) = watch::channel(Arc::<str>::from(""));
+    task.metrics = Some(tx);
+    tokio::spawn(crate::export::metrics_http::serve(
+        listener,
+        rx,
+        shutdown.subscribe(),
+    ));
+    tracing::info!(address = ?bound, "Serving metrics at /metrics.");
+    Ok((task, bound))
+}
+
 struct PipelineTask {
     rx: mpsc::Receiver<Batch>,
     /// Container metadata lookups' answers, when enrichment runs.
@@ -152,6 +204,10 @@ struct PipelineTask {
     stats: PerCpuArray<MapData, u64>,
     counters: Arc<Counters>,
     loss_interval: Duration,
+    /// Where each tick's metrics snapshot goes, when the endpoint is on.
+    metrics: Option<watch::Sender<Arc<str>>>,
+    /// Events handed to the exporter, by kind.
+    events_by_kind: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl PipelineTask {
@@ -170,6 +226,7 @@ impl PipelineTask {
                 _ = tick.tick() => {
                     self.report_loss(&mut losses, &mut out);
                     self.pipeline.tick(boot_now_ns());
+                    self.publish_metrics(losses.kernel_totals());
                 }
                 result = crate::enrich::next_result(&mut self.lookups) => {
                     self.pipeline.on_lookup(result, boot_now_ns(), &mut out);
@@ -193,6 +250,23 @@ impl PipelineTask {
         summary
     }
 
+    fn publish_metrics(&self, kernel: &KernelStats) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        let cache = self.pipeline.cache();
+        let snapshot = crate::telemetry::metrics::Snapshot {
+            events: self.events_by_kind.iter().map(|(k, n)| (*k, *n)).collect(),
+            kernel: *kernel,
+            drops: self.counters.snapshot(),
+            cache: cache.stats(),
+            cache_entries: cache.len(),
+            cache_bytes: cache.bytes(),
+            enrich: self.pipeline.enrich_stats(),
+        };
+        let _ = metrics.send(crate::telemetry::metrics::render(&snapshot).into());
+    }
+
     fn report_loss(&mut self, losses: &mut LossTracker, out: &mut Vec<crate::event::Event>) {
         let kernel = read_kernel_totals(&self.stats, losses.kernel_totals());
         if let Some(loss) = losses.update(kernel, self.counters.snapshot()) {
@@ -213,6 +287,9 @@ impl PipelineTask {
             return Ok(());
         }
         summary.events += out.len() as u64;
+        for event in out.iter() {
+            *self.events_by_kind.entry(event.detail.kind()).or_default() += 1;
+        }
         let result = self.exporter.export(out);
         out.clear();
         result

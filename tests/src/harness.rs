@@ -121,6 +121,11 @@ impl Harness {
 
     /// Detaches the programs, drains what they produced into [`Harness::events`] and returns
     /// the run's summary.
+    /// Where the agent serves `/metrics`, when `telemetry.metrics_address` is set.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.agent.as_ref().and_then(Agent::metrics_addr)
+    }
+
     pub fn stop(&mut self) -> Summary {
         let agent = self.agent.take().expect("the agent is running");
         let summary = self

@@ -6,7 +6,7 @@
 //! event is found, by its exact [`ProcessKey`].
 
 use vigil::{
-    event::{Detail, Event, Exec, Exit, Fork, Task},
+    event::{Detail, Event, Exec, Exit, Fork, Syscall, Task},
     process::ProcessKey,
 };
 
@@ -16,8 +16,26 @@ pub fn task(event: &Event) -> Option<&Task> {
         Detail::Exec(e) => Some(&e.task),
         Detail::Fork(e) => Some(&e.task),
         Detail::Exit(e) => Some(&e.task),
+        Detail::Syscall(e) => Some(&e.task),
         Detail::Loss(_) => None,
     }
+}
+
+pub fn syscall(event: &Event) -> Option<&Syscall> {
+    match &event.detail {
+        Detail::Syscall(e) => Some(e),
+        _ => None,
+    }
+}
+
+/// Every syscall event of the process `tgid` started at or after `since_ns`, in order.
+pub fn syscalls_of(events: &[Event], tgid: u32, since_ns: u64) -> Vec<Syscall> {
+    events
+        .iter()
+        .filter(|e| is_of(e, tgid, since_ns))
+        .filter_map(syscall)
+        .cloned()
+        .collect()
 }
 
 pub fn exec(event: &Event) -> Option<&Exec> {

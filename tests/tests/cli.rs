@@ -248,7 +248,9 @@ fn probe_json_lists_the_raw_tracepoint_feature() {
         [
             "raw_tp/sched_process_exec",
             "raw_tp/sched_process_fork",
-            "raw_tp/sched_process_exit"
+            "raw_tp/sched_process_exit",
+            "raw_tp/sys_enter",
+            "raw_tp/sys_exit"
         ]
     );
     assert!(

@@ -1,3 +1,4 @@
 //! One file per family of hooks.
 
 pub mod process;
+pub mod syscall;

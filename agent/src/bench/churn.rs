@@ -16,13 +16,7 @@ use crate::{
 const SHELL: ProcessKey = ProcessKey::new(100, 1_000);
 
 fn ids(key: ProcessKey, time_ns: u64) -> Ids {
-    Ids {
-        time_ns,
-        pid: key.tgid,
-        tgid: key.tgid,
-        start_time_ns: key.start_time_ns,
-        cgroup_id: 1,
-    }
+    Ids::leader(key, time_ns)
 }
 
 /// fork + exec + exit records of process number `i` (pids wrap as on a busy node).

@@ -137,9 +137,12 @@ async fn one_run(binary: &Path, args: &[&str], count: u32) -> anyhow::Result<Run
             (*name, ns, runs)
         })
         .collect::<Vec<_>>();
+    // The process programs only: the syscall programs run on every syscall and are reported
+    // per program above (and by `vigil bench syscalls`).
     let total_ns: f64 = after
         .iter()
         .zip(&before)
+        .filter(|((name, _, _), _)| name.starts_with("process_"))
         .map(|((_, t1, _), (_, t0, _))| t1.saturating_sub(*t0).as_nanos() as f64)
         .sum();
     let peer = if super::peer::available() {

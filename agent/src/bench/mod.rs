@@ -3,6 +3,7 @@
 mod churn;
 mod exec;
 mod peer;
+mod syscall;
 
 use std::path::PathBuf;
 
@@ -19,6 +20,12 @@ pub enum Storm {
         /// Binary to exec (default: busybox-static's `true`, else /bin/true).
         #[arg(long)]
         binary: Option<PathBuf>,
+    },
+    /// A loop of a syscall the sensor does not select (getpid), with and without Vigil:
+    /// the kernel ns per run of `sys_enter`/`sys_exit` on the filtered-out path.
+    Syscalls {
+        #[arg(long, default_value_t = 1_000_000)]
+        count: u32,
     },
     /// A churn of short-lived processes (fork, exec, exit) generated in userspace and fed
     /// through the real pipeline (decode, process cache, JSON): throughput and memory.
@@ -39,6 +46,7 @@ pub async fn run(storm: Storm) -> anyhow::Result<()> {
             runs,
             binary,
         } => exec::run(count, runs, binary).await,
+        Storm::Syscalls { count } => syscall::run(count).await,
         Storm::Churn {
             count,
             max_entries,

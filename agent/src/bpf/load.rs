@@ -4,15 +4,19 @@ use std::time::Duration;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{ProgramError, RawTracePoint},
 };
 use vigil_common::{
     config::KernelConfig,
-    maps::{EVENTS, GLOBAL_CONFIG, GLOBAL_OFFSETS, STATS, programs},
+    maps::{
+        EVENTS, GLOBAL_CONFIG, GLOBAL_OFFSETS, STATS, SYSCALL_ARG_TYPES, SYSCALL_CGROUPS,
+        SYSCALL_FILTER, programs,
+    },
 };
 
 use super::{
+    super::syscall::KernelFilter,
     OBJECT,
     btf::{Btf, BtfError, VMLINUX_BTF_PATH},
     offsets::{OffsetsError, resolve_offsets},
@@ -25,6 +29,8 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     (programs::PROCESS_EXEC, "sched_process_exec"),
     (programs::PROCESS_FORK, "sched_process_fork"),
     (programs::PROCESS_EXIT, "sched_process_exit"),
+    (programs::SYSCALL_ENTER, "sys_enter"),
+    (programs::SYSCALL_EXIT, "sys_exit"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -52,13 +58,23 @@ pub enum BpfError {
     },
     #[error("map `{name}` is missing from the eBPF object or has the wrong type")]
     Map { name: &'static str },
+    #[error("writing the syscall filter into map `{name}`")]
+    SyscallFilter {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
 }
 
 /// What the kernel side is configured with before load.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct LoadOptions {
     pub kernel: KernelConfig,
     pub ring_buffer_bytes: u32,
+    /// The syscalls to capture (empty: none).
+    pub syscalls: KernelFilter,
+    /// cgroup ids whose syscalls are captured when `kernel.syscall_cgroup_filter` is set.
+    pub syscall_cgroups: Vec<u64>,
 }
 
 /// A program that is loaded and attached.
@@ -92,6 +108,8 @@ impl Sensor {
             .map_max_entries(EVENTS, options.ring_buffer_bytes)
             .load(OBJECT)
             .map_err(BpfError::Object)?;
+        // Before attaching, so the programs start with the filter they were asked for.
+        write_syscall_filter(&mut ebpf, &options.syscalls, &options.syscall_cgroups)?;
         let mut attached = Vec::with_capacity(PROGRAMS.len());
         for &(name, hook) in PROGRAMS {
             attach_raw_tracepoint(&mut ebpf, name, hook)?;
@@ -132,6 +150,45 @@ pub fn program_stats(ebpf: &Ebpf) -> Vec<(&'static str, Duration, u64)> {
             Some((name, info.run_time(), info.run_count()))
         })
         .collect()
+}
+
+/// Fills the syscall bitmap, the arg-type table and the allowed cgroups.
+fn write_syscall_filter(
+    ebpf: &mut Ebpf,
+    filter: &KernelFilter,
+    cgroups: &[u64],
+) -> Result<(), BpfError> {
+    let error = |name| move |source| BpfError::SyscallFilter { name, source };
+    let mut bitmap: Array<_, u64> = ebpf
+        .map_mut(SYSCALL_FILTER)
+        .and_then(|map| Array::try_from(map).ok())
+        .ok_or(BpfError::Map {
+            name: SYSCALL_FILTER,
+        })?;
+    for (i, &word) in filter.bitmap.iter().enumerate() {
+        bitmap
+            .set(i as u32, word, 0)
+            .map_err(error(SYSCALL_FILTER))?;
+    }
+    let mut types: Array<_, u32> = ebpf
+        .map_mut(SYSCALL_ARG_TYPES)
+        .and_then(|map| Array::try_from(map).ok())
+        .ok_or(BpfError::Map {
+            name: SYSCALL_ARG_TYPES,
+        })?;
+    for &(nr, word) in &filter.arg_types {
+        types.set(nr, word, 0).map_err(error(SYSCALL_ARG_TYPES))?;
+    }
+    let mut allowed: HashMap<_, u64, u8> = ebpf
+        .map_mut(SYSCALL_CGROUPS)
+        .and_then(|map| HashMap::try_from(map).ok())
+        .ok_or(BpfError::Map {
+            name: SYSCALL_CGROUPS,
+        })?;
+    for &id in cgroups {
+        allowed.insert(id, 1, 0).map_err(error(SYSCALL_CGROUPS))?;
+    }
+    Ok(())
 }
 
 fn attach_raw_tracepoint(

@@ -39,12 +39,14 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
 }
 
 /// Resolves `member`, trying each `|`-separated alternative (members renamed across kernel
-/// versions); the error is the first alternative's.
+/// versions, or named differently per architecture); the error is the first alternative's.
+/// An alternative may end in `+N`: N bytes past the member (an element of an array member).
 fn resolve_member(btf: &Btf, strukt: &str, member: &str) -> Result<u32, BtfError> {
     let mut first_error = None;
     for alternative in member.split('|') {
-        match btf.member_offset(strukt, alternative) {
-            Ok(offset) => return Ok(offset),
+        let (name, extra) = split_extra(alternative);
+        match btf.member_offset(strukt, name) {
+            Ok(offset) => return Ok(offset.saturating_add(extra)),
             Err(error) => {
                 first_error.get_or_insert(error);
             }
@@ -55,6 +57,14 @@ fn resolve_member(btf: &Btf, strukt: &str, member: &str) -> Result<u32, BtfError
         member: member.to_owned(),
         segment: member.to_owned(),
     }))
+}
+
+/// `"regs+8"` -> `("regs", 8)`; no (valid) suffix -> `(member, 0)`.
+fn split_extra(member: &str) -> (&str, u32) {
+    member
+        .split_once('+')
+        .and_then(|(name, n)| Some((name, n.parse().ok()?)))
+        .unwrap_or((member, 0))
 }
 
 #[cfg(test)]
@@ -72,6 +82,13 @@ mod tests {
     }
 
     #[test]
+    fn member_may_carry_a_byte_offset() {
+        assert_eq!(split_extra("regs+40"), ("regs", 40));
+        assert_eq!(split_extra("di"), ("di", 0));
+        assert_eq!(split_extra("x+y"), ("x+y", 0));
+    }
+
+    #[test]
     fn resolves_on_this_kernel() {
         let path = std::path::Path::new(super::super::VMLINUX_BTF_PATH);
         if !path.exists() {
@@ -82,6 +99,13 @@ mod tests {
         let offsets = resolve_offsets(&btf).expect("every required offset resolves");
         assert!(offsets.task_pid < offsets.task_tgid);
         assert_ne!(offsets.dentry_name, OFFSET_MISSING);
+        if cfg!(target_arch = "x86_64") {
+            // pt_regs: di, si, dx, cx, ax... are not in argument order, r10 is.
+            assert_eq!(offsets.regs_arg0, 14 * 8, "pt_regs.di");
+            assert_eq!(offsets.regs_arg1, 13 * 8, "pt_regs.si");
+            assert_eq!(offsets.regs_arg3, 7 * 8, "pt_regs.r10");
+            assert_eq!(offsets.regs_syscall_nr, 15 * 8, "pt_regs.orig_ax");
+        }
         for field in KernelOffsets::FIELDS.iter().filter(|f| f.required) {
             let mut probe = offsets;
             assert!(probe.set(field.name, OFFSET_MISSING));

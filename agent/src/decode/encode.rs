@@ -4,6 +4,7 @@
 use vigil_common::{
     event::{EventKind, Header},
     process::{EXIT_GROUP_DEAD, ExecEvent, ExitEvent, FORK_THREAD, ForkEvent},
+    syscall::{SYSCALL_ARGS, SYSCALL_STRINGS_MAX, SyscallEvent},
 };
 
 /// Bytes of a plain-data wire struct.
@@ -23,6 +24,19 @@ pub struct Ids {
     pub tgid: u32,
     pub start_time_ns: u64,
     pub cgroup_id: u64,
+}
+
+impl Ids {
+    /// The group leader of `key` (pid = tgid), in cgroup 1, at `time_ns`.
+    pub fn leader(key: crate::process::ProcessKey, time_ns: u64) -> Self {
+        Self {
+            time_ns,
+            pid: key.tgid,
+            tgid: key.tgid,
+            start_time_ns: key.start_time_ns,
+            cgroup_id: 1,
+        }
+    }
 }
 
 fn header(kind: EventKind, size: usize, ids: Ids) -> Header {
@@ -126,4 +140,49 @@ pub fn exit(ids: Ids, exit_code: u32, group_dead: bool) -> Vec<u8> {
         exit_code,
         flags: if group_dead { EXIT_GROUP_DEAD } else { 0 },
     })
+}
+
+/// What goes in a syscall record besides the header.
+#[derive(Clone, Debug, Default)]
+pub struct SyscallSpec<'a> {
+    pub ids: Ids,
+    pub nr: u32,
+    pub args: [u64; SYSCALL_ARGS],
+    pub ret: i64,
+    pub exit_time_ns: u64,
+    /// The kernel's arg-type word (which arguments are strings).
+    pub arg_types: u32,
+    pub flags: u32,
+    /// The copied strings, in argument order (at most `SYSCALL_STRINGS_MAX`).
+    pub strings: &'a [&'a [u8]],
+}
+
+pub fn syscall(spec: &SyscallSpec<'_>) -> Vec<u8> {
+    let mut str_lens = [0u16; SYSCALL_STRINGS_MAX];
+    for (len, s) in str_lens.iter_mut().zip(spec.strings) {
+        *len = s.len() as u16;
+    }
+    let tail: Vec<u8> = spec
+        .strings
+        .iter()
+        .flat_map(|s| s.iter().copied())
+        .collect();
+    let raw = SyscallEvent {
+        header: header(
+            EventKind::Syscall,
+            size_of::<SyscallEvent>() + tail.len(),
+            spec.ids,
+        ),
+        nr: spec.nr,
+        flags: spec.flags,
+        args: spec.args,
+        ret: spec.ret,
+        exit_time_ns: spec.exit_time_ns,
+        arg_types: spec.arg_types,
+        str_lens,
+        _pad: [0; 3],
+    };
+    let mut out = bytes_of(&raw);
+    out.extend_from_slice(&tail);
+    out
 }

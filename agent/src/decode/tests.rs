@@ -173,3 +173,82 @@ fn path_components_join_leaf_last() {
     assert_eq!(join_components(b"caf\xe9\0home\0"), b"/home/caf\xe9");
     assert_eq!(encode::path_section(b"/usr/bin"), b"bin\0usr\0");
 }
+
+#[test]
+fn syscall_round_trip_names_arguments_and_strings() {
+    use vigil_common::syscall::{SYSCALL_STRING_MAX, SYSCALL_STRING_TRUNCATED};
+
+    use crate::syscall::{Arch, ArgValue, args};
+
+    let nr = Arch::NATIVE.number("mount").expect("mount");
+    let long = vec![b'x'; SYSCALL_STRING_MAX - 1];
+    let record = encode::syscall(&encode::SyscallSpec {
+        ids: ids(),
+        nr,
+        args: [0x10, 0x20, 0x30, 0x1000, 0, 0],
+        ret: -1,
+        exit_time_ns: 6_000,
+        arg_types: args::type_word(args::spec("mount")),
+        flags: SYSCALL_STRING_TRUNCATED,
+        strings: &[b"none", b"/mnt/a b", &long],
+    });
+    let KernelEvent::Syscall(call) = decode(&record).expect("decodes") else {
+        panic!("not a syscall");
+    };
+    assert_eq!(call.task.key, ProcessKey::new(100, 1_000));
+    assert_eq!(call.task.pid, 101);
+    assert_eq!(call.name, Some("mount"));
+    assert_eq!(call.ret, -1);
+    assert_eq!(call.errno(), Some(1));
+    assert_eq!(call.exit_time_ns, 6_000);
+    assert_eq!(
+        call.arg("target"),
+        Some(&ArgValue::Str {
+            bytes: b"/mnt/a b".to_vec(),
+            truncated: false
+        })
+    );
+    assert_eq!(
+        call.arg("fstype"),
+        Some(&ArgValue::Str {
+            bytes: long.clone(),
+            truncated: true
+        }),
+        "the string that filled its copy is the cut one"
+    );
+    assert_eq!(call.arg("data"), Some(&ArgValue::Hex(0)));
+
+    // Strings claimed beyond the record are an error, not a panic.
+    let mut short = record.clone();
+    short.truncate(record.len() - 10);
+    let size = short.len() as u32;
+    short[4..8].copy_from_slice(&size.to_ne_bytes());
+    assert_eq!(
+        decode(&short).map(|_| ()).expect_err("overflow").cause(),
+        "sections_overflow"
+    );
+}
+
+#[test]
+fn syscall_with_unreadable_string_reports_its_address() {
+    use vigil_common::syscall::SYSCALL_STRING_UNREADABLE;
+
+    use crate::syscall::{Arch, ArgValue, args};
+
+    let nr = Arch::NATIVE.number("chroot").expect("chroot");
+    let record = encode::syscall(&encode::SyscallSpec {
+        ids: ids(),
+        nr,
+        args: [0xdead, 0, 0, 0, 0, 0],
+        ret: -14,
+        arg_types: args::type_word(args::spec("chroot")),
+        flags: SYSCALL_STRING_UNREADABLE,
+        strings: &[b""],
+        ..encode::SyscallSpec::default()
+    });
+    let KernelEvent::Syscall(call) = decode(&record).expect("decodes") else {
+        panic!("not a syscall");
+    };
+    assert_eq!(call.arg("path"), Some(&ArgValue::Unread(0xdead)));
+    assert_eq!(call.errno(), Some(14));
+}

@@ -401,6 +401,7 @@ fn task_cgroup(event: &Event) -> Option<u64> {
         Detail::Exec(e) => Some(e.task.cgroup_id),
         Detail::Fork(e) => Some(e.task.cgroup_id),
         Detail::Exit(e) => Some(e.task.cgroup_id),
+        Detail::Syscall(e) => Some(e.task.cgroup_id),
         Detail::Loss(_) => None,
     }
 }

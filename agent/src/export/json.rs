@@ -15,6 +15,9 @@ use crate::{
     process::Process,
 };
 
+mod syscall;
+use self::syscall::SyscallJson;
+
 /// Renders events as JSON lines for one node.
 #[derive(Clone, Debug)]
 pub struct JsonRenderer {
@@ -58,6 +61,10 @@ impl JsonRenderer {
                 Detail::Fork(fork) => Some(ForkJson::new(fork)),
                 _ => None,
             },
+            syscall: match &event.detail {
+                Detail::Syscall(syscall) => Some(SyscallJson::new(syscall)),
+                _ => None,
+            },
             loss: match &event.detail {
                 Detail::Loss(loss) => Some(LossJson::new(loss)),
                 _ => None,
@@ -92,6 +99,8 @@ struct Line<'a> {
     exec: Option<ExecJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     fork: Option<ForkJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    syscall: Option<SyscallJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     loss: Option<LossJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -2,6 +2,7 @@
 
 pub mod escape;
 pub mod json;
+pub mod metrics_http;
 
 use std::io::Write;
 

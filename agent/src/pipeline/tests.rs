@@ -16,13 +16,7 @@ const SHELL: ProcessKey = ProcessKey::new(100, 1_000);
 const CHILD: ProcessKey = ProcessKey::new(200, 2_000);
 
 fn ids(key: ProcessKey, time_ns: u64) -> Ids {
-    Ids {
-        time_ns,
-        pid: key.tgid,
-        tgid: key.tgid,
-        start_time_ns: key.start_time_ns,
-        cgroup_id: 1,
-    }
+    Ids::leader(key, time_ns)
 }
 
 fn exec_record(key: ProcessKey, parent: ProcessKey, time_ns: u64, binary: &[u8]) -> Vec<u8> {

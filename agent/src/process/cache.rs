@@ -9,7 +9,9 @@ use super::{
     snapshot::ProcEntry,
     store::{Store, StoreLimits},
 };
-use crate::event::{Creds, Detail, Event, Exec, Exit, Fork, KernelEvent, Task, WalkedPath};
+use crate::event::{
+    Creds, Detail, Event, Exec, Exit, Fork, KernelEvent, Syscall, Task, WalkedPath,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcessCacheConfig {
@@ -150,6 +152,7 @@ impl ProcessCache {
             KernelEvent::Exec(exec) => self.apply_exec(exec),
             KernelEvent::Fork(fork) => self.apply_fork(fork),
             KernelEvent::Exit(exit) => self.apply_exit(exit),
+            KernelEvent::Syscall(syscall) => self.apply_syscall(syscall),
         };
         event.ancestors = self.ancestors(event.parent.as_deref());
         event
@@ -215,6 +218,22 @@ impl ProcessCache {
             self.store.mark_exited(exit.task.key, time_ns);
         }
         Event::new(time_ns, exit.task.pid, process, parent, Detail::Exit(exit))
+    }
+
+    fn apply_syscall(&mut self, syscall: Syscall) -> Event {
+        let time_ns = syscall.task.time_ns;
+        let process = self.resolve(syscall.task.key, Some(&syscall.task));
+        let parent = process
+            .as_ref()
+            .and_then(|p| p.parent)
+            .and_then(|key| self.get(&key).cloned());
+        Event::new(
+            time_ns,
+            syscall.task.pid,
+            process,
+            parent,
+            Detail::Syscall(syscall),
+        )
     }
 
     /// Removes exited processes whose grace period ended before `now_ns`.

@@ -113,6 +113,7 @@ fn queue_drop_cause(record: &[u8]) -> Drop {
         Some(EventKind::Exec) => Drop::QueueFullExec,
         Some(EventKind::Fork) => Drop::QueueFullFork,
         Some(EventKind::Exit) => Drop::QueueFullExit,
+        Some(EventKind::Syscall) => Drop::QueueFullSyscall,
         None => Drop::QueueFullOther,
     }
 }

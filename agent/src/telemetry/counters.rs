@@ -13,10 +13,11 @@ pub enum Drop {
     DecodeUnknownKind,
     DecodeSizeMismatch,
     DecodeSectionsOverflow,
+    QueueFullSyscall,
 }
 
 impl Drop {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::QueueFullExec,
         Self::QueueFullFork,
         Self::QueueFullExit,
@@ -25,6 +26,7 @@ impl Drop {
         Self::DecodeUnknownKind,
         Self::DecodeSizeMismatch,
         Self::DecodeSectionsOverflow,
+        Self::QueueFullSyscall,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -37,6 +39,7 @@ impl Drop {
             Self::DecodeUnknownKind => "decode_unknown_kind",
             Self::DecodeSizeMismatch => "decode_size_mismatch",
             Self::DecodeSectionsOverflow => "decode_sections_overflow",
+            Self::QueueFullSyscall => "queue_full_syscall",
         }
     }
 

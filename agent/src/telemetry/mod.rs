@@ -4,6 +4,7 @@
 mod counters;
 mod kernel;
 mod loss;
+pub mod metrics;
 
 pub use counters::{Counters, Drop};
 pub use kernel::{KernelStats, read_kernel_totals};

@@ -110,3 +110,44 @@ fn exit_line_carries_code_or_signal() {
         assert_eq!(json["process"]["signal"].as_u64(), expect_signal);
     }
 }
+
+#[test]
+fn syscall_line_has_named_args_ret_and_errno() {
+    use crate::syscall::{Arch, args};
+
+    let nr = Arch::NATIVE.number("memfd_create").expect("memfd_create");
+    let record = encode::syscall(&encode::SyscallSpec {
+        ids: Ids {
+            time_ns: 2_000_000_000,
+            pid: 42,
+            tgid: 42,
+            start_time_ns: 1_000_000_000,
+            cgroup_id: 9,
+        },
+        nr,
+        args: [0x7000, 1, 0, 0, 0, 0],
+        ret: -24,
+        exit_time_ns: 2_000_001_500,
+        arg_types: args::type_word(args::spec("memfd_create")),
+        strings: &[b"vigil\"x"],
+        ..encode::SyscallSpec::default()
+    });
+    let KernelEvent::Syscall(call) = decode(&record).expect("decodes") else {
+        panic!("syscall");
+    };
+    let event = ProcessCache::new(ProcessCacheConfig::default()).apply(KernelEvent::Syscall(call));
+    let json = render(&event);
+    assert_eq!(json["kind"], "syscall");
+    assert_eq!(
+        json["syscall"],
+        serde_json::json!({
+            "name": "memfd_create",
+            "nr": nr,
+            "args": {"name": "vigil\"x", "flags": "MFD_CLOEXEC"},
+            "ret": -24,
+            "errno": "EMFILE",
+            "duration_ns": 1_500,
+        })
+    );
+    assert_eq!(json["process"]["pid"], 42);
+}

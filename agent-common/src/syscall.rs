@@ -1,0 +1,72 @@
+//! Syscall records: one per enter/exit pair of a syscall selected by the filter bitmap.
+
+use crate::event::Header;
+
+/// Syscall numbers at or above this are never captured (the bitmap's size). Both x86_64
+/// (highest about 470) and the generic table of aarch64 (about 470) fit.
+pub const SYSCALL_NR_MAX: u32 = 512;
+/// Words of the filter bitmap: bit `nr % 64` of word `nr / 64` selects syscall `nr`.
+pub const SYSCALL_BITMAP_WORDS: u32 = SYSCALL_NR_MAX / 64;
+/// Raw arguments of a syscall.
+pub const SYSCALL_ARGS: usize = 6;
+/// A user string argument is copied with at most this many bytes (including its NUL).
+pub const SYSCALL_STRING_MAX: usize = 256;
+/// At most this many string arguments of one syscall are copied (mount has three).
+pub const SYSCALL_STRINGS_MAX: usize = 3;
+/// Room for the packed strings. A string starts at a masked offset (`& SYSCALL_STRINGS_MASK`)
+/// and is at most [`SYSCALL_STRING_MAX`] long, so the area is the mask plus one string, which
+/// lets the verifier prove every copy in bounds.
+pub const SYSCALL_STRINGS_MASK: usize = 1023;
+pub const SYSCALL_STRINGS_AREA: usize = SYSCALL_STRINGS_MASK + 1 + SYSCALL_STRING_MAX;
+
+const _: () = assert!(SYSCALL_STRINGS_MAX * SYSCALL_STRING_MAX <= SYSCALL_STRINGS_MASK);
+
+/// Argument type codes, two bits per argument in a `u32` of the arg-type map (argument `i`
+/// at bits `2i..2i+2`).
+pub const ARG_INT: u32 = 0;
+/// A user pointer reported as a number.
+pub const ARG_PTR: u32 = 1;
+/// A pointer to a NUL-terminated user string, copied at enter.
+pub const ARG_STR: u32 = 2;
+
+/// The type code of argument `i` in `types`.
+#[inline(always)]
+pub const fn arg_type(types: u32, i: usize) -> u32 {
+    (types >> (2 * i)) & 3
+}
+
+/// A string argument was longer than the copy (`SYSCALL_STRING_MAX - 1` bytes kept).
+pub const SYSCALL_STRING_TRUNCATED: u32 = 1 << 0;
+/// A string argument could not be read (bad pointer, or paged out): it is empty.
+pub const SYSCALL_STRING_UNREADABLE: u32 = 1 << 1;
+/// More string arguments than [`SYSCALL_STRINGS_MAX`]: the rest are reported as pointers.
+pub const SYSCALL_STRINGS_DROPPED: u32 = 1 << 2;
+
+/// A syscall with its raw arguments and return value.
+///
+/// `header.time_ns` is the time of entry; `exit_time_ns` the time of return. Trailing data:
+/// the string arguments, in argument order, each `str_lens[k]` bytes (without NUL).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyscallEvent {
+    pub header: Header,
+    /// Syscall number in the native table of the kernel's architecture.
+    pub nr: u32,
+    /// `SYSCALL_*` flags.
+    pub flags: u32,
+    pub args: [u64; SYSCALL_ARGS],
+    /// The return value: negative is `-errno`.
+    pub ret: i64,
+    pub exit_time_ns: u64,
+    /// The arg-type word the kernel used (see [`arg_type`]): which args carry a string.
+    pub arg_types: u32,
+    pub str_lens: [u16; SYSCALL_STRINGS_MAX],
+    pub _pad: [u16; 3],
+}
+
+const _: () = assert!(size_of::<SyscallEvent>() == 128);
+const _: () = assert!(core::mem::offset_of!(SyscallEvent, args) == 48);
+const _: () = assert!(core::mem::offset_of!(SyscallEvent, arg_types) == 112);
+
+/// Largest syscall record.
+pub const SYSCALL_RECORD_MAX: usize = size_of::<SyscallEvent>() + SYSCALL_STRINGS_AREA;
