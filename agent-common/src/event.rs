@@ -1,7 +1,7 @@
 //! The record header every event starts with, and the kinds of event.
 
 /// What a ring-buffer record carries. Numbers never change and are never reused; a new
-/// kind is added at the end of its family's range (process: 1-15, syscalls: 16-31).
+/// kind is added at the end of its family's range (process: 1-15, syscalls: 16-31, network: 32-47).
 #[repr(u16)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventKind {
@@ -9,6 +9,7 @@ pub enum EventKind {
     Fork = 2,
     Exit = 3,
     Syscall = 16,
+    TcpState = 32,
 }
 
 impl EventKind {
@@ -18,6 +19,7 @@ impl EventKind {
             2 => Some(Self::Fork),
             3 => Some(Self::Exit),
             16 => Some(Self::Syscall),
+            32 => Some(Self::TcpState),
             _ => None,
         }
     }
@@ -28,6 +30,7 @@ impl EventKind {
             Self::Fork => "fork",
             Self::Exit => "exit",
             Self::Syscall => "syscall",
+            Self::TcpState => "tcp_state",
         }
     }
 
@@ -38,6 +41,7 @@ impl EventKind {
             Self::Fork => size_of::<crate::process::ForkEvent>(),
             Self::Exit => size_of::<crate::process::ExitEvent>(),
             Self::Syscall => size_of::<crate::syscall::SyscallEvent>(),
+            Self::TcpState => size_of::<crate::network::TcpStateEvent>(),
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod event;
 pub mod maps;
+pub mod network;
 pub mod offsets;
 pub mod process;
 pub mod stats;

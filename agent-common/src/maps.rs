@@ -22,6 +22,11 @@ pub const SYSCALL_STASH_ENTRIES: u32 = 4096;
 /// Entries of [`SYSCALL_CGROUPS`].
 pub const SYSCALL_CGROUPS_ENTRIES: u32 = 1024;
 
+/// LRU hash map `struct sock` address -> the task that connected it (`TaskIds`).
+pub const TCP_OWNERS: &str = "VIGIL_TCP_OWNERS";
+/// Entries of [`TCP_OWNERS`]: connections Vigil can name the owner of at once.
+pub const TCP_OWNERS_ENTRIES: u32 = 16384;
+
 /// Global holding [`crate::offsets::KernelOffsets`].
 pub const GLOBAL_OFFSETS: &str = "VIGIL_OFFSETS";
 /// Global holding [`crate::config::KernelConfig`].
@@ -42,4 +47,6 @@ pub mod programs {
     pub const SYSCALL_ENTER: &str = "syscall_enter";
     /// raw tracepoint `sys_exit`.
     pub const SYSCALL_EXIT: &str = "syscall_exit";
+    /// classic tracepoint `sock/inet_sock_set_state`.
+    pub const NETWORK_TCP_STATE: &str = "network_tcp_state";
 }

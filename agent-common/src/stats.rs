@@ -24,11 +24,15 @@ pub enum KernelCounter {
     RingbufFullSyscall = 10,
     /// A selected syscall was lost at enter because the per-thread stash map was full.
     SyscallStashFull = 11,
+    /// TCP state records submitted to the ring buffer.
+    SubmittedNetwork = 12,
+    /// TCP state records lost because the ring buffer was full.
+    RingbufFullNetwork = 13,
 }
 
 impl KernelCounter {
     /// Every counter in index order.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 14] = [
         Self::SubmittedExec,
         Self::SubmittedFork,
         Self::SubmittedExit,
@@ -41,6 +45,8 @@ impl KernelCounter {
         Self::SubmittedSyscall,
         Self::RingbufFullSyscall,
         Self::SyscallStashFull,
+        Self::SubmittedNetwork,
+        Self::RingbufFullNetwork,
     ];
 
     /// Number of slots in the stats array.
@@ -61,6 +67,8 @@ impl KernelCounter {
             Self::SubmittedSyscall => "submitted_syscall",
             Self::RingbufFullSyscall => "ringbuf_full_syscall",
             Self::SyscallStashFull => "syscall_stash_full",
+            Self::SubmittedNetwork => "submitted_network",
+            Self::RingbufFullNetwork => "ringbuf_full_network",
         }
     }
 
@@ -72,13 +80,15 @@ impl KernelCounter {
             | Self::RingbufFullExit
             | Self::ScratchUnavailable
             | Self::RingbufFullSyscall
-            | Self::SyscallStashFull => true,
+            | Self::SyscallStashFull
+            | Self::RingbufFullNetwork => true,
             Self::SubmittedExec
             | Self::SubmittedFork
             | Self::SubmittedExit
             | Self::ReadKernelFailed
             | Self::ReadArgvFailed
-            | Self::SubmittedSyscall => false,
+            | Self::SubmittedSyscall
+            | Self::SubmittedNetwork => false,
         }
     }
 }

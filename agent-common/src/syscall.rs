@@ -28,6 +28,14 @@ pub const ARG_INT: u32 = 0;
 pub const ARG_PTR: u32 = 1;
 /// A pointer to a NUL-terminated user string, copied at enter.
 pub const ARG_STR: u32 = 2;
+/// A `struct sockaddr` user pointer; only as argument 1 (connect, bind, accept, accept4).
+/// When argument 2 is [`ARG_INT`] it is the address's length and the address is copied at
+/// enter (the caller's input); when argument 2 is [`ARG_PTR`] it points at the length and the
+/// address is copied at exit, after the kernel wrote it (accept's peer).
+pub const ARG_SOCKADDR: u32 = 3;
+/// A socket address is copied with at most this many bytes (`sockaddr_un` is 110,
+/// `sockaddr_in6` 28).
+pub const SOCKADDR_MAX: usize = 128;
 
 /// The type code of argument `i` in `types`.
 #[inline(always)]
@@ -41,11 +49,17 @@ pub const SYSCALL_STRING_TRUNCATED: u32 = 1 << 0;
 pub const SYSCALL_STRING_UNREADABLE: u32 = 1 << 1;
 /// More string arguments than [`SYSCALL_STRINGS_MAX`]: the rest are reported as pointers.
 pub const SYSCALL_STRINGS_DROPPED: u32 = 1 << 2;
+/// The socket address argument could not be read: `addr_len` is 0.
+pub const SYSCALL_SOCKADDR_UNREADABLE: u32 = 1 << 3;
+
+// `read_sockaddr` masks its length with `2 * SOCKADDR_MAX - 1` at a masked offset.
+const _: () = assert!(SYSCALL_STRINGS_MASK + 2 * SOCKADDR_MAX <= SYSCALL_STRINGS_AREA);
 
 /// A syscall with its raw arguments and return value.
 ///
 /// `header.time_ns` is the time of entry; `exit_time_ns` the time of return. Trailing data:
-/// the string arguments, in argument order, each `str_lens[k]` bytes (without NUL).
+/// the string arguments, in argument order, each `str_lens[k]` bytes (without NUL), then
+/// `addr_len` bytes of the socket address argument (see [`ARG_SOCKADDR`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SyscallEvent {
@@ -61,7 +75,9 @@ pub struct SyscallEvent {
     /// The arg-type word the kernel used (see [`arg_type`]): which args carry a string.
     pub arg_types: u32,
     pub str_lens: [u16; SYSCALL_STRINGS_MAX],
-    pub _pad: [u16; 3],
+    /// Bytes of the copied socket address, after the strings (at most [`SOCKADDR_MAX`]).
+    pub addr_len: u16,
+    pub _pad: [u16; 2],
 }
 
 const _: () = assert!(size_of::<SyscallEvent>() == 128);
@@ -70,3 +86,5 @@ const _: () = assert!(core::mem::offset_of!(SyscallEvent, arg_types) == 112);
 
 /// Largest syscall record.
 pub const SYSCALL_RECORD_MAX: usize = size_of::<SyscallEvent>() + SYSCALL_STRINGS_AREA;
+
+const _: () = assert!(core::mem::offset_of!(SyscallEvent, addr_len) == 122);

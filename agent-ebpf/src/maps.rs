@@ -2,11 +2,13 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use vigil_common::{
     config::KernelConfig,
-    maps::{EVENTS_SIZE_DEFAULT, SYSCALL_CGROUPS_ENTRIES, SYSCALL_STASH_ENTRIES},
+    maps::{
+        EVENTS_SIZE_DEFAULT, SYSCALL_CGROUPS_ENTRIES, SYSCALL_STASH_ENTRIES, TCP_OWNERS_ENTRIES,
+    },
     offsets::KernelOffsets,
     stats::KernelCounter,
     syscall::{SYSCALL_BITMAP_WORDS, SYSCALL_NR_MAX, SYSCALL_STRINGS_AREA, SyscallEvent},
@@ -68,6 +70,12 @@ pub static SYSCALL_STASH: HashMap<u64, SyscallRecord> =
 /// Per-CPU assembly space for a syscall record at enter (too big for the stack).
 #[map(name = "VIGIL_SYSCALL_SCRATCH")]
 pub static SYSCALL_SCRATCH: PerCpuArray<SyscallRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// `vigil_common::maps::TCP_OWNERS`: `struct sock` address -> the task that connected it.
+/// LRU: a socket whose close Vigil never saw ages out instead of filling the map.
+#[map(name = "VIGIL_TCP_OWNERS")]
+pub static TCP_OWNERS: LruHashMap<u64, crate::programs::network::Owner> =
+    LruHashMap::with_max_entries(TCP_OWNERS_ENTRIES, 0);
 
 /// `vigil_common::maps::GLOBAL_OFFSETS`, filled from BTF by userspace before load.
 #[unsafe(no_mangle)]

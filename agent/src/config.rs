@@ -38,6 +38,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub enrich: crate::enrich::EnrichConfig,
     pub syscalls: crate::syscall::SyscallsConfig,
+    pub network: crate::network::NetworkConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -314,6 +315,19 @@ mod tests {
         assert!(filter.is_empty());
         let err = Config::parse("[syscalls]\nname = []\n", "c.toml").expect_err("unknown key");
         assert!(err.to_string().contains("name"), "{err}");
+    }
+
+    #[test]
+    fn network_is_on_by_default_and_owns_its_syscalls() {
+        assert!(Config::default().network.enabled);
+        let err = Config::parse("[syscalls]\nnames = [\"connect\"]\n", "c.toml")
+            .expect_err("connect belongs to [network]");
+        assert_eq!(
+            err.to_string(),
+            "c.toml: line 2: `syscalls.names` names `connect`, which the [network] section captures"
+        );
+        let off = Config::parse("[network]\nenabled = false\n", "c.toml").expect("parses");
+        assert!(off.network.filter(crate::syscall::Arch::NATIVE).is_empty());
     }
 
     #[test]

@@ -1,27 +1,34 @@
 //! Ring-buffer bytes -> typed [`KernelEvent`]s, validated. Nothing past this module touches
 //! wire structs.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
 use vigil_common::{
     event::{EventKind, Header},
+    network::{TCP_STATE_OWNER_KNOWN, TCP_SYN_SENT, TcpStateEvent},
     process::{
         ARGS_MAX, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_CGROUP_TRUNCATED,
         EXEC_CWD_TRUNCATED, EXEC_EXE_PATH_TRUNCATED, EXEC_FILENAME_TRUNCATED, EXEC_NO_LOGINUID,
         EXIT_GROUP_DEAD, ExecEvent, ExitEvent, FORK_THREAD, ForkEvent,
     },
     syscall::{
-        ARG_STR, SYSCALL_ARGS, SYSCALL_STRING_MAX, SYSCALL_STRING_TRUNCATED,
-        SYSCALL_STRING_UNREADABLE, SYSCALL_STRINGS_DROPPED, SYSCALL_STRINGS_MAX, SyscallEvent,
-        arg_type,
+        ARG_SOCKADDR, ARG_STR, SYSCALL_ARGS, SYSCALL_SOCKADDR_UNREADABLE, SYSCALL_STRING_MAX,
+        SYSCALL_STRING_TRUNCATED, SYSCALL_STRING_UNREADABLE, SYSCALL_STRINGS_DROPPED,
+        SYSCALL_STRINGS_MAX, SyscallEvent, arg_type,
     },
 };
 
 use crate::{
-    event::{Creds, Exec, Exit, Fork, KernelEvent, Syscall, Task, WalkedPath},
+    event::{Creds, Exec, Exit, Fork, KernelEvent, NetworkOp, Syscall, Task, TcpState, WalkedPath},
+    network,
     process::ProcessKey,
     syscall::{Arch, decode_args},
 };
 
 pub mod encode;
+
+/// `AF_INET` (the tracepoint's family for IPv4).
+const AF_INET: u16 = 2;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -92,7 +99,8 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         EventKind::Exec => decode_exec(bytes).map(KernelEvent::Exec),
         EventKind::Fork => decode_fork(bytes).map(KernelEvent::Fork),
         EventKind::Exit => decode_exit(bytes).map(KernelEvent::Exit),
-        EventKind::Syscall => decode_syscall(bytes).map(KernelEvent::Syscall),
+        EventKind::Syscall => decode_syscall(bytes),
+        EventKind::TcpState => decode_tcp_state(bytes).map(KernelEvent::TcpState),
     }
 }
 
@@ -184,10 +192,12 @@ fn decode_exit(bytes: &[u8]) -> Result<Exit, DecodeError> {
     })
 }
 
-fn decode_syscall(bytes: &[u8]) -> Result<Syscall, DecodeError> {
+/// A syscall record: a [`Syscall`], or a [`crate::event::Network`] for the network sensor's.
+fn decode_syscall(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     let raw: SyscallEvent = read_struct(bytes, "syscall")?;
     let mut rest = &bytes[size_of::<SyscallEvent>()..];
-    let need: usize = raw.str_lens.iter().map(|&l| usize::from(l)).sum();
+    let need: usize =
+        raw.str_lens.iter().map(|&l| usize::from(l)).sum::<usize>() + usize::from(raw.addr_len);
     if need > rest.len() {
         return Err(DecodeError::SectionsOverflow {
             kind: "syscall",
@@ -214,7 +224,22 @@ fn decode_syscall(bytes: &[u8]) -> Result<Syscall, DecodeError> {
         })
         .collect();
     let arch = Arch::NATIVE;
-    Ok(Syscall {
+    let name = arch.name(raw.nr);
+    if let Some(op) = name.and_then(network::op) {
+        let addr = (arg_type(raw.arg_types, 1) == ARG_SOCKADDR
+            && raw.flags & SYSCALL_SOCKADDR_UNREADABLE == 0
+            && raw.addr_len > 0)
+            .then(|| &rest[..usize::from(raw.addr_len)]);
+        return Ok(KernelEvent::Network(network::from_syscall(
+            task(&raw.header),
+            op,
+            &raw.args,
+            addr,
+            raw.ret,
+            raw.exit_time_ns,
+        )));
+    }
+    Ok(KernelEvent::Syscall(Syscall {
         task: task(&raw.header),
         nr: raw.nr,
         name: arch.name(raw.nr),
@@ -222,6 +247,30 @@ fn decode_syscall(bytes: &[u8]) -> Result<Syscall, DecodeError> {
         ret: raw.ret,
         exit_time_ns: raw.exit_time_ns,
         strings_dropped: raw.flags & SYSCALL_STRINGS_DROPPED != 0,
+    }))
+}
+
+fn decode_tcp_state(bytes: &[u8]) -> Result<TcpState, DecodeError> {
+    let raw: TcpStateEvent = read_struct(bytes, "tcp_state")?;
+    let ip = |addr: [u8; 16]| -> IpAddr {
+        if raw.family == AF_INET {
+            Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).into()
+        } else {
+            Ipv6Addr::from(addr).into()
+        }
+    };
+    Ok(TcpState {
+        task: task(&raw.header),
+        owner_known: raw.flags & TCP_STATE_OWNER_KNOWN != 0,
+        op: if raw.old_state == TCP_SYN_SENT {
+            NetworkOp::Connect
+        } else {
+            NetworkOp::Close
+        },
+        src: SocketAddr::new(ip(raw.saddr), raw.sport),
+        dst: SocketAddr::new(ip(raw.daddr), raw.dport),
+        old_state: raw.old_state,
+        new_state: raw.new_state,
     })
 }
 

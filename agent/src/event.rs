@@ -131,6 +131,72 @@ impl Syscall {
     }
 }
 
+/// What a network event reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetworkOp {
+    Connect,
+    /// accept or accept4: the return value is the new connection's fd.
+    Accept,
+    Bind,
+    Listen,
+    /// A TCP connection's close (from a state change, not a syscall).
+    Close,
+}
+
+impl NetworkOp {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Accept => "accept",
+            Self::Bind => "bind",
+            Self::Listen => "listen",
+            Self::Close => "close",
+        }
+    }
+}
+
+/// A network syscall: connect, accept/accept4, bind or listen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Network {
+    /// The task at entry (`time_ns` is the time of entry).
+    pub task: Task,
+    pub op: NetworkOp,
+    /// The socket's fd (accept: the listening socket's).
+    pub fd: i32,
+    /// The socket address argument: the remote for connect and accept (the peer), the local
+    /// address for bind. `None`: none (listen, a NULL pointer, a failed accept).
+    pub addr: Option<Result<crate::network::Sockaddr, crate::network::SockaddrError>>,
+    /// listen's backlog.
+    pub backlog: Option<i32>,
+    /// Return value: negative is `-errno`; accept's new fd.
+    pub ret: i64,
+    /// CLOCK_BOOTTIME nanoseconds at return.
+    pub exit_time_ns: u64,
+}
+
+impl Network {
+    /// The errno of a failed call.
+    pub fn errno(&self) -> Option<i64> {
+        (-4095..0).contains(&self.ret).then_some(-self.ret)
+    }
+}
+
+/// A TCP state change Vigil reports: a connection's close ([`NetworkOp::Close`]), or the
+/// outcome of a connect ([`NetworkOp::Connect`]: from SYN_SENT to ESTABLISHED or CLOSE).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpState {
+    /// The socket's owner (the task that connected it) when `owner_known`; otherwise pid and
+    /// tgid 0 (the change ran on behalf of no task Vigil can name).
+    pub task: Task,
+    pub owner_known: bool,
+    pub op: NetworkOp,
+    pub src: std::net::SocketAddr,
+    pub dst: std::net::SocketAddr,
+    /// Kernel TCP state numbers (`TCP_ESTABLISHED` = 1 ...).
+    pub old_state: u32,
+    pub new_state: u32,
+}
+
 /// A kernel record after decoding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelEvent {
@@ -138,6 +204,8 @@ pub enum KernelEvent {
     Fork(Fork),
     Exit(Exit),
     Syscall(Syscall),
+    Network(Network),
+    TcpState(TcpState),
 }
 
 impl KernelEvent {
@@ -147,6 +215,8 @@ impl KernelEvent {
             Self::Fork(e) => &e.task,
             Self::Exit(e) => &e.task,
             Self::Syscall(e) => &e.task,
+            Self::Network(e) => &e.task,
+            Self::TcpState(e) => &e.task,
         }
     }
 }
@@ -170,6 +240,8 @@ pub enum Detail {
     Fork(Fork),
     Exit(Exit),
     Syscall(Syscall),
+    Network(Network),
+    TcpState(TcpState),
     Loss(Loss),
 }
 
@@ -180,6 +252,8 @@ impl Detail {
             Self::Fork(_) => "fork",
             Self::Exit(_) => "exit",
             Self::Syscall(_) => "syscall",
+            Self::Network(n) => n.op.name(),
+            Self::TcpState(t) => t.op.name(),
             Self::Loss(_) => "loss",
         }
     }

@@ -67,7 +67,11 @@ impl Agent {
     /// Loads and attaches the programs and starts draining: events flow to `exporter` as soon
     /// as this returns.
     pub fn start(config: &Config, exporter: Box<dyn Exporter>) -> Result<Self, StartError> {
-        let syscalls = config.syscalls.selection();
+        let mut syscalls = config.syscalls.selection();
+        // The network sensor rides on the syscall hooks: one bitmap selects for both.
+        syscalls
+            .filter
+            .merge(&config.network.filter(crate::syscall::Arch::NATIVE));
         let mut sensor = Sensor::load(&LoadOptions {
             kernel: KernelConfig {
                 trace_threads: u32::from(config.process.trace_threads),
@@ -78,6 +82,7 @@ impl Agent {
             ring_buffer_bytes: config.ring_buffer.size_bytes,
             syscalls: syscalls.filter,
             syscall_cgroups: syscalls.cgroups.unwrap_or_default(),
+            tcp_state: config.network.enabled,
         })?;
         let ring = sensor.take_events()?;
         let stats = sensor.take_stats()?;

@@ -6,7 +6,7 @@
 //! event is found, by its exact [`ProcessKey`].
 
 use vigil::{
-    event::{Detail, Event, Exec, Exit, Fork, Syscall, Task},
+    event::{Detail, Event, Exec, Exit, Fork, Network, Syscall, Task},
     process::ProcessKey,
 };
 
@@ -17,6 +17,8 @@ pub fn task(event: &Event) -> Option<&Task> {
         Detail::Fork(e) => Some(&e.task),
         Detail::Exit(e) => Some(&e.task),
         Detail::Syscall(e) => Some(&e.task),
+        Detail::Network(e) => Some(&e.task),
+        Detail::TcpState(e) => Some(&e.task),
         Detail::Loss(_) => None,
     }
 }
@@ -35,6 +37,18 @@ pub fn syscalls_of(events: &[Event], tgid: u32, since_ns: u64) -> Vec<Syscall> {
         .filter(|e| is_of(e, tgid, since_ns))
         .filter_map(syscall)
         .cloned()
+        .collect()
+}
+
+/// Every network event of the process `tgid` started at or after `since_ns`, in order.
+pub fn network_of(events: &[Event], tgid: u32, since_ns: u64) -> Vec<Network> {
+    events
+        .iter()
+        .filter(|e| is_of(e, tgid, since_ns))
+        .filter_map(|e| match &e.detail {
+            Detail::Network(n) => Some(n.clone()),
+            _ => None,
+        })
         .collect()
 }
 

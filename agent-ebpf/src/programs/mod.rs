@@ -1,4 +1,5 @@
 //! One file per family of hooks.
 
+pub mod network;
 pub mod process;
 pub mod syscall;

@@ -5,11 +5,16 @@
 //! kernel can act on them) are stashed per thread at enter and emitted with the return value
 //! at exit as one [`SyscallEvent`]. Capture only: an internal error loses the event (counted),
 //! never the syscall.
+//!
+//! The network syscalls (connect, bind, accept, accept4, listen) ride on the same hooks: their
+//! socket address argument ([`ARG_SOCKADDR`]) is copied after the strings, at enter when the
+//! caller supplies it (connect, bind), at exit when the kernel writes it (accept's peer).
 
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
-        bpf_ktime_get_boot_ns, generated::bpf_probe_read_user_str,
+        bpf_ktime_get_boot_ns, bpf_probe_read_user,
+        generated::{bpf_probe_read_user as probe_read_user_raw, bpf_probe_read_user_str},
     },
     macros::raw_tracepoint,
     programs::RawTracePointContext,
@@ -18,7 +23,8 @@ use vigil_common::{
     event::EventKind,
     stats::KernelCounter,
     syscall::{
-        ARG_STR, SYSCALL_NR_MAX, SYSCALL_STRING_MAX, SYSCALL_STRING_TRUNCATED,
+        ARG_INT, ARG_PTR, ARG_SOCKADDR, ARG_STR, SOCKADDR_MAX, SYSCALL_NR_MAX,
+        SYSCALL_SOCKADDR_UNREADABLE, SYSCALL_STRING_MAX, SYSCALL_STRING_TRUNCATED,
         SYSCALL_STRING_UNREADABLE, SYSCALL_STRINGS_DROPPED, SYSCALL_STRINGS_MASK,
         SYSCALL_STRINGS_MAX, SyscallEvent, arg_type,
     },
@@ -112,8 +118,15 @@ fn enter(ctx: &RawTracePointContext, nr: u32) {
         pos += len;
         k += 1;
     }
+    let mut addr_len = 0;
+    // connect/bind: the address the caller passes, copied before the kernel acts on it.
+    if arg_type(types, 1) == ARG_SOCKADDR && arg_type(types, 2) == ARG_INT {
+        let (len, addr_flags) = read_sockaddr(strings, pos, args[1], args[2]);
+        flags |= addr_flags;
+        addr_len = len;
+    }
     let mut header = task::header(EventKind::Syscall, 0, task::ids(current));
-    header.size = (size_of::<SyscallEvent>() + pos) as u32;
+    header.size = (size_of::<SyscallEvent>() + pos + addr_len) as u32;
     let event = SyscallEvent {
         header,
         nr,
@@ -123,7 +136,8 @@ fn enter(ctx: &RawTracePointContext, nr: u32) {
         exit_time_ns: 0,
         arg_types: types,
         str_lens: lens,
-        _pad: [0; 3],
+        addr_len: addr_len as u16,
+        _pad: [0; 2],
     };
     // SAFETY: as above; the fixed part is written in place, the strings were copied before.
     unsafe { (&raw mut (*record).event).write(event) };
@@ -159,6 +173,31 @@ fn read_string(strings: *mut u8, pos: usize, src: u64) -> (usize, u32) {
     (len, flags)
 }
 
+/// Copies at most [`SOCKADDR_MAX`] bytes of the user socket address at `src` (`len` bytes
+/// long) to `area[pos..]`; returns the bytes copied and `SYSCALL_SOCKADDR_*` flags.
+#[inline(always)]
+fn read_sockaddr(area: *mut u8, pos: usize, src: u64, len: u64) -> (usize, u32) {
+    if src == 0 || len == 0 {
+        return (0, 0);
+    }
+    let len = if len > SOCKADDR_MAX as u64 {
+        SOCKADDR_MAX as u64
+    } else {
+        len
+    };
+    // The mask changes nothing after the clamp; it is there for the verifier.
+    let len = (len as usize) & (2 * SOCKADDR_MAX - 1);
+    let at = pos & SYSCALL_STRINGS_MASK;
+    // SAFETY: `at + 2 * SOCKADDR_MAX <= SYSCALL_STRINGS_AREA`, the size of `area`; the helper
+    // checks the user address and fails rather than faulting.
+    let ret =
+        unsafe { probe_read_user_raw(area.wrapping_add(at).cast(), len as u32, src as *const _) };
+    if ret != 0 {
+        return (0, SYSCALL_SOCKADDR_UNREADABLE);
+    }
+    (len, 0)
+}
+
 /// `raw_tp/sys_exit(regs, ret)`: emits the stashed syscall with its return value.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn syscall_exit(ctx: RawTracePointContext) -> i32 {
@@ -186,7 +225,26 @@ fn exit(ret: i64) {
     event.ret = ret;
     // SAFETY: helper without arguments.
     event.exit_time_ns = unsafe { bpf_ktime_get_boot_ns() };
-    let strings = (event.header.size as usize).wrapping_sub(size_of::<SyscallEvent>());
+    let mut strings = (event.header.size as usize).wrapping_sub(size_of::<SyscallEvent>());
+    // accept/accept4: the peer address the kernel wrote, `*addrlen` bytes of it.
+    if ret >= 0
+        && arg_type(event.arg_types, 1) == ARG_SOCKADDR
+        && arg_type(event.arg_types, 2) == ARG_PTR
+        && event.args[2] != 0
+    {
+        // SAFETY: a user address; the helper fails rather than faulting.
+        let len = unsafe { bpf_probe_read_user(event.args[2] as *const u32) };
+        // SAFETY: the entry's string area; `read_sockaddr` keeps within it.
+        let area = unsafe { (&raw mut (*record).strings).cast::<u8>() };
+        let (len, flags) = match len {
+            Ok(len) => read_sockaddr(area, strings, event.args[1], u64::from(len)),
+            Err(_) => (0, SYSCALL_SOCKADDR_UNREADABLE),
+        };
+        event.flags |= flags;
+        event.addr_len = len as u16;
+        strings += len;
+        event.header.size = (size_of::<SyscallEvent>() + strings) as u32;
+    }
     let size = size_of::<SyscallEvent>() + (strings & SYSCALL_STRINGS_MASK);
     // SAFETY: `size <= size_of::<SyscallEvent>() + SYSCALL_STRINGS_MASK`, within the entry.
     let bytes = unsafe { core::slice::from_raw_parts(record.cast::<u8>(), size) };

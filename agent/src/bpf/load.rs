@@ -5,7 +5,7 @@ use std::time::Duration;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{ProgramError, RawTracePoint},
+    programs::{ProgramError, RawTracePoint, TracePoint},
 };
 use vigil_common::{
     config::KernelConfig,
@@ -75,6 +75,8 @@ pub struct LoadOptions {
     pub syscalls: KernelFilter,
     /// cgroup ids whose syscalls are captured when `kernel.syscall_cgroup_filter` is set.
     pub syscall_cgroups: Vec<u64>,
+    /// Attach the TCP state program (closes, connect outcomes).
+    pub tcp_state: bool,
 }
 
 /// A program that is loaded and attached.
@@ -115,6 +117,19 @@ impl Sensor {
             attach_raw_tracepoint(&mut ebpf, name, hook)?;
             attached.push(AttachedProgram { name, hook });
         }
+        if options.tcp_state {
+            // Optional: without it, network events still come from the syscalls.
+            match attach_tcp_state(&mut ebpf) {
+                Ok(()) => attached.push(AttachedProgram {
+                    name: programs::NETWORK_TCP_STATE,
+                    hook: TCP_STATE_HOOK,
+                }),
+                Err(problem) => tracing::warn!(
+                    %problem,
+                    "TCP closes and connect outcomes are not reported: the tracepoint is unavailable."
+                ),
+            }
+        }
         Ok(Self { ebpf, attached })
     }
 
@@ -145,6 +160,7 @@ impl Sensor {
 pub fn program_stats(ebpf: &Ebpf) -> Vec<(&'static str, Duration, u64)> {
     PROGRAMS
         .iter()
+        .chain([&(programs::NETWORK_TCP_STATE, TCP_STATE_HOOK)])
         .filter_map(|&(name, _)| {
             let info = ebpf.program(name)?.info().ok()?;
             Some((name, info.run_time(), info.run_count()))
@@ -189,6 +205,30 @@ fn write_syscall_filter(
         allowed.insert(id, 1, 0).map_err(error(SYSCALL_CGROUPS))?;
     }
     Ok(())
+}
+
+/// The classic tracepoint of the TCP state program.
+const TCP_STATE_HOOK: &str = "sock:inet_sock_set_state";
+
+/// Checks the tracepoint's record layout, then loads and attaches the TCP state program.
+fn attach_tcp_state(ebpf: &mut Ebpf) -> Result<(), String> {
+    use crate::network::tracepoint::{FORMAT, check_format};
+
+    let tracefs = preflight::ensure_tracefs().map_err(|e| e.to_string())?;
+    let path = std::path::Path::new(tracefs).join(FORMAT);
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    check_format(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let name = programs::NETWORK_TCP_STATE;
+    let program: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("program `{name}` is missing"))?
+        .try_into()
+        .map_err(|e| format!("program `{name}`: {e}"))?;
+    program
+        .load()
+        .and_then(|()| program.attach("sock", "inet_sock_set_state").map(drop))
+        .map_err(|e| format!("program `{name}`: {e}"))
 }
 
 fn attach_raw_tracepoint(

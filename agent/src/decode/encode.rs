@@ -155,6 +155,8 @@ pub struct SyscallSpec<'a> {
     pub flags: u32,
     /// The copied strings, in argument order (at most `SYSCALL_STRINGS_MAX`).
     pub strings: &'a [&'a [u8]],
+    /// The copied socket address (empty: none).
+    pub addr: &'a [u8],
 }
 
 pub fn syscall(spec: &SyscallSpec<'_>) -> Vec<u8> {
@@ -170,7 +172,7 @@ pub fn syscall(spec: &SyscallSpec<'_>) -> Vec<u8> {
     let raw = SyscallEvent {
         header: header(
             EventKind::Syscall,
-            size_of::<SyscallEvent>() + tail.len(),
+            size_of::<SyscallEvent>() + tail.len() + spec.addr.len(),
             spec.ids,
         ),
         nr: spec.nr,
@@ -180,9 +182,36 @@ pub fn syscall(spec: &SyscallSpec<'_>) -> Vec<u8> {
         exit_time_ns: spec.exit_time_ns,
         arg_types: spec.arg_types,
         str_lens,
-        _pad: [0; 3],
+        addr_len: spec.addr.len() as u16,
+        _pad: [0; 2],
     };
     let mut out = bytes_of(&raw);
     out.extend_from_slice(&tail);
+    out.extend_from_slice(spec.addr);
     out
+}
+
+/// A TCP state record (`saddr`/`daddr` as the kernel fills them: IPv4 in the first 4 bytes).
+pub fn tcp_state(ids: Ids, old_state: u32, new_state: u32, family: u16, flags: u32) -> Vec<u8> {
+    let mut saddr = [0u8; 16];
+    let mut daddr = [0u8; 16];
+    saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+    daddr[..4].copy_from_slice(&[127, 0, 0, 2]);
+    bytes_of(&vigil_common::network::TcpStateEvent {
+        header: header(
+            EventKind::TcpState,
+            size_of::<vigil_common::network::TcpStateEvent>(),
+            ids,
+        ),
+        old_state,
+        new_state,
+        family,
+        sport: 40000,
+        dport: 8080,
+        protocol: 6,
+        flags,
+        _pad: 0,
+        saddr,
+        daddr,
+    })
 }

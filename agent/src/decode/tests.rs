@@ -191,6 +191,7 @@ fn syscall_round_trip_names_arguments_and_strings() {
         arg_types: args::type_word(args::spec("mount")),
         flags: SYSCALL_STRING_TRUNCATED,
         strings: &[b"none", b"/mnt/a b", &long],
+        addr: &[],
     });
     let KernelEvent::Syscall(call) = decode(&record).expect("decodes") else {
         panic!("not a syscall");
@@ -244,6 +245,7 @@ fn syscall_with_unreadable_string_reports_its_address() {
         arg_types: args::type_word(args::spec("chroot")),
         flags: SYSCALL_STRING_UNREADABLE,
         strings: &[b""],
+        addr: &[],
         ..encode::SyscallSpec::default()
     });
     let KernelEvent::Syscall(call) = decode(&record).expect("decodes") else {

@@ -402,6 +402,8 @@ fn task_cgroup(event: &Event) -> Option<u64> {
         Detail::Fork(e) => Some(e.task.cgroup_id),
         Detail::Exit(e) => Some(e.task.cgroup_id),
         Detail::Syscall(e) => Some(e.task.cgroup_id),
+        Detail::Network(e) => Some(e.task.cgroup_id),
+        Detail::TcpState(e) => e.owner_known.then_some(e.task.cgroup_id),
         Detail::Loss(_) => None,
     }
 }

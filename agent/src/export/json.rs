@@ -15,8 +15,9 @@ use crate::{
     process::Process,
 };
 
+mod network;
 mod syscall;
-use self::syscall::SyscallJson;
+use self::{network::NetworkJson, syscall::SyscallJson};
 
 /// Renders events as JSON lines for one node.
 #[derive(Clone, Debug)]
@@ -65,6 +66,11 @@ impl JsonRenderer {
                 Detail::Syscall(syscall) => Some(SyscallJson::new(syscall)),
                 _ => None,
             },
+            network: match &event.detail {
+                Detail::Network(network) => Some(NetworkJson::new(network)),
+                Detail::TcpState(change) => Some(NetworkJson::tcp_state(change)),
+                _ => None,
+            },
             loss: match &event.detail {
                 Detail::Loss(loss) => Some(LossJson::new(loss)),
                 _ => None,
@@ -101,6 +107,8 @@ struct Line<'a> {
     fork: Option<ForkJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     syscall: Option<SyscallJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network: Option<NetworkJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     loss: Option<LossJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -153,6 +153,18 @@ impl ProcessCache {
             KernelEvent::Fork(fork) => self.apply_fork(fork),
             KernelEvent::Exit(exit) => self.apply_exit(exit),
             KernelEvent::Syscall(syscall) => self.apply_syscall(syscall),
+            KernelEvent::TcpState(change) if !change.owner_known => {
+                let time_ns = change.task.time_ns;
+                Event::new(time_ns, 0, None, None, Detail::TcpState(change))
+            }
+            KernelEvent::TcpState(change) => {
+                let (task, detail) = (change.task.clone(), Detail::TcpState(change));
+                self.apply_task_event(&task, detail)
+            }
+            KernelEvent::Network(network) => {
+                let (task, detail) = (network.task.clone(), Detail::Network(network));
+                self.apply_task_event(&task, detail)
+            }
         };
         event.ancestors = self.ancestors(event.parent.as_deref());
         event
@@ -221,19 +233,18 @@ impl ProcessCache {
     }
 
     fn apply_syscall(&mut self, syscall: Syscall) -> Event {
-        let time_ns = syscall.task.time_ns;
-        let process = self.resolve(syscall.task.key, Some(&syscall.task));
+        let task = syscall.task.clone();
+        self.apply_task_event(&task, Detail::Syscall(syscall))
+    }
+
+    /// An event that changes no process: resolves the task's process and its parent.
+    fn apply_task_event(&mut self, task: &Task, detail: Detail) -> Event {
+        let process = self.resolve(task.key, Some(task));
         let parent = process
             .as_ref()
             .and_then(|p| p.parent)
             .and_then(|key| self.get(&key).cloned());
-        Event::new(
-            time_ns,
-            syscall.task.pid,
-            process,
-            parent,
-            Detail::Syscall(syscall),
-        )
+        Event::new(task.time_ns, task.pid, process, parent, detail)
     }
 
     /// Removes exited processes whose grace period ended before `now_ns`.

@@ -114,6 +114,7 @@ fn queue_drop_cause(record: &[u8]) -> Drop {
         Some(EventKind::Fork) => Drop::QueueFullFork,
         Some(EventKind::Exit) => Drop::QueueFullExit,
         Some(EventKind::Syscall) => Drop::QueueFullSyscall,
+        Some(EventKind::TcpState) => Drop::QueueFullNetwork,
         None => Drop::QueueFullOther,
     }
 }

@@ -1,7 +1,7 @@
 //! How the arguments of the syscalls Vigil knows are named and decoded, and which of them
 //! the kernel must copy as strings.
 
-use vigil_common::syscall::{ARG_INT, ARG_PTR, ARG_STR, SYSCALL_ARGS};
+use vigil_common::syscall::{ARG_INT, ARG_PTR, ARG_SOCKADDR, ARG_STR, SYSCALL_ARGS};
 
 use super::names::{
     BPF_COMMANDS, CLONE_FLAGS, KEYCTL_OPERATIONS, MFD_FLAGS, MOUNT_FLAGS, PTRACE_REQUESTS,
@@ -21,6 +21,9 @@ pub enum ArgKind {
     Ptr,
     /// A NUL-terminated user string, copied by the kernel at entry.
     Str,
+    /// A `struct sockaddr` pointer (argument 1 only), copied by the kernel at entry or, when
+    /// argument 2 is a [`Ptr`] to its length, at exit; decoded by the network sensor.
+    Sockaddr,
     /// A uid or gid (`-1`: unchanged).
     Id,
     CloneFlags,
@@ -38,6 +41,7 @@ impl ArgKind {
         match self {
             Self::Str => ARG_STR,
             Self::Ptr => ARG_PTR,
+            Self::Sockaddr => ARG_SOCKADDR,
             Self::Int
             | Self::Uint
             | Self::Hex
@@ -79,7 +83,7 @@ pub type Spec = &'static [(&'static str, ArgKind)];
 
 use ArgKind::{
     BpfCommand, CloneFlags, Hex, Id, Int, KeyctlOperation, MfdFlags, MountFlags, Ptr,
-    PtraceRequest, Str, Uint, UmountFlags,
+    PtraceRequest, Sockaddr, Str, Uint, UmountFlags,
 };
 
 /// Argument names and kinds of the syscalls of the default security set.
@@ -183,6 +187,29 @@ const SPECS: &[(&str, Spec)] = &[
         &[("mount_fd", Int), ("handle", Ptr), ("flags", Hex)],
     ),
     ("userfaultfd", &[("flags", Hex)]),
+    // The network sensor's: the address is read by the kernel (see `Sockaddr`).
+    (
+        "connect",
+        &[("fd", Int), ("addr", Sockaddr), ("addrlen", Uint)],
+    ),
+    (
+        "bind",
+        &[("fd", Int), ("addr", Sockaddr), ("addrlen", Uint)],
+    ),
+    (
+        "accept",
+        &[("fd", Int), ("addr", Sockaddr), ("addrlen", Ptr)],
+    ),
+    (
+        "accept4",
+        &[
+            ("fd", Int),
+            ("addr", Sockaddr),
+            ("addrlen", Ptr),
+            ("flags", Hex),
+        ],
+    ),
+    ("listen", &[("fd", Int), ("backlog", Int)]),
 ];
 
 const PROCESS_VM: Spec = &[
@@ -232,7 +259,7 @@ pub fn decode(kind: ArgKind, raw: u64, string: Option<(&[u8], bool)>) -> ArgValu
     match kind {
         Int => ArgValue::Int(i64::from(raw as u32 as i32)),
         Uint => ArgValue::Uint(raw),
-        Hex | Ptr => ArgValue::Hex(raw),
+        Hex | Ptr | Sockaddr => ArgValue::Hex(raw),
         Id => ArgValue::Int(i64::from(raw as u32 as i32)),
         Str => match string {
             Some((bytes, truncated)) => ArgValue::Str {
@@ -269,6 +296,9 @@ mod tests {
         assert_eq!(word, ARG_STR | ARG_STR << 2 | ARG_STR << 4 | ARG_PTR << 8);
         assert_eq!(type_word(spec("unshare")), ARG_INT);
         assert_eq!(type_word(spec("no_such")), 0);
+        // Copied at enter (length by value) or at exit (length by pointer).
+        assert_eq!(type_word(spec("connect")), ARG_SOCKADDR << 2);
+        assert_eq!(type_word(spec("accept")), ARG_SOCKADDR << 2 | ARG_PTR << 4);
     }
 
     #[test]

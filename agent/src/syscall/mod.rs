@@ -115,6 +115,18 @@ impl KernelFilter {
     pub fn is_empty(&self) -> bool {
         self.bitmap.iter().all(|&w| w == 0)
     }
+
+    /// Adds the syscalls of `other` (another sensor's selection).
+    pub fn merge(&mut self, other: &Self) {
+        for (word, &theirs) in self.bitmap.iter_mut().zip(&other.bitmap) {
+            *word |= theirs;
+        }
+        for &(nr, types) in &other.arg_types {
+            if !self.arg_types.iter().any(|&(n, _)| n == nr) {
+                self.arg_types.push((nr, types));
+            }
+        }
+    }
 }
 
 /// Names and decodes the raw arguments of syscall `nr` on `arch`. `arg_types` is the word the

@@ -14,10 +14,11 @@ pub enum Drop {
     DecodeSizeMismatch,
     DecodeSectionsOverflow,
     QueueFullSyscall,
+    QueueFullNetwork,
 }
 
 impl Drop {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::QueueFullExec,
         Self::QueueFullFork,
         Self::QueueFullExit,
@@ -27,6 +28,7 @@ impl Drop {
         Self::DecodeSizeMismatch,
         Self::DecodeSectionsOverflow,
         Self::QueueFullSyscall,
+        Self::QueueFullNetwork,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -40,6 +42,7 @@ impl Drop {
             Self::DecodeSizeMismatch => "decode_size_mismatch",
             Self::DecodeSectionsOverflow => "decode_sections_overflow",
             Self::QueueFullSyscall => "queue_full_syscall",
+            Self::QueueFullNetwork => "queue_full_network",
         }
     }
 

@@ -151,3 +151,167 @@ fn syscall_line_has_named_args_ret_and_errno() {
     );
     assert_eq!(json["process"]["pid"], 42);
 }
+
+/// A network syscall record as the kernel writes it, decoded, cached and rendered.
+fn network_line(name: &str, args: [u64; 6], ret: i64, addr: &[u8]) -> Value {
+    use crate::syscall::{Arch, args};
+
+    let record = encode::syscall(&encode::SyscallSpec {
+        ids: Ids {
+            time_ns: 2_000_000_000,
+            pid: 42,
+            tgid: 42,
+            start_time_ns: 1_000_000_000,
+            cgroup_id: 9,
+        },
+        nr: Arch::NATIVE.number(name).expect("a network syscall"),
+        args,
+        ret,
+        exit_time_ns: 2_000_000_700,
+        arg_types: args::type_word(args::spec(name)),
+        addr,
+        ..encode::SyscallSpec::default()
+    });
+    let event = decode(&record).expect("decodes");
+    assert!(matches!(event, KernelEvent::Network(_)), "{event:?}");
+    render(&ProcessCache::new(ProcessCacheConfig::default()).apply(event))
+}
+
+fn sockaddr_in(ip: [u8; 4], port: u16) -> Vec<u8> {
+    let mut b = 2u16.to_ne_bytes().to_vec();
+    b.extend_from_slice(&port.to_be_bytes());
+    b.extend_from_slice(&ip);
+    b.extend_from_slice(&[0; 8]);
+    b
+}
+
+fn sockaddr_in6(ip: std::net::Ipv6Addr, port: u16) -> Vec<u8> {
+    let mut b = 10u16.to_ne_bytes().to_vec();
+    b.extend_from_slice(&port.to_be_bytes());
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&ip.octets());
+    b.extend_from_slice(&[0; 4]);
+    b
+}
+
+#[test]
+fn connect_line_has_the_remote_address_and_result() {
+    let addr = sockaddr_in([127, 0, 0, 1], 8080);
+    let json = network_line("connect", [3, 0x7000, 16, 0, 0, 0], -111, &addr);
+    assert_eq!(json["kind"], "connect");
+    assert_eq!(
+        json["network"],
+        serde_json::json!({
+            "family": "inet",
+            "dst_ip": "127.0.0.1",
+            "dst_port": 8080,
+            "fd": 3,
+            "result": "ECONNREFUSED",
+            "duration_ns": 700,
+        })
+    );
+    let json = network_line("connect", [3, 0x7000, 16, 0, 0, 0], -115, &addr);
+    assert_eq!(json["network"]["result"], "in_progress");
+    assert_eq!(json["process"]["pid"], 42);
+}
+
+#[test]
+fn accept_line_has_the_peer_and_the_new_fd_with_mapped_v4() {
+    let ip = "::ffff:127.0.0.1".parse().expect("ip");
+    let json = network_line(
+        "accept4",
+        [4, 0x7000, 0x7100, 0x80000, 0, 0],
+        7,
+        &sockaddr_in6(ip, 40000),
+    );
+    assert_eq!(json["kind"], "accept");
+    assert_eq!(
+        json["network"],
+        serde_json::json!({
+            "family": "inet6",
+            "dst_ip": "::ffff:127.0.0.1",
+            "dst_port": 40000,
+            "mapped_ipv4": "127.0.0.1",
+            "fd": 4,
+            "new_fd": 7,
+            "result": "ok",
+            "duration_ns": 700,
+        })
+    );
+}
+
+#[test]
+fn bind_listen_unix_and_garbage_lines() {
+    let json = network_line(
+        "bind",
+        [5, 0x7000, 16, 0, 0, 0],
+        0,
+        &sockaddr_in([0; 4], 5353),
+    );
+    assert_eq!(json["kind"], "bind");
+    assert_eq!(json["network"]["src_ip"], "0.0.0.0");
+    assert_eq!(json["network"]["src_port"], 5353);
+    assert!(json["network"].get("dst_ip").is_none());
+
+    let json = network_line("listen", [5, 128, 0, 0, 0, 0], 0, &[]);
+    assert_eq!(json["kind"], "listen");
+    assert_eq!(json["network"]["backlog"], 128);
+    assert!(json["network"].get("family").is_none());
+
+    let mut abstract_name = 1u16.to_ne_bytes().to_vec();
+    abstract_name.extend_from_slice(b"\0vigil-test");
+    let json = network_line("connect", [6, 0x7000, 13, 0, 0, 0], 0, &abstract_name);
+    assert_eq!(json["network"]["family"], "unix");
+    assert_eq!(json["network"]["path"], "@vigil-test");
+
+    let json = network_line("connect", [6, 0x7000, 3, 0, 0, 0], -22, &[2, 0, 1]);
+    assert_eq!(
+        json["network"]["address_error"],
+        "inet socket address of 3 bytes is shorter than 8 bytes"
+    );
+    assert_eq!(json["network"]["result"], "EINVAL");
+}
+
+#[test]
+fn tcp_close_and_connect_outcome_lines() {
+    use vigil_common::network::{TCP_CLOSE, TCP_ESTABLISHED, TCP_STATE_OWNER_KNOWN, TCP_SYN_SENT};
+
+    let ids = Ids {
+        time_ns: 2_000_000_000,
+        pid: 42,
+        tgid: 42,
+        start_time_ns: 1_000_000_000,
+        cgroup_id: 9,
+    };
+    let line = |old, new, flags| {
+        let event = decode(&encode::tcp_state(ids, old, new, 2, flags)).expect("decodes");
+        render(&ProcessCache::new(ProcessCacheConfig::default()).apply(event))
+    };
+    let json = line(TCP_ESTABLISHED, TCP_CLOSE, TCP_STATE_OWNER_KNOWN);
+    assert_eq!(json["kind"], "close");
+    assert_eq!(
+        json["network"],
+        serde_json::json!({
+            "family": "inet",
+            "protocol": "tcp",
+            "src_ip": "127.0.0.1",
+            "src_port": 40000,
+            "dst_ip": "127.0.0.2",
+            "dst_port": 8080,
+            "result": "ok",
+            "tcp_state": {"old": "ESTABLISHED", "new": "CLOSE", "owner_known": true},
+        })
+    );
+    assert_eq!(json["process"]["pid"], 42);
+
+    let json = line(TCP_SYN_SENT, TCP_CLOSE, TCP_STATE_OWNER_KNOWN);
+    assert_eq!(json["kind"], "connect");
+    assert_eq!(json["network"]["result"], "failed");
+    let json = line(TCP_SYN_SENT, TCP_ESTABLISHED, 0);
+    assert_eq!(json["kind"], "connect");
+    assert_eq!(json["network"]["result"], "ok");
+    assert!(
+        json.get("process").is_none(),
+        "no owner, no process: {json}"
+    );
+}

@@ -1,0 +1,193 @@
+//! `network: {family, src_ip?, src_port?, dst_ip?, dst_port?, path?, fd, result, ...}` of a
+//! connect, accept, bind or listen. The remote end (connect's target, accept's peer) is
+//! `dst_*`; a bound address is `src_*`. A unix address is `path` (abstract names as `@name`).
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+
+use crate::{
+    event::{Network, NetworkOp, TcpState},
+    export::escape::escape,
+    network::{Sockaddr, UnixAddr},
+    syscall::names::errno_name,
+};
+
+const EINPROGRESS: i64 = libc::EINPROGRESS as i64;
+
+#[derive(Serialize)]
+pub(super) struct NetworkJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    family: Option<Cow<'static, str>>,
+    /// Known for TCP state changes (`"tcp"`); a syscall does not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dst_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dst_port: Option<u16>,
+    /// The IPv4 address inside an IPv4-mapped IPv6 address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mapped_ipv4: Option<String>,
+    /// A unix socket's path, or `@name` for an abstract one (empty: unnamed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<Cow<'a, str>>,
+    /// Why the address could not be decoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fd: Option<i32>,
+    /// accept's new connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_fd: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backlog: Option<i32>,
+    /// `"ok"`, `"in_progress"` (a non-blocking connect), or the errno's name.
+    result: Cow<'static, str>,
+    /// Time spent in the syscall, in nanoseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ns: Option<u64>,
+    /// For events from a TCP state change (close, a connect's outcome): the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp_state: Option<TcpStateJson>,
+}
+
+#[derive(Serialize)]
+struct TcpStateJson {
+    old: &'static str,
+    new: &'static str,
+    /// Whether the process is the socket's owner (the task that connected it); when false,
+    /// the event has no process.
+    owner_known: bool,
+}
+
+impl<'a> NetworkJson<'a> {
+    pub(super) fn new(network: &'a Network) -> Self {
+        let mut json = Self {
+            family: None,
+            protocol: None,
+            src_ip: None,
+            src_port: None,
+            dst_ip: None,
+            dst_port: None,
+            mapped_ipv4: None,
+            path: None,
+            address_error: None,
+            fd: Some(network.fd),
+            new_fd: (network.op == NetworkOp::Accept && network.ret >= 0).then_some(network.ret),
+            backlog: network.backlog,
+            result: result(network),
+            duration_ns: Some(network.exit_time_ns.saturating_sub(network.task.time_ns)),
+            tcp_state: None,
+        };
+        match &network.addr {
+            None => {}
+            Some(Err(error)) => json.address_error = Some(error.to_string()),
+            Some(Ok(addr)) => {
+                json.family = Some(addr.family_name());
+                json.mapped_ipv4 = addr.mapped_ipv4().map(|ip| ip.to_string());
+                let ip_port = match addr {
+                    Sockaddr::Inet { ip, port } => Some((ip.to_string(), *port)),
+                    Sockaddr::Inet6 { ip, port } => Some((ip.to_string(), *port)),
+                    Sockaddr::Unix(unix) => {
+                        json.path = Some(unix_path(unix));
+                        None
+                    }
+                    Sockaddr::Other { .. } => None,
+                };
+                if let Some((ip, port)) = ip_port {
+                    if network.op == NetworkOp::Bind {
+                        (json.src_ip, json.src_port) = (Some(ip), Some(port));
+                    } else {
+                        (json.dst_ip, json.dst_port) = (Some(ip), Some(port));
+                    }
+                }
+            }
+        }
+        json
+    }
+}
+
+impl NetworkJson<'static> {
+    /// A close, or a connect's outcome: `result` is `"ok"` for a close or an established
+    /// connection, `"failed"` for a connect that ended in CLOSE (refused, timed out,
+    /// unreachable or abandoned: the tracepoint does not say which).
+    pub(super) fn tcp_state(change: &TcpState) -> Self {
+        let failed = change.op == NetworkOp::Connect && change.new_state != TCP_ESTABLISHED;
+        Self {
+            family: Some(
+                if change.src.is_ipv4() {
+                    "inet"
+                } else {
+                    "inet6"
+                }
+                .into(),
+            ),
+            protocol: Some("tcp"),
+            src_ip: Some(change.src.ip().to_string()),
+            src_port: Some(change.src.port()),
+            dst_ip: Some(change.dst.ip().to_string()),
+            dst_port: Some(change.dst.port()),
+            mapped_ipv4: match change.dst.ip() {
+                std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped().map(|ip| ip.to_string()),
+                std::net::IpAddr::V4(_) => None,
+            },
+            path: None,
+            address_error: None,
+            fd: None,
+            new_fd: None,
+            backlog: None,
+            result: if failed { "failed" } else { "ok" }.into(),
+            duration_ns: None,
+            tcp_state: Some(TcpStateJson {
+                old: tcp_state_name(change.old_state),
+                new: tcp_state_name(change.new_state),
+                owner_known: change.owner_known,
+            }),
+        }
+    }
+}
+
+const TCP_ESTABLISHED: u32 = vigil_common::network::TCP_ESTABLISHED;
+
+/// The kernel's name of TCP state `state`, without its `TCP_` prefix.
+fn tcp_state_name(state: u32) -> &'static str {
+    const NAMES: [&str; 13] = [
+        "UNKNOWN",
+        "ESTABLISHED",
+        "SYN_SENT",
+        "SYN_RECV",
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+        "CLOSE",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "LISTEN",
+        "CLOSING",
+        "NEW_SYN_RECV",
+    ];
+    NAMES.get(state as usize).copied().unwrap_or("UNKNOWN")
+}
+
+fn unix_path(unix: &UnixAddr) -> Cow<'_, str> {
+    match unix {
+        UnixAddr::Path(path) => escape(path),
+        UnixAddr::Abstract(name) => format!("@{}", escape(name)).into(),
+        UnixAddr::Unnamed => "".into(),
+    }
+}
+
+fn result(network: &Network) -> Cow<'static, str> {
+    match network.errno() {
+        None => "ok".into(),
+        Some(EINPROGRESS) => "in_progress".into(),
+        Some(errno) => {
+            errno_name(errno).map_or_else(|| format!("errno_{errno}").into(), Into::into)
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The network sensor's userspace half. connect, accept, accept4, bind and listen are captured
+//! by the syscall sensor's hooks (selected in the kernel by the same bitmap, with the socket
+//! address copied by the kernel as an [`ARG_SOCKADDR`](vigil_common::syscall::ARG_SOCKADDR)
+//! argument); their records are turned into [`Network`] events here.
+
+mod sockaddr;
+pub mod tracepoint;
+
+use serde::Deserialize;
+
+pub use self::sockaddr::{Sockaddr, SockaddrError, UnixAddr};
+use crate::{
+    event::{Network, NetworkOp, Task},
+    syscall::{Arch, KernelFilter},
+};
+
+/// The syscalls of the network sensor; `[syscalls] names` may not list them.
+pub const SYSCALLS: &[&str] = &["connect", "accept", "accept4", "bind", "listen"];
+
+/// `[network]`: connect/accept/bind/listen events.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Capture the network syscalls.
+    pub enabled: bool,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+impl NetworkConfig {
+    /// The syscalls this asks the kernel for (empty when disabled).
+    pub fn filter(&self, arch: Arch) -> KernelFilter {
+        if !self.enabled {
+            return KernelFilter::default();
+        }
+        KernelFilter::new(arch, SYSCALLS.iter().copied()).unwrap_or_else(|name| {
+            // Both tables have all of them (a unit test says so).
+            tracing::error!(syscall = name, "A network syscall has no number here.");
+            KernelFilter::default()
+        })
+    }
+}
+
+/// The network operation of syscall `name`, if it is one.
+pub fn op(name: &str) -> Option<NetworkOp> {
+    Some(match name {
+        "connect" => NetworkOp::Connect,
+        "accept" | "accept4" => NetworkOp::Accept,
+        "bind" => NetworkOp::Bind,
+        "listen" => NetworkOp::Listen,
+        _ => return None,
+    })
+}
+
+/// The network event of a captured network syscall: `args` raw, `addr` the socket address
+/// the kernel copied (`None`: none copied).
+pub fn from_syscall(
+    task: Task,
+    op: NetworkOp,
+    args: &[u64; vigil_common::syscall::SYSCALL_ARGS],
+    addr: Option<&[u8]>,
+    ret: i64,
+    exit_time_ns: u64,
+) -> Network {
+    Network {
+        task,
+        op,
+        fd: args[0] as u32 as i32,
+        addr: addr.map(Sockaddr::parse),
+        backlog: (op == NetworkOp::Listen).then_some(args[1] as u32 as i32),
+        ret,
+        exit_time_ns,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_network_syscall_exists_on_both_architectures() {
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            let filter = NetworkConfig::default().filter(arch);
+            assert_eq!(filter.arg_types.len(), SYSCALLS.len(), "{arch:?}");
+        }
+        assert!(
+            NetworkConfig { enabled: false }
+                .filter(Arch::NATIVE)
+                .is_empty()
+        );
+        for name in SYSCALLS {
+            assert!(op(name).is_some(), "{name}");
+        }
+        assert_eq!(op("sendto"), None);
+    }
+}

@@ -1,0 +1,369 @@
+//! Network events: a python3 child makes loopback TCP (v4, v6, v4-mapped), UDP and unix socket
+//! calls and prints what it saw (ports, fds, results); each call must be reported once with
+//! exactly those addresses, ports, fds and results. With `[network]` off, nothing is reported.
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    process::{Command, Stdio},
+};
+
+use serde_json::Value;
+use vigil::{
+    config::Config,
+    event::{Detail, Network, NetworkOp},
+    network::{Sockaddr, UnixAddr},
+};
+use vigil_tests::{
+    EVENT_TIMEOUT, Harness,
+    json::render,
+    select::{find_group_exit, network_of},
+    spawn::{TempDir, all_lines, python3, spawn},
+};
+
+/// Runs `script` in python3 and returns its pid, start bound and the JSON objects it printed
+/// (one a line), once it has exited successfully.
+fn run_python(script: &str) -> (u32, u64, Vec<Value>) {
+    let mut child = spawn(
+        Command::new(python3())
+            .args(["-c", script])
+            .stdout(Stdio::piped()),
+    );
+    let lines = all_lines(&child.stdout_lines(), EVENT_TIMEOUT);
+    let status = child.wait(EVENT_TIMEOUT);
+    assert!(status.success(), "python exited with {status}: {lines:?}");
+    let facts = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    (child.pid, child.since_ns, facts)
+}
+
+/// The child's network events, once its exit has been seen.
+fn collect(agent: &mut Harness, pid: u32, since_ns: u64) -> Vec<Network> {
+    agent.collect_until("the child's exit", EVENT_TIMEOUT, |events| {
+        find_group_exit(events, pid, since_ns)
+    });
+    // Records of one CPU arrive in order, but the exit may have run on another CPU.
+    agent.collect_for(std::time::Duration::from_millis(100));
+    network_of(agent.events(), pid, since_ns)
+}
+
+/// The one event of `op` on socket `fd` among `events`.
+#[track_caller]
+fn one<'a>(events: &'a [Network], op: NetworkOp, fd: &Value) -> &'a Network {
+    let fd = i32::try_from(fd.as_i64().expect("an fd")).expect("fd fits");
+    let found: Vec<&Network> = events.iter().filter(|e| e.op == op && e.fd == fd).collect();
+    assert_eq!(found.len(), 1, "one {op:?} on fd {fd} among {events:#?}");
+    found[0]
+}
+
+fn inet(ip: &str, port: &Value) -> Sockaddr {
+    let port = u16::try_from(port.as_u64().expect("a port")).expect("port fits");
+    match ip.parse::<IpAddr>().expect("an ip") {
+        IpAddr::V4(ip) => Sockaddr::Inet { ip, port },
+        IpAddr::V6(ip) => Sockaddr::Inet6 { ip, port },
+    }
+}
+
+#[track_caller]
+fn addr(event: &Network) -> &Sockaddr {
+    match &event.addr {
+        Some(Ok(addr)) => addr,
+        other => panic!("no address in {event:?}: {other:?}"),
+    }
+}
+
+#[test]
+fn tcp_v4_and_v6_bind_listen_connect_accept_have_exact_addresses() {
+    let Some(mut agent) = Harness::start(&Config::default()) else {
+        return;
+    };
+    let (pid, since_ns, facts) = run_python(
+        "import json, socket\n\
+         keep = []  # open until exit, so that no fd is reused\n\
+         for fam, host in ((socket.AF_INET, '127.0.0.1'), (socket.AF_INET6, '::1')):\n\
+         \x20   srv = socket.socket(fam, socket.SOCK_STREAM)\n\
+         \x20   srv.bind((host, 0))\n\
+         \x20   srv.listen(7)\n\
+         \x20   port = srv.getsockname()[1]\n\
+         \x20   c = socket.socket(fam, socket.SOCK_STREAM)\n\
+         \x20   c.connect((host, port))\n\
+         \x20   conn, peer = srv.accept()\n\
+         \x20   print(json.dumps({'host': host, 'port': port, 'client_port': c.getsockname()[1],\n\
+         \x20       'srv': srv.fileno(), 'cli': c.fileno(), 'conn': conn.fileno()}), flush=True)\n\
+         \x20   keep.append((srv, c, conn))\n",
+    );
+    let events = collect(&mut agent, pid, since_ns);
+    assert_eq!(facts.len(), 2);
+    for fact in &facts {
+        let host = fact["host"].as_str().expect("host");
+        let bind = one(&events, NetworkOp::Bind, &fact["srv"]);
+        assert_eq!(addr(bind), &inet(host, &Value::from(0)), "bind to port 0");
+        assert_eq!(bind.ret, 0);
+
+        let listen = one(&events, NetworkOp::Listen, &fact["srv"]);
+        assert_eq!((listen.backlog, listen.ret), (Some(7), 0));
+
+        let connect = one(&events, NetworkOp::Connect, &fact["cli"]);
+        assert_eq!(addr(connect), &inet(host, &fact["port"]));
+        assert_eq!(connect.ret, 0);
+        assert_eq!(connect.task.pid, pid);
+
+        let accept = one(&events, NetworkOp::Accept, &fact["srv"]);
+        assert_eq!(Some(accept.ret), fact["conn"].as_i64(), "the new fd");
+        assert_eq!(
+            addr(accept),
+            &inet(host, &fact["client_port"]),
+            "the peer is the client's local address"
+        );
+        assert!(accept.exit_time_ns >= accept.task.time_ns);
+    }
+
+    // As `vigil run` writes it.
+    let v6 = &facts[1];
+    let connect = one(&events, NetworkOp::Connect, &v6["cli"]);
+    let event = agent
+        .events()
+        .iter()
+        .find(|e| matches!(&e.detail, Detail::Network(n) if n == connect))
+        .expect("the v6 connect event");
+    let json = render(event);
+    assert_eq!(json["kind"], "connect");
+    assert_eq!(json["network"]["family"], "inet6");
+    assert_eq!(json["network"]["dst_ip"], "::1");
+    assert_eq!(json["network"]["dst_port"], v6["port"]);
+    assert_eq!(json["network"]["fd"], v6["cli"]);
+    assert_eq!(json["network"]["result"], "ok");
+    assert_eq!(json["process"]["pid"], pid);
+}
+
+#[test]
+fn refused_udp_mapped_and_nonblocking_connects_have_their_results() {
+    let Some(mut agent) = Harness::start(&Config::default()) else {
+        return;
+    };
+    let (pid, since_ns, facts) = run_python(
+        "import errno, json, socket\n\
+         s = socket.socket(); s.bind(('127.0.0.1', 0)); closed = s.getsockname()[1]; s.close()\n\
+         r = socket.socket()\n\
+         refused = r.connect_ex(('127.0.0.1', closed))\n\
+         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         u.connect(('127.0.0.1', 53))\n\
+         srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(1)\n\
+         port = srv.getsockname()[1]\n\
+         m = socket.socket(socket.AF_INET6)\n\
+         m.connect(('::ffff:127.0.0.1', port))\n\
+         n = socket.socket(); n.setblocking(False)\n\
+         nonblocking = n.connect_ex(('127.0.0.1', port))\n\
+         print(json.dumps({'closed': closed, 'refused': refused, 'r': r.fileno(),\n\
+         \x20   'u': u.fileno(), 'port': port, 'm': m.fileno(), 'n': n.fileno(),\n\
+         \x20   'nonblocking': nonblocking}), flush=True)\n",
+    );
+    let events = collect(&mut agent, pid, since_ns);
+    let fact = &facts[0];
+
+    assert_eq!(fact["refused"], libc::ECONNREFUSED);
+    let refused = one(&events, NetworkOp::Connect, &fact["r"]);
+    assert_eq!(addr(refused), &inet("127.0.0.1", &fact["closed"]));
+    assert_eq!(refused.errno(), Some(i64::from(libc::ECONNREFUSED)));
+    let json = render(
+        agent
+            .events()
+            .iter()
+            .find(|e| matches!(&e.detail, Detail::Network(n) if n == refused))
+            .expect("the refused connect event"),
+    );
+    assert_eq!(json["network"]["result"], "ECONNREFUSED");
+
+    let udp = one(&events, NetworkOp::Connect, &fact["u"]);
+    assert_eq!(addr(udp), &inet("127.0.0.1", &Value::from(53)));
+    assert_eq!(udp.ret, 0);
+
+    let mapped = one(&events, NetworkOp::Connect, &fact["m"]);
+    assert_eq!(addr(mapped), &inet("::ffff:127.0.0.1", &fact["port"]));
+    assert_eq!(addr(mapped).mapped_ipv4(), Some(Ipv4Addr::LOCALHOST));
+    assert_eq!(mapped.ret, 0);
+
+    let nonblocking = one(&events, NetworkOp::Connect, &fact["n"]);
+    assert_eq!(
+        nonblocking.errno(),
+        fact["nonblocking"].as_i64().filter(|&e| e != 0)
+    );
+    if fact["nonblocking"] == libc::EINPROGRESS {
+        let json = render(
+            agent
+                .events()
+                .iter()
+                .find(|e| matches!(&e.detail, Detail::Network(n) if n == nonblocking))
+                .expect("the non-blocking connect event"),
+        );
+        assert_eq!(json["network"]["result"], "in_progress");
+    }
+}
+
+#[test]
+fn unix_sockets_report_paths_and_abstract_names() {
+    let Some(mut agent) = Harness::start(&Config::default()) else {
+        return;
+    };
+    let dir = TempDir::new("vigil-net");
+    let path = dir.path().join("s.sock");
+    let path = path.to_str().expect("utf-8 temp path");
+    let (pid, since_ns, facts) = run_python(&format!(
+        "import json, os, socket\n\
+         name = 'vigil-test-%d' % os.getpid()\n\
+         out, keep = {{'name': name}}, []\n\
+         for key, where in (('p', {path:?}), ('a', '\\0' + name)):\n\
+         \x20   srv = socket.socket(socket.AF_UNIX); srv.bind(where); srv.listen(1)\n\
+         \x20   c = socket.socket(socket.AF_UNIX); c.connect(where)\n\
+         \x20   conn, _ = srv.accept()\n\
+         \x20   out[key + '_srv'] = srv.fileno(); out[key + '_cli'] = c.fileno()\n\
+         \x20   keep.append((srv, c, conn))\n\
+         print(json.dumps(out), flush=True)\n"
+    ));
+    let events = collect(&mut agent, pid, since_ns);
+    let fact = &facts[0];
+    let name = fact["name"].as_str().expect("name");
+
+    let by_path = Sockaddr::Unix(UnixAddr::Path(path.as_bytes().to_vec()));
+    assert_eq!(
+        addr(one(&events, NetworkOp::Bind, &fact["p_srv"])),
+        &by_path
+    );
+    assert_eq!(
+        addr(one(&events, NetworkOp::Connect, &fact["p_cli"])),
+        &by_path
+    );
+    let accept = one(&events, NetworkOp::Accept, &fact["p_srv"]);
+    assert_eq!(
+        addr(accept),
+        &Sockaddr::Unix(UnixAddr::Unnamed),
+        "unbound client"
+    );
+
+    let by_name = Sockaddr::Unix(UnixAddr::Abstract(name.as_bytes().to_vec()));
+    let connect = one(&events, NetworkOp::Connect, &fact["a_cli"]);
+    assert_eq!(addr(connect), &by_name);
+    assert_eq!(connect.ret, 0);
+    let json = render(
+        agent
+            .events()
+            .iter()
+            .find(|e| matches!(&e.detail, Detail::Network(n) if n == connect))
+            .expect("the abstract connect event"),
+    );
+    assert_eq!(json["network"]["family"], "unix");
+    assert_eq!(json["network"]["path"], format!("@{name}"));
+}
+
+#[test]
+fn network_off_reports_nothing() {
+    let mut config = Config::default();
+    config.network.enabled = false;
+    let Some(mut agent) = Harness::start(&config) else {
+        return;
+    };
+    let (pid, since_ns, _) = run_python(
+        "import socket\n\
+         s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1)\n\
+         c = socket.socket(); c.connect(s.getsockname())\n",
+    );
+    let events = collect(&mut agent, pid, since_ns);
+    assert_eq!(events, [], "no network events with [network] off");
+}
+
+#[test]
+fn tcp_close_and_connect_outcomes_come_from_state_changes_with_their_owner() {
+    use vigil::event::TcpState;
+    use vigil_common::network::{TCP_CLOSE, TCP_ESTABLISHED, TCP_SYN_SENT};
+
+    let Some(mut agent) = Harness::start(&Config::default()) else {
+        return;
+    };
+    let (pid, since_ns, facts) = run_python(
+        "import json, select, socket, time\n\
+         srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(8)\n\
+         port = srv.getsockname()[1]\n\
+         c = socket.socket(); c.connect(('127.0.0.1', port))\n\
+         conn, _ = srv.accept()\n\
+         n = socket.socket(); n.bind(('127.0.0.1', 0)); n.setblocking(False)\n\
+         n.connect_ex(('127.0.0.1', port)); select.select([], [n], [], 5)\n\
+         s = socket.socket(); s.bind(('127.0.0.1', 0)); closed = s.getsockname()[1]; s.close()\n\
+         f = socket.socket(); f.bind(('127.0.0.1', 0)); f.setblocking(False)\n\
+         f.connect_ex(('127.0.0.1', closed)); select.select([], [f], [], 5)\n\
+         out = {'port': port, 'closed': closed, 'c': c.getsockname()[1],\n\
+         \x20   'n': n.getsockname()[1], 'f': f.getsockname()[1],\n\
+         \x20   'f_error': f.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)}\n\
+         c.close(); conn.close(); time.sleep(0.3)\n\
+         print(json.dumps(out), flush=True)\n",
+    );
+    agent.collect_until("the child's exit", EVENT_TIMEOUT, |events| {
+        find_group_exit(events, pid, since_ns)
+    });
+    agent.collect_for(std::time::Duration::from_millis(200));
+    let changes: Vec<&TcpState> = agent
+        .events()
+        .iter()
+        .filter(|e| vigil_tests::select::is_of(e, pid, since_ns))
+        .filter_map(|e| match &e.detail {
+            Detail::TcpState(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    let fact = &facts[0];
+    let port_of = |key: &str| fact[key].as_u64().expect("a port");
+    let find = |src: &str, dst: &str, old: Option<u32>, new: u32| -> &TcpState {
+        let found: Vec<&&TcpState> = changes
+            .iter()
+            .filter(|t| {
+                u64::from(t.src.port()) == port_of(src)
+                    && u64::from(t.dst.port()) == port_of(dst)
+                    && old.is_none_or(|old| t.old_state == old)
+                    && t.new_state == new
+            })
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "one {src}->{dst} to {new} among {changes:#?}"
+        );
+        found[0]
+    };
+    assert_eq!(fact["f_error"], libc::ECONNREFUSED);
+
+    let outcome = find("n", "port", Some(TCP_SYN_SENT), TCP_ESTABLISHED);
+    assert_eq!(outcome.op, NetworkOp::Connect);
+    assert!(outcome.owner_known);
+    assert_eq!(outcome.task.key.tgid, pid);
+    assert_eq!(outcome.dst.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+
+    let refused = find("f", "closed", Some(TCP_SYN_SENT), TCP_CLOSE);
+    assert_eq!(refused.op, NetworkOp::Connect);
+    let json = render(
+        agent
+            .events()
+            .iter()
+            .find(|e| matches!(&e.detail, Detail::TcpState(t) if t == refused))
+            .expect("the refused outcome"),
+    );
+    assert_eq!(json["kind"], "connect");
+    assert_eq!(json["network"]["result"], "failed");
+    assert_eq!(json["network"]["tcp_state"]["old"], "SYN_SENT");
+    assert_eq!(json["process"]["pid"], pid);
+
+    let close = find("c", "port", None, TCP_CLOSE);
+    assert_eq!(close.op, NetworkOp::Close);
+    assert_ne!(close.old_state, TCP_SYN_SENT);
+    let json = render(
+        agent
+            .events()
+            .iter()
+            .find(|e| matches!(&e.detail, Detail::TcpState(t) if t == close))
+            .expect("the close"),
+    );
+    assert_eq!(json["kind"], "close");
+    assert_eq!(json["network"]["protocol"], "tcp");
+    assert_eq!(json["network"]["src_ip"], "127.0.0.1");
+    assert_eq!(json["network"]["dst_port"], fact["port"]);
+    assert_eq!(json["process"]["pid"], pid);
+}
