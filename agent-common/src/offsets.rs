@@ -81,6 +81,8 @@ kernel_offsets! {
     file_inode: "file"."f_inode", required: true;
     inode_ino: "inode"."i_ino", required: true;
     inode_sb: "inode"."i_sb", required: true;
+    /// `i_nlink` sits in an anonymous union with `__i_nlink`.
+    inode_nlink: "inode"."i_nlink|__i_nlink", required: true;
     sb_dev: "super_block"."s_dev", required: true;
     bprm_file: "linux_binprm"."file", required: true;
     task_cgroups: "task_struct"."cgroups", required: true;

@@ -29,6 +29,9 @@ pub const EXEC_ARGV_UNREADABLE: u32 = 1 << 4;
 pub const EXEC_NO_LOGINUID: u32 = 1 << 5;
 /// The cgroup path was deeper than [`CGROUP_DEPTH_MAX`] levels (only the deepest are kept).
 pub const EXEC_CGROUP_TRUNCATED: u32 = 1 << 6;
+/// The executed file had no link left in any directory at exec: a memfd, or a file deleted
+/// before it was run (both favourite ways to run a payload that leaves no file behind).
+pub const EXEC_EXE_UNLINKED: u32 = 1 << 7;
 
 /// At most this many cgroup levels are walked (enough for every runtime's layout).
 pub const CGROUP_DEPTH_MAX: usize = 8;

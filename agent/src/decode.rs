@@ -8,8 +8,8 @@ use vigil_common::{
     network::{TCP_STATE_OWNER_KNOWN, TCP_SYN_SENT, TcpStateEvent},
     process::{
         ARGS_MAX, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_CGROUP_TRUNCATED,
-        EXEC_CWD_TRUNCATED, EXEC_EXE_PATH_TRUNCATED, EXEC_FILENAME_TRUNCATED, EXEC_NO_LOGINUID,
-        EXIT_GROUP_DEAD, ExecEvent, ExitEvent, FORK_THREAD, ForkEvent,
+        EXEC_CWD_TRUNCATED, EXEC_EXE_PATH_TRUNCATED, EXEC_EXE_UNLINKED, EXEC_FILENAME_TRUNCATED,
+        EXEC_NO_LOGINUID, EXIT_GROUP_DEAD, ExecEvent, ExitEvent, FORK_THREAD, ForkEvent,
     },
     syscall::{
         ARG_SOCKADDR, ARG_STR, SYSCALL_ARGS, SYSCALL_SOCKADDR_UNREADABLE, SYSCALL_STRING_MAX,
@@ -169,6 +169,7 @@ fn decode_exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
             truncated: flag(EXEC_CGROUP_TRUNCATED),
         },
         exe_inode: raw.exe_ino,
+        exe_unlinked: flag(EXEC_EXE_UNLINKED),
         exe_dev: raw.exe_dev,
     })
 }

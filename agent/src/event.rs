@@ -58,6 +58,8 @@ pub struct Exec {
     /// The task's cgroup v2 path, read in the kernel at exec (`/` for the root cgroup).
     pub cgroup_path: WalkedPath,
     pub exe_inode: u64,
+    /// The executed file had no link left at exec (a memfd, or a file deleted before it ran).
+    pub exe_unlinked: bool,
     /// Kernel `dev_t` of the executed file's filesystem (major << 20 | minor).
     pub exe_dev: u32,
 }

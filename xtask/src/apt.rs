@@ -39,6 +39,9 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "containerd",
         "a real CRI runtime for the container enrichment tests",
     ),
+    // Debian's own interpreter at /usr/bin/python3: the privileged tests' trigger scripts
+    // (memfd and deleted-file execs, sockets, raw syscalls through ctypes).
+    ("python3", "trigger scripts of the privileged tests"),
     // The peer that `vigil bench exec` measures side by side (execsnoop, CO-RE, no headers).
     ("libbpf-tools", "execsnoop, the peer of the exec benchmark"),
     // containerd's OCI runtime.

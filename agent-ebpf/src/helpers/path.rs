@@ -63,9 +63,19 @@ pub fn walk(buf: *mut u8, pos: usize, path: *const u8) -> Walked {
         }
         let (parent, name) = read_ptr_pair(dentry, offset!(dentry_parent), offset!(dentry_name));
         if dentry == mnt_root || dentry == parent {
+            if dentry != mnt_root {
+                // A dentry that is its own parent without being a mount root: a pseudo file
+                // (memfd, anonymous inode) or one cut from its tree. Its name is the path,
+                // as in the kernel's d_path (`/memfd:name`).
+                let len = push_component(buf, pos, len, name).unwrap_or(len);
+                return Walked {
+                    len,
+                    truncated: false,
+                };
+            }
             let mnt_parent = read_ptr(mnt, offset!(mount_parent));
-            if dentry != mnt_root || mnt_parent == mnt || mnt_parent.is_null() {
-                // The root of the namespace, or a dentry detached from any mount.
+            if mnt_parent == mnt || mnt_parent.is_null() {
+                // The root of the namespace.
                 return Walked {
                     len,
                     truncated: false,

@@ -15,8 +15,9 @@ use vigil_common::{
     offsets::OFFSET_MISSING,
     process::{
         ARGV_MAX, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_CGROUP_TRUNCATED,
-        EXEC_CWD_TRUNCATED, EXEC_EXE_PATH_TRUNCATED, EXEC_FILENAME_TRUNCATED, EXEC_NO_LOGINUID,
-        EXIT_GROUP_DEAD, ExecEvent, ExitEvent, FILENAME_MAX, FORK_THREAD, ForkEvent,
+        EXEC_CWD_TRUNCATED, EXEC_EXE_PATH_TRUNCATED, EXEC_EXE_UNLINKED, EXEC_FILENAME_TRUNCATED,
+        EXEC_NO_LOGINUID, EXIT_GROUP_DEAD, ExecEvent, ExitEvent, FILENAME_MAX, FORK_THREAD,
+        ForkEvent,
     },
     stats::KernelCounter,
 };
@@ -98,6 +99,9 @@ pub fn process_exec(ctx: RawTracePointContext) -> i32 {
     let inode = read_ptr(file, offset!(file_inode));
     event.exe_ino = read_at::<u64>(inode, offset!(inode_ino));
     event.exe_dev = read_at::<u32>(read_ptr(inode, offset!(inode_sb)), offset!(sb_dev));
+    if !inode.is_null() && read_at::<u32>(inode, offset!(inode_nlink)) == 0 {
+        event.flags |= EXEC_EXE_UNLINKED;
+    }
 
     let size = pos & (SCRATCH_SIZE - 1);
     event.header.size = size as u32;

@@ -231,6 +231,12 @@ struct ExecJson<'a> {
     inode: u64,
     /// "major:minor" of the executable's filesystem.
     dev: String,
+    /// The executed file had no link left: deleted before it ran, or a memfd.
+    #[serde(skip_serializing_if = "is_false")]
+    deleted: bool,
+    /// The executed file was a memfd (an anonymous in-memory file): fileless execution.
+    #[serde(skip_serializing_if = "is_false")]
+    memfd: bool,
 }
 
 impl<'a> ExecJson<'a> {
@@ -238,6 +244,9 @@ impl<'a> ExecJson<'a> {
         Self {
             filename: escape(&exec.filename),
             filename_truncated: exec.filename_truncated,
+            deleted: exec.exe_unlinked,
+            // memfd files live on the kernel's internal shm mount as `memfd:<name>`.
+            memfd: exec.exe_unlinked && exec.binary.path.starts_with(b"/memfd:"),
             args_unreadable: exec.args_unreadable,
             inode: exec.exe_inode,
             dev: format!("{}:{}", exec.exe_dev >> 20, exec.exe_dev & 0xf_ffff),

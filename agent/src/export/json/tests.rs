@@ -315,3 +315,29 @@ fn tcp_close_and_connect_outcome_lines() {
         "no owner, no process: {json}"
     );
 }
+
+#[test]
+fn fileless_execs_are_flagged_memfd_only_for_memfd_files() {
+    let exec_of = |binary: &[u8]| {
+        let record = encode::exec(&ExecSpec {
+            ids: Ids::leader(crate::process::ProcessKey::new(7, 1), 2),
+            flags: vigil_common::process::EXEC_EXE_UNLINKED,
+            filename: b"/proc/self/fd/3",
+            args: &[b"x"],
+            binary,
+            ..ExecSpec::default()
+        });
+        let KernelEvent::Exec(exec) = decode(&record).expect("decodes") else {
+            panic!("exec");
+        };
+        assert!(exec.exe_unlinked);
+        render(&ProcessCache::new(ProcessCacheConfig::default()).apply(KernelEvent::Exec(exec)))
+    };
+    let memfd = exec_of(b"/memfd:payload");
+    assert_eq!(memfd["exec"]["deleted"], true);
+    assert_eq!(memfd["exec"]["memfd"], true);
+    assert_eq!(memfd["process"]["binary"], "/memfd:payload");
+    let deleted = exec_of(b"/tmp/dropper");
+    assert_eq!(deleted["exec"]["deleted"], true);
+    assert!(deleted["exec"].get("memfd").is_none());
+}
