@@ -17,6 +17,8 @@ pub const SYSCALL_ARG_TYPES: &str = "VIGIL_SYSCALL_ARGS";
 pub const SYSCALL_CGROUPS: &str = "VIGIL_SYSCALL_CGROUPS";
 /// Hash map pid_tgid -> record under construction, from a syscall's enter to its exit.
 pub const SYSCALL_STASH: &str = "VIGIL_SYSCALL_STASH";
+/// Array of [`crate::syscall::FilePrefix`]: the file sensor's watch prefixes.
+pub const FILE_PREFIXES: &str = "VIGIL_FILE_PREFIXES";
 /// Entries of [`SYSCALL_STASH`]: threads inside a selected syscall at the same time.
 pub const SYSCALL_STASH_ENTRIES: u32 = 4096;
 /// Entries of [`SYSCALL_CGROUPS`].

@@ -88,3 +88,70 @@ const _: () = assert!(core::mem::offset_of!(SyscallEvent, arg_types) == 112);
 pub const SYSCALL_RECORD_MAX: usize = size_of::<SyscallEvent>() + SYSCALL_STRINGS_AREA;
 
 const _: () = assert!(core::mem::offset_of!(SyscallEvent, addr_len) == 122);
+
+/// Bit of an arg-type word (above the argument codes): the syscall's string arguments are file
+/// paths, and the record is kept only when one of them starts with a watch prefix of
+/// [`crate::maps::FILE_PREFIXES`] (the file sensor's syscalls).
+pub const ARG_TYPES_PATH_FILTER: u32 = 1 << 31;
+/// Bit of an arg-type word, with [`ARG_TYPES_PATH_FILTER`]: a relative path (not starting with
+/// `/`) is kept too; the kernel cannot match it, userspace resolves it.
+pub const ARG_TYPES_KEEP_RELATIVE: u32 = 1 << 30;
+
+/// Watch prefixes the kernel holds at most.
+pub const FILE_PREFIXES_MAX: u32 = 32;
+/// Longest watch prefix in bytes.
+pub const FILE_PREFIX_LEN: usize = 64;
+/// 64-bit words of a prefix.
+pub const FILE_PREFIX_WORDS: usize = FILE_PREFIX_LEN / 8;
+
+/// One watch prefix as the kernel compares it: a path matches when, for every word `w` whose
+/// mask is non-zero, the path's bytes `8w..8w+8` read as a native-endian `u64` and masked
+/// equal `words[w]`. The masks are all ones, then one partial mask, then zero; an entry whose
+/// first mask is zero ends the list.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilePrefix {
+    pub words: [u64; FILE_PREFIX_WORDS],
+    pub masks: [u64; FILE_PREFIX_WORDS],
+}
+
+const _: () = assert!(size_of::<FilePrefix>() == 128);
+// The compare reads a prefix's words at a string's masked offset.
+const _: () = assert!(SYSCALL_STRINGS_MASK + FILE_PREFIX_LEN <= SYSCALL_STRINGS_AREA);
+
+impl FilePrefix {
+    /// The entry for `prefix` (`None`: empty or longer than [`FILE_PREFIX_LEN`]).
+    pub fn new(prefix: &[u8]) -> Option<Self> {
+        if prefix.is_empty() || prefix.len() > FILE_PREFIX_LEN {
+            return None;
+        }
+        let mut entry = Self::default();
+        for (w, chunk) in prefix.chunks(8).enumerate() {
+            let mut bytes = [0u8; 8];
+            let mut mask = [0u8; 8];
+            bytes[..chunk.len()].copy_from_slice(chunk);
+            mask[..chunk.len()].fill(0xff);
+            entry.words[w] = u64::from_ne_bytes(bytes);
+            entry.masks[w] = u64::from_ne_bytes(mask);
+        }
+        Some(entry)
+    }
+
+    /// Whether `path` starts with this prefix, as the kernel decides it (the kernel's copy has
+    /// a NUL after the path, which never equals a prefix byte).
+    pub fn matches(&self, path: &[u8]) -> bool {
+        (0..FILE_PREFIX_WORDS)
+            .take_while(|&w| self.masks[w] != 0)
+            .all(|w| {
+                let mut bytes = [0u8; 8];
+                let start = (8 * w).min(path.len());
+                let end = (8 * w + 8).min(path.len());
+                bytes[..end - start].copy_from_slice(&path[start..end]);
+                u64::from_ne_bytes(bytes) & self.masks[w] == self.words[w]
+            })
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain `repr(C)` struct of `u64`s, no padding, valid for any bit pattern.
+unsafe impl aya::Pod for FilePrefix {}

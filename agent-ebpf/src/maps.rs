@@ -11,7 +11,10 @@ use vigil_common::{
     },
     offsets::KernelOffsets,
     stats::KernelCounter,
-    syscall::{SYSCALL_BITMAP_WORDS, SYSCALL_NR_MAX, SYSCALL_STRINGS_AREA, SyscallEvent},
+    syscall::{
+        FILE_PREFIXES_MAX, FilePrefix, SYSCALL_BITMAP_WORDS, SYSCALL_NR_MAX, SYSCALL_STRINGS_AREA,
+        SyscallEvent,
+    },
 };
 
 /// Size of the per-CPU scratch buffer where an exec record is assembled. Offsets into it are
@@ -54,6 +57,10 @@ pub static SYSCALL_FILTER: Array<u64> = Array::with_max_entries(SYSCALL_BITMAP_W
 /// `vigil_common::maps::SYSCALL_ARG_TYPES`: two bits per argument, by syscall number.
 #[map(name = "VIGIL_SYSCALL_ARGS")]
 pub static SYSCALL_ARG_TYPES: Array<u32> = Array::with_max_entries(SYSCALL_NR_MAX, 0);
+
+/// `vigil_common::maps::FILE_PREFIXES`: the file sensor's watch prefixes, packed from index 0.
+#[map(name = "VIGIL_FILE_PREFIXES")]
+pub static FILE_PREFIXES: Array<FilePrefix> = Array::with_max_entries(FILE_PREFIXES_MAX, 0);
 
 /// `vigil_common::maps::SYSCALL_CGROUPS`: cgroup ids whose syscalls are captured, when the
 /// cgroup filter is on.

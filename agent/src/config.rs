@@ -39,6 +39,7 @@ pub struct Config {
     pub enrich: crate::enrich::EnrichConfig,
     pub syscalls: crate::syscall::SyscallsConfig,
     pub network: crate::network::NetworkConfig,
+    pub files: crate::files::FilesConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -205,6 +206,9 @@ impl Config {
         if let Some((field, problem)) = self.syscalls.invalid_field() {
             return Err(invalid(field, &problem));
         }
+        if let Some((field, problem)) = self.files.invalid_field() {
+            return Err(invalid(field, &problem));
+        }
         if !self.telemetry.metrics_address.is_empty()
             && self
                 .telemetry
@@ -328,6 +332,23 @@ mod tests {
         );
         let off = Config::parse("[network]\nenabled = false\n", "c.toml").expect("parses");
         assert!(off.network.filter(crate::syscall::Arch::NATIVE).is_empty());
+    }
+
+    #[test]
+    fn files_are_on_by_default_and_a_long_prefix_is_named() {
+        assert!(Config::default().files.enabled);
+        let long = format!("/{}", "p".repeat(70));
+        let err = Config::parse(&format!("[files]\nwatch = [\"{long}\"]\n"), "c.toml")
+            .expect_err("too long");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "c.toml: line 2: `files.watch` prefix `{long}` is 71 bytes, longer than the kernel's limit of 64"
+            )
+        );
+        let err = Config::parse("[syscalls]\nnames = [\"openat\"]\n", "c.toml")
+            .expect_err("openat belongs to [files]");
+        assert!(err.to_string().contains("[files]"), "{err}");
     }
 
     #[test]

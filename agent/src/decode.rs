@@ -20,7 +20,7 @@ use vigil_common::{
 
 use crate::{
     event::{Creds, Exec, Exit, Fork, KernelEvent, NetworkOp, Syscall, Task, TcpState, WalkedPath},
-    network,
+    files, network,
     process::ProcessKey,
     syscall::{Arch, decode_args},
 };
@@ -193,7 +193,8 @@ fn decode_exit(bytes: &[u8]) -> Result<Exit, DecodeError> {
     })
 }
 
-/// A syscall record: a [`Syscall`], or a [`crate::event::Network`] for the network sensor's.
+/// A syscall record: a [`Syscall`], or a [`crate::event::Network`] or [`crate::event::File`]
+/// for the network and file sensors'.
 fn decode_syscall(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     let raw: SyscallEvent = read_struct(bytes, "syscall")?;
     let mut rest = &bytes[size_of::<SyscallEvent>()..];
@@ -239,6 +240,18 @@ fn decode_syscall(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             raw.ret,
             raw.exit_time_ns,
         )));
+    }
+    if let Some(file) = name.filter(|n| files::op(n).is_some()).and_then(|name| {
+        files::from_syscall(
+            task(&raw.header),
+            name,
+            &raw.args,
+            &strings,
+            raw.ret,
+            raw.exit_time_ns,
+        )
+    }) {
+        return Ok(KernelEvent::File(file));
     }
     Ok(KernelEvent::Syscall(Syscall {
         task: task(&raw.header),

@@ -183,6 +183,63 @@ impl Network {
     }
 }
 
+/// What a file event reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileOp {
+    Open,
+    /// creat(2), or an open with `O_CREAT|O_EXCL` that succeeded (so created the file); an
+    /// open with `O_CREAT` alone is [`FileOp::Open`]: whether it created the file is unknown.
+    Create,
+    Rename,
+    Unlink,
+    Chmod,
+    Chown,
+    Truncate,
+}
+
+impl FileOp {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Create => "create",
+            Self::Rename => "rename",
+            Self::Unlink => "unlink",
+            Self::Chmod => "chmod",
+            Self::Chown => "chown",
+            Self::Truncate => "truncate",
+        }
+    }
+}
+
+/// A file syscall on a watched path (see `crate::files`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct File {
+    /// The task at entry (`time_ns` is the time of entry).
+    pub task: Task,
+    pub op: FileOp,
+    /// The syscall (`openat`, `renameat2`...).
+    pub syscall: &'static str,
+    /// The path as the process passed it, made absolute when it was relative.
+    pub path: Vec<u8>,
+    /// A path was longer than the kernel's copy.
+    pub path_truncated: bool,
+    /// rename's target.
+    pub new_path: Option<Vec<u8>>,
+    /// False when a relative path could not be made absolute (or a path was unreadable).
+    pub path_resolved: bool,
+    /// open's flags (`O_*`; not known for openat2, whose flags are behind a pointer).
+    pub flags: Option<u64>,
+    /// chmod's mode, or the mode of a creating open.
+    pub mode: Option<u32>,
+    /// chown's owner and group (`-1`: unchanged).
+    pub uid: Option<i32>,
+    pub gid: Option<i32>,
+    /// Return value: negative is `-errno`; an open's fd.
+    pub ret: i64,
+    /// CLOCK_BOOTTIME nanoseconds at return.
+    pub exit_time_ns: u64,
+}
+
 /// A TCP state change Vigil reports: a connection's close ([`NetworkOp::Close`]), or the
 /// outcome of a connect ([`NetworkOp::Connect`]: from SYN_SENT to ESTABLISHED or CLOSE).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -208,6 +265,7 @@ pub enum KernelEvent {
     Syscall(Syscall),
     Network(Network),
     TcpState(TcpState),
+    File(File),
 }
 
 impl KernelEvent {
@@ -219,6 +277,7 @@ impl KernelEvent {
             Self::Syscall(e) => &e.task,
             Self::Network(e) => &e.task,
             Self::TcpState(e) => &e.task,
+            Self::File(e) => &e.task,
         }
     }
 }
@@ -244,6 +303,7 @@ pub enum Detail {
     Syscall(Syscall),
     Network(Network),
     TcpState(TcpState),
+    File(File),
     Loss(Loss),
 }
 
@@ -256,6 +316,7 @@ impl Detail {
             Self::Syscall(_) => "syscall",
             Self::Network(n) => n.op.name(),
             Self::TcpState(t) => t.op.name(),
+            Self::File(_) => "file",
             Self::Loss(_) => "loss",
         }
     }

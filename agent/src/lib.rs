@@ -14,6 +14,7 @@ pub mod decode;
 pub mod enrich;
 pub mod event;
 pub mod export;
+pub mod files;
 pub mod network;
 pub mod node;
 pub mod pipeline;

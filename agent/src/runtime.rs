@@ -72,6 +72,10 @@ impl Agent {
         syscalls
             .filter
             .merge(&config.network.filter(crate::syscall::Arch::NATIVE));
+        // So does the file sensor, with its watch prefixes.
+        syscalls
+            .filter
+            .merge(&config.files.filter(crate::syscall::Arch::NATIVE));
         let mut sensor = Sensor::load(&LoadOptions {
             kernel: KernelConfig {
                 trace_threads: u32::from(config.process.trace_threads),
@@ -83,6 +87,7 @@ impl Agent {
             syscalls: syscalls.filter,
             syscall_cgroups: syscalls.cgroups.unwrap_or_default(),
             tcp_state: config.network.enabled,
+            file_prefixes: config.files.prefixes(),
         })?;
         let ring = sensor.take_events()?;
         let stats = sensor.take_stats()?;

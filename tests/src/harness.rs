@@ -126,6 +126,16 @@ impl Harness {
         self.agent.as_ref().and_then(Agent::metrics_addr)
     }
 
+    /// Cumulative run time and run count of each attached program (advancing only while
+    /// `kernel.bpf_stats_enabled` is 1).
+    pub fn program_stats(&self) -> Vec<(&'static str, Duration, u64)> {
+        self.agent
+            .as_ref()
+            .and_then(Agent::sensor)
+            .map(|s| s.program_stats())
+            .unwrap_or_default()
+    }
+
     pub fn stop(&mut self) -> Summary {
         let agent = self.agent.take().expect("the agent is running");
         let summary = self

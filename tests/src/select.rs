@@ -6,7 +6,7 @@
 //! event is found, by its exact [`ProcessKey`].
 
 use vigil::{
-    event::{Detail, Event, Exec, Exit, Fork, Network, Syscall, Task},
+    event::{Detail, Event, Exec, Exit, File, Fork, Network, Syscall, Task},
     process::ProcessKey,
 };
 
@@ -18,6 +18,7 @@ pub fn task(event: &Event) -> Option<&Task> {
         Detail::Exit(e) => Some(&e.task),
         Detail::Syscall(e) => Some(&e.task),
         Detail::Network(e) => Some(&e.task),
+        Detail::File(e) => Some(&e.task),
         Detail::TcpState(e) => Some(&e.task),
         Detail::Loss(_) => None,
     }
@@ -47,6 +48,18 @@ pub fn network_of(events: &[Event], tgid: u32, since_ns: u64) -> Vec<Network> {
         .filter(|e| is_of(e, tgid, since_ns))
         .filter_map(|e| match &e.detail {
             Detail::Network(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every file event of the process `tgid` started at or after `since_ns`, in order.
+pub fn files_of(events: &[Event], tgid: u32, since_ns: u64) -> Vec<File> {
+    events
+        .iter()
+        .filter(|e| is_of(e, tgid, since_ns))
+        .filter_map(|e| match &e.detail {
+            Detail::File(f) => Some(f.clone()),
             _ => None,
         })
         .collect()

@@ -9,6 +9,10 @@
 //! The network syscalls (connect, bind, accept, accept4, listen) ride on the same hooks: their
 //! socket address argument ([`ARG_SOCKADDR`]) is copied after the strings, at enter when the
 //! caller supplies it (connect, bind), at exit when the kernel writes it (accept's peer).
+//!
+//! So do the file syscalls (open, rename, unlink, chmod...): their word has
+//! [`ARG_TYPES_PATH_FILTER`], and right after their paths are copied at enter they are
+//! compared with the watch prefixes; a syscall none of whose paths is watched is not stashed.
 
 use aya_ebpf::{
     helpers::{
@@ -23,7 +27,8 @@ use vigil_common::{
     event::EventKind,
     stats::KernelCounter,
     syscall::{
-        ARG_INT, ARG_PTR, ARG_SOCKADDR, ARG_STR, SOCKADDR_MAX, SYSCALL_NR_MAX,
+        ARG_INT, ARG_PTR, ARG_SOCKADDR, ARG_STR, ARG_TYPES_KEEP_RELATIVE, ARG_TYPES_PATH_FILTER,
+        FILE_PREFIX_WORDS, FILE_PREFIXES_MAX, SOCKADDR_MAX, SYSCALL_NR_MAX,
         SYSCALL_SOCKADDR_UNREADABLE, SYSCALL_STRING_MAX, SYSCALL_STRING_TRUNCATED,
         SYSCALL_STRING_UNREADABLE, SYSCALL_STRINGS_DROPPED, SYSCALL_STRINGS_MASK,
         SYSCALL_STRINGS_MAX, SyscallEvent, arg_type,
@@ -34,8 +39,8 @@ use crate::{
     emit::{KindCounters, output},
     helpers::{kread::read_at, task},
     maps::{
-        SYSCALL_ARG_TYPES, SYSCALL_CGROUPS, SYSCALL_FILTER, SYSCALL_SCRATCH, SYSCALL_STASH, config,
-        count, offset,
+        FILE_PREFIXES, SYSCALL_ARG_TYPES, SYSCALL_CGROUPS, SYSCALL_FILTER, SYSCALL_SCRATCH,
+        SYSCALL_STASH, config, count, offset,
     },
 };
 
@@ -104,6 +109,7 @@ fn enter(ctx: &RawTracePointContext, nr: u32) {
     let mut lens = [0u16; SYSCALL_STRINGS_MAX];
     let mut pos = 0usize;
     let mut k = 0usize;
+    let mut starts = [0usize; SYSCALL_STRINGS_MAX];
     for (i, &arg) in args.iter().enumerate() {
         if arg_type(types, i) != ARG_STR {
             continue;
@@ -115,8 +121,22 @@ fn enter(ctx: &RawTracePointContext, nr: u32) {
         let (len, string_flags) = read_string(strings, pos, arg);
         flags |= string_flags;
         lens[k] = len as u16;
+        starts[k] = pos;
         pos += len;
         k += 1;
+    }
+    if types & ARG_TYPES_PATH_FILTER != 0 {
+        let mut watched = false;
+        for j in 0..SYSCALL_STRINGS_MAX {
+            if j < k && lens[j] > 0 && path_watched(strings, starts[j], types) {
+                watched = true;
+                break;
+            }
+        }
+        if !watched {
+            // Not an event (no path of this file syscall is watched), so not counted either.
+            return;
+        }
     }
     let mut addr_len = 0;
     // connect/bind: the address the caller passes, copied before the kernel acts on it.
@@ -145,6 +165,45 @@ fn enter(ctx: &RawTracePointContext, nr: u32) {
     if SYSCALL_STASH.insert(key, unsafe { &*record }, 0).is_err() {
         count(KernelCounter::SyscallStashFull);
     }
+}
+
+/// Whether the path copied at `strings[pos..]` starts with a watch prefix (or is relative,
+/// when `types` asks to keep those).
+#[inline(always)]
+fn path_watched(strings: *const u8, pos: usize, types: u32) -> bool {
+    let at = pos & SYSCALL_STRINGS_MASK;
+    // SAFETY: `at + FILE_PREFIX_LEN <= SYSCALL_STRINGS_AREA`, the size of `strings`.
+    let path = unsafe { strings.add(at) };
+    // SAFETY: as above; a path of at least one byte was copied.
+    if unsafe { *path } != b'/' {
+        return types & ARG_TYPES_KEEP_RELATIVE != 0;
+    }
+    // The path's first words, read once. Bytes past the path's NUL are stale but never
+    // decide a match: the NUL differs from every prefix byte, so a shorter path fails on the
+    // word holding its NUL.
+    let mut words = [0u64; FILE_PREFIX_WORDS];
+    for (w, word) in words.iter_mut().enumerate() {
+        // SAFETY: `8 * w + 8 <= FILE_PREFIX_LEN`, within the area (see above).
+        *word = unsafe { core::ptr::read_unaligned(path.add(8 * w).cast::<u64>()) };
+    }
+    for p in 0..FILE_PREFIXES_MAX {
+        let Some(prefix) = FILE_PREFIXES.get(p) else {
+            return false;
+        };
+        if prefix.masks[0] == 0 {
+            return false;
+        }
+        // Branch-free over the words (a zero mask compares nothing), which keeps the
+        // verifier's work linear in the number of prefixes.
+        let mut diff = 0u64;
+        for ((word, want), mask) in words.iter().zip(&prefix.words).zip(&prefix.masks) {
+            diff |= (word ^ want) & mask;
+        }
+        if diff == 0 {
+            return true;
+        }
+    }
+    false
 }
 
 /// Copies the user string at `src` to `strings[pos..]`; returns its length without the NUL

@@ -10,8 +10,8 @@ use aya::{
 use vigil_common::{
     config::KernelConfig,
     maps::{
-        EVENTS, GLOBAL_CONFIG, GLOBAL_OFFSETS, STATS, SYSCALL_ARG_TYPES, SYSCALL_CGROUPS,
-        SYSCALL_FILTER, programs,
+        EVENTS, FILE_PREFIXES, GLOBAL_CONFIG, GLOBAL_OFFSETS, STATS, SYSCALL_ARG_TYPES,
+        SYSCALL_CGROUPS, SYSCALL_FILTER, programs,
     },
 };
 
@@ -77,6 +77,8 @@ pub struct LoadOptions {
     pub syscall_cgroups: Vec<u64>,
     /// Attach the TCP state program (closes, connect outcomes).
     pub tcp_state: bool,
+    /// The file sensor's watch prefixes (at most `FILE_PREFIXES_MAX`; more are ignored).
+    pub file_prefixes: Vec<vigil_common::syscall::FilePrefix>,
 }
 
 /// A program that is loaded and attached.
@@ -112,6 +114,7 @@ impl Sensor {
             .map_err(BpfError::Object)?;
         // Before attaching, so the programs start with the filter they were asked for.
         write_syscall_filter(&mut ebpf, &options.syscalls, &options.syscall_cgroups)?;
+        write_file_prefixes(&mut ebpf, &options.file_prefixes)?;
         let mut attached = Vec::with_capacity(PROGRAMS.len());
         for &(name, hook) in PROGRAMS {
             attach_raw_tracepoint(&mut ebpf, name, hook)?;
@@ -203,6 +206,28 @@ fn write_syscall_filter(
         })?;
     for &id in cgroups {
         allowed.insert(id, 1, 0).map_err(error(SYSCALL_CGROUPS))?;
+    }
+    Ok(())
+}
+
+/// Fills the file sensor's watch prefixes from index 0 (the rest stay empty: the list's end).
+fn write_file_prefixes(
+    ebpf: &mut Ebpf,
+    prefixes: &[vigil_common::syscall::FilePrefix],
+) -> Result<(), BpfError> {
+    let mut map: Array<_, vigil_common::syscall::FilePrefix> = ebpf
+        .map_mut(FILE_PREFIXES)
+        .and_then(|map| Array::try_from(map).ok())
+        .ok_or(BpfError::Map {
+            name: FILE_PREFIXES,
+        })?;
+    let max = vigil_common::syscall::FILE_PREFIXES_MAX as usize;
+    for (i, prefix) in prefixes.iter().take(max).enumerate() {
+        map.set(i as u32, prefix, 0)
+            .map_err(|source| BpfError::SyscallFilter {
+                name: FILE_PREFIXES,
+                source,
+            })?;
     }
     Ok(())
 }

@@ -403,6 +403,7 @@ fn task_cgroup(event: &Event) -> Option<u64> {
         Detail::Exit(e) => Some(e.task.cgroup_id),
         Detail::Syscall(e) => Some(e.task.cgroup_id),
         Detail::Network(e) => Some(e.task.cgroup_id),
+        Detail::File(e) => Some(e.task.cgroup_id),
         Detail::TcpState(e) => e.owner_known.then_some(e.task.cgroup_id),
         Detail::Loss(_) => None,
     }

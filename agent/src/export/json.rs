@@ -15,9 +15,10 @@ use crate::{
     process::Process,
 };
 
+mod file;
 mod network;
 mod syscall;
-use self::{network::NetworkJson, syscall::SyscallJson};
+use self::{file::FileJson, network::NetworkJson, syscall::SyscallJson};
 
 /// Renders events as JSON lines for one node.
 #[derive(Clone, Debug)]
@@ -71,6 +72,10 @@ impl JsonRenderer {
                 Detail::TcpState(change) => Some(NetworkJson::tcp_state(change)),
                 _ => None,
             },
+            file: match &event.detail {
+                Detail::File(file) => Some(FileJson::new(file)),
+                _ => None,
+            },
             loss: match &event.detail {
                 Detail::Loss(loss) => Some(LossJson::new(loss)),
                 _ => None,
@@ -109,6 +114,8 @@ struct Line<'a> {
     syscall: Option<SyscallJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     network: Option<NetworkJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<FileJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     loss: Option<LossJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -165,6 +165,10 @@ impl ProcessCache {
                 let (task, detail) = (network.task.clone(), Detail::Network(network));
                 self.apply_task_event(&task, detail)
             }
+            KernelEvent::File(file) => {
+                let (task, detail) = (file.task.clone(), Detail::File(file));
+                self.apply_task_event(&task, detail)
+            }
         };
         event.ancestors = self.ancestors(event.parent.as_deref());
         event

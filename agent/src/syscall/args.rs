@@ -210,6 +210,54 @@ const SPECS: &[(&str, Spec)] = &[
         ],
     ),
     ("listen", &[("fd", Int), ("backlog", Int)]),
+    // The file sensor's: the paths are compared with the watch prefixes by the kernel.
+    ("open", &[("path", Str), ("flags", Hex), ("mode", Hex)]),
+    (
+        "openat",
+        &[("dirfd", Int), ("path", Str), ("flags", Hex), ("mode", Hex)],
+    ),
+    (
+        "openat2",
+        &[("dirfd", Int), ("path", Str), ("how", Ptr), ("size", Uint)],
+    ),
+    ("creat", &[("path", Str), ("mode", Hex)]),
+    ("rename", &[("oldpath", Str), ("newpath", Str)]),
+    (
+        "renameat",
+        &[
+            ("olddirfd", Int),
+            ("oldpath", Str),
+            ("newdirfd", Int),
+            ("newpath", Str),
+        ],
+    ),
+    (
+        "renameat2",
+        &[
+            ("olddirfd", Int),
+            ("oldpath", Str),
+            ("newdirfd", Int),
+            ("newpath", Str),
+            ("flags", Hex),
+        ],
+    ),
+    ("unlink", &[("path", Str)]),
+    ("unlinkat", &[("dirfd", Int), ("path", Str), ("flags", Hex)]),
+    ("chmod", &[("path", Str), ("mode", Hex)]),
+    ("fchmodat", &[("dirfd", Int), ("path", Str), ("mode", Hex)]),
+    ("chown", &[("path", Str), ("owner", Id), ("group", Id)]),
+    ("lchown", &[("path", Str), ("owner", Id), ("group", Id)]),
+    (
+        "fchownat",
+        &[
+            ("dirfd", Int),
+            ("path", Str),
+            ("owner", Id),
+            ("group", Id),
+            ("flags", Hex),
+        ],
+    ),
+    ("truncate", &[("path", Str), ("length", Uint)]),
 ];
 
 const PROCESS_VM: Spec = &[

@@ -55,6 +55,16 @@ impl SyscallsConfig {
                 format!("names `{name}`, which the [network] section captures"),
             ));
         }
+        if let Some(name) = self
+            .names
+            .iter()
+            .find(|n| crate::files::SYSCALLS.contains(&n.as_str()))
+        {
+            return Some((
+                "syscalls.names",
+                format!("names `{name}`, which the [files] section captures"),
+            ));
+        }
         if self.cgroups.iter().any(|c| c.is_empty()) {
             return Some(("syscalls.cgroups", "must not contain an empty path".into()));
         }

@@ -341,3 +341,82 @@ fn fileless_execs_are_flagged_memfd_only_for_memfd_files() {
     assert_eq!(deleted["exec"]["deleted"], true);
     assert!(deleted["exec"].get("memfd").is_none());
 }
+
+/// A file syscall record as the kernel writes it (with its path filter bit), rendered.
+fn file_line(name: &str, args: [u64; 6], ret: i64, strings: &[&[u8]]) -> Value {
+    use vigil_common::syscall::ARG_TYPES_PATH_FILTER;
+
+    use crate::syscall::{Arch, args};
+
+    let record = encode::syscall(&encode::SyscallSpec {
+        ids: Ids {
+            time_ns: 2_000_000_000,
+            pid: 42,
+            tgid: 42,
+            start_time_ns: 1_000_000_000,
+            cgroup_id: 9,
+        },
+        nr: Arch::NATIVE.number(name).expect("a file syscall"),
+        args,
+        ret,
+        exit_time_ns: 2_000_000_700,
+        arg_types: args::type_word(args::spec(name)) | ARG_TYPES_PATH_FILTER,
+        strings,
+        ..encode::SyscallSpec::default()
+    });
+    let event = decode(&record).expect("decodes");
+    assert!(matches!(event, KernelEvent::File(_)), "{event:?}");
+    render(&ProcessCache::new(ProcessCacheConfig::default()).apply(event))
+}
+
+#[test]
+fn file_lines_have_op_path_flags_and_result() {
+    let at_fdcwd = -100i32 as u32 as u64;
+    let flags = (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) as u64;
+    let json = file_line(
+        "openat",
+        [at_fdcwd, 0x7000, flags, 0o644, 0, 0],
+        5,
+        &[b"/etc/shadow"],
+    );
+    assert_eq!(json["kind"], "file");
+    assert_eq!(
+        json["file"],
+        serde_json::json!({
+            "op": "open",
+            "syscall": "openat",
+            "path": "/etc/shadow",
+            "flags": ["O_WRONLY", "O_CREAT", "O_TRUNC"],
+            "mode": "0644",
+            "fd": 5,
+            "result": "ok",
+            "duration_ns": 700,
+        })
+    );
+    assert_eq!(json["process"]["pid"], 42);
+
+    let json = file_line(
+        "renameat2",
+        [at_fdcwd, 0x7000, at_fdcwd, 0x8000, 0, 0],
+        -13,
+        &[b"/tmp/x", b"/etc/passwd"],
+    );
+    assert_eq!(json["file"]["op"], "rename");
+    assert_eq!(json["file"]["path"], "/tmp/x");
+    assert_eq!(json["file"]["new_path"], "/etc/passwd");
+    assert_eq!(json["file"]["result"], "EACCES");
+    assert!(json["file"].get("fd").is_none());
+
+    let json = file_line(
+        "fchownat",
+        [at_fdcwd, 0x7000, 0, u64::from(u32::MAX), 0, 0],
+        0,
+        &[b"/etc/sudoers"],
+    );
+    assert_eq!(json["file"]["op"], "chown");
+    assert_eq!(
+        (json["file"]["uid"].as_i64(), json["file"]["gid"].as_i64()),
+        (Some(0), Some(-1))
+    );
+    assert!(json["file"].get("flags").is_none());
+}
