@@ -320,3 +320,24 @@ pub fn python3() -> PathBuf {
     assert!(output.status.success(), "python3 failed: {output:?}");
     PathBuf::from(String::from_utf8(output.stdout).expect("utf-8 path").trim())
 }
+
+/// Runs `script` with `args` in python3 and returns its pid, its start-time bound and the JSON
+/// objects it printed (one a line), once it has exited successfully.
+#[track_caller]
+pub fn run_python_facts(script: &str, args: &[&str]) -> (u32, u64, Vec<serde_json::Value>) {
+    let mut child = spawn(
+        Command::new(python3())
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .stdout(std::process::Stdio::piped()),
+    );
+    let lines = all_lines(&child.stdout_lines(), crate::EVENT_TIMEOUT);
+    let status = child.wait(crate::EVENT_TIMEOUT);
+    assert!(status.success(), "python exited with {status}: {lines:?}");
+    let facts = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    (child.pid, child.since_ns, facts)
+}

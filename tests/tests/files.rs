@@ -3,7 +3,7 @@
 //! dirfd and through its cwd; each watched call must be reported once with its exact paths,
 //! flags and result, the unwatched ones not at all.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 use vigil::{
@@ -15,27 +15,8 @@ use vigil_tests::{
     EVENT_TIMEOUT, Harness,
     json::render,
     select::{files_of, find_group_exit},
-    spawn::{TempDir, all_lines, python3, spawn},
+    spawn::{TempDir, python3, run_python_facts},
 };
-
-/// Runs `script` with `args` in python3; returns its pid, start bound and printed JSON facts.
-fn run_python(script: &str, args: &[&str]) -> (u32, u64, Vec<Value>) {
-    let mut child = spawn(
-        Command::new(python3())
-            .arg("-c")
-            .arg(script)
-            .args(args)
-            .stdout(Stdio::piped()),
-    );
-    let lines = all_lines(&child.stdout_lines(), EVENT_TIMEOUT);
-    let status = child.wait(EVENT_TIMEOUT);
-    assert!(status.success(), "python exited with {status}: {lines:?}");
-    let facts = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect();
-    (child.pid, child.since_ns, facts)
-}
 
 fn collect(agent: &mut Harness, pid: u32, since_ns: u64) -> Vec<File> {
     agent.collect_until("the child's exit", EVENT_TIMEOUT, |events| {
@@ -100,7 +81,7 @@ fn run(match_relative: bool) -> Option<(Vec<File>, Value, String, Harness)> {
     let w = watched.path().to_str().expect("utf-8").to_owned();
     let u = unwatched.path().to_str().expect("utf-8").to_owned();
     let mut agent = Harness::start(&config(&format!("{w}/"), match_relative))?;
-    let (pid, since_ns, facts) = run_python(SCRIPT, &[&w, &u]);
+    let (pid, since_ns, facts) = run_python_facts(SCRIPT, &[&w, &u]);
     let events = collect(&mut agent, pid, since_ns);
     assert_eq!(facts.len(), 1);
     Some((events, facts[0].clone(), w, agent))

@@ -2,10 +2,7 @@
 //! calls and prints what it saw (ports, fds, results); each call must be reported once with
 //! exactly those addresses, ports, fds and results. With `[network]` off, nothing is reported.
 
-use std::{
-    net::{IpAddr, Ipv4Addr},
-    process::{Command, Stdio},
-};
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde_json::Value;
 use vigil::{
@@ -17,25 +14,12 @@ use vigil_tests::{
     EVENT_TIMEOUT, Harness,
     json::render,
     select::{find_group_exit, network_of},
-    spawn::{TempDir, all_lines, python3, spawn},
+    spawn::{TempDir, run_python_facts},
 };
 
-/// Runs `script` in python3 and returns its pid, start bound and the JSON objects it printed
-/// (one a line), once it has exited successfully.
+/// Runs `script` in python3: its pid, start bound and printed JSON facts.
 fn run_python(script: &str) -> (u32, u64, Vec<Value>) {
-    let mut child = spawn(
-        Command::new(python3())
-            .args(["-c", script])
-            .stdout(Stdio::piped()),
-    );
-    let lines = all_lines(&child.stdout_lines(), EVENT_TIMEOUT);
-    let status = child.wait(EVENT_TIMEOUT);
-    assert!(status.success(), "python exited with {status}: {lines:?}");
-    let facts = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect();
-    (child.pid, child.since_ns, facts)
+    run_python_facts(script, &[])
 }
 
 /// The child's network events, once its exit has been seen.
