@@ -10,6 +10,17 @@ use crate::{
     process::{ProcessCache, ProcessCacheConfig},
 };
 
+/// The task every sample record here is about: pid 42, started at 1 s, event at 2 s.
+fn sample_ids() -> Ids {
+    Ids {
+        time_ns: 2_000_000_000,
+        pid: 42,
+        tgid: 42,
+        start_time_ns: 1_000_000_000,
+        cgroup_id: 9,
+    }
+}
+
 fn render(event: &Event) -> Value {
     let renderer = JsonRenderer::new(
         "node-a".into(),
@@ -24,13 +35,7 @@ fn render(event: &Event) -> Value {
 
 fn exec_event() -> Event {
     let record = encode::exec(&ExecSpec {
-        ids: Ids {
-            time_ns: 2_000_000_000,
-            pid: 42,
-            tgid: 42,
-            start_time_ns: 1_000_000_000,
-            cgroup_id: 9,
-        },
+        ids: sample_ids(),
         ppid: 1,
         parent_start_time_ns: 5,
         uid: 1000,
@@ -117,13 +122,7 @@ fn syscall_line_has_named_args_ret_and_errno() {
 
     let nr = Arch::NATIVE.number("memfd_create").expect("memfd_create");
     let record = encode::syscall(&encode::SyscallSpec {
-        ids: Ids {
-            time_ns: 2_000_000_000,
-            pid: 42,
-            tgid: 42,
-            start_time_ns: 1_000_000_000,
-            cgroup_id: 9,
-        },
+        ids: sample_ids(),
         nr,
         args: [0x7000, 1, 0, 0, 0, 0],
         ret: -24,
@@ -157,13 +156,7 @@ fn network_line(name: &str, args: [u64; 6], ret: i64, addr: &[u8]) -> Value {
     use crate::syscall::{Arch, args};
 
     let record = encode::syscall(&encode::SyscallSpec {
-        ids: Ids {
-            time_ns: 2_000_000_000,
-            pid: 42,
-            tgid: 42,
-            start_time_ns: 1_000_000_000,
-            cgroup_id: 9,
-        },
+        ids: sample_ids(),
         nr: Arch::NATIVE.number(name).expect("a network syscall"),
         args,
         ret,
@@ -349,13 +342,7 @@ fn file_line(name: &str, args: [u64; 6], ret: i64, strings: &[&[u8]]) -> Value {
     use crate::syscall::{Arch, args};
 
     let record = encode::syscall(&encode::SyscallSpec {
-        ids: Ids {
-            time_ns: 2_000_000_000,
-            pid: 42,
-            tgid: 42,
-            start_time_ns: 1_000_000_000,
-            cgroup_id: 9,
-        },
+        ids: sample_ids(),
         nr: Arch::NATIVE.number(name).expect("a file syscall"),
         args,
         ret,
