@@ -8,8 +8,10 @@ pub enum EventKind {
     Exec = 1,
     Fork = 2,
     Exit = 3,
+    CredChange = 4,
     Syscall = 16,
     TcpState = 32,
+    Dns = 33,
 }
 
 impl EventKind {
@@ -18,8 +20,10 @@ impl EventKind {
             1 => Some(Self::Exec),
             2 => Some(Self::Fork),
             3 => Some(Self::Exit),
+            4 => Some(Self::CredChange),
             16 => Some(Self::Syscall),
             32 => Some(Self::TcpState),
+            33 => Some(Self::Dns),
             _ => None,
         }
     }
@@ -29,8 +33,10 @@ impl EventKind {
             Self::Exec => "exec",
             Self::Fork => "fork",
             Self::Exit => "exit",
+            Self::CredChange => "cred_change",
             Self::Syscall => "syscall",
             Self::TcpState => "tcp_state",
+            Self::Dns => "dns",
         }
     }
 
@@ -40,8 +46,10 @@ impl EventKind {
             Self::Exec => size_of::<crate::process::ExecEvent>(),
             Self::Fork => size_of::<crate::process::ForkEvent>(),
             Self::Exit => size_of::<crate::process::ExitEvent>(),
+            Self::CredChange => size_of::<crate::cred::CredChangeEvent>(),
             Self::Syscall => size_of::<crate::syscall::SyscallEvent>(),
             Self::TcpState => size_of::<crate::network::TcpStateEvent>(),
+            Self::Dns => size_of::<crate::network::DnsEvent>(),
         }
     }
 }

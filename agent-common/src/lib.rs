@@ -7,6 +7,8 @@
 #![no_std]
 
 pub mod config;
+pub mod cred;
+pub mod enforce;
 pub mod event;
 pub mod maps;
 pub mod network;

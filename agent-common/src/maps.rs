@@ -21,6 +21,12 @@ pub const SYSCALL_STASH: &str = "VIGIL_SYSCALL_STASH";
 pub const FILE_PREFIXES: &str = "VIGIL_FILE_PREFIXES";
 /// Entries of [`SYSCALL_STASH`]: threads inside a selected syscall at the same time.
 pub const SYSCALL_STASH_ENTRIES: u32 = 4096;
+/// Hash map pid_tgid -> credential-change record under construction (the credentials at
+/// entry), from a credential syscall's enter to its exit.
+pub const CRED_STASH: &str = "VIGIL_CRED_STASH";
+/// Entries of [`CRED_STASH`]: threads inside a credential syscall at the same time (a
+/// multi-threaded setuid runs it in every thread).
+pub const CRED_STASH_ENTRIES: u32 = 1024;
 /// Entries of [`SYSCALL_CGROUPS`].
 pub const SYSCALL_CGROUPS_ENTRIES: u32 = 1024;
 
@@ -28,6 +34,23 @@ pub const SYSCALL_CGROUPS_ENTRIES: u32 = 1024;
 pub const TCP_OWNERS: &str = "VIGIL_TCP_OWNERS";
 /// Entries of [`TCP_OWNERS`]: connections Vigil can name the owner of at once.
 pub const TCP_OWNERS_ENTRIES: u32 = 16384;
+
+/// Enforcement maps (`crate::enforce`), pinned under `/sys/fs/bpf/vigil/maps/` so that
+/// enforcement outlives the agent. Hash map [`crate::enforce::FileKey`] ->
+/// [`crate::enforce::ExecRule`]: denied executables and directories.
+pub const EXEC_DENY: &str = "VIGIL_EXEC_DENY";
+/// Hash map cgroup id (`u64`) -> [`crate::enforce::NetPolicy`].
+pub const NET_POLICY: &str = "VIGIL_NET_POLICY";
+/// LPM trie of [`crate::enforce::NetKeyV4`] -> [`crate::enforce::NetRule`].
+pub const NET_DENY_V4: &str = "VIGIL_NET_DENY_V4";
+/// LPM trie of [`crate::enforce::NetKeyV6`] -> [`crate::enforce::NetRule`].
+pub const NET_DENY_V6: &str = "VIGIL_NET_DENY_V6";
+/// Array of one [`crate::enforce::EnforceControl`].
+pub const ENFORCE_CONTROL: &str = "VIGIL_ENFORCE_CTL";
+/// Ring buffer of [`crate::enforce::EnforceRecord`].
+pub const ENFORCE_EVENTS: &str = "VIGIL_ENFORCE_EVENTS";
+/// Per-CPU array of `u64` indexed by [`crate::enforce::EnforceCounter`].
+pub const ENFORCE_STATS: &str = "VIGIL_ENFORCE_STATS";
 
 /// Global holding [`crate::offsets::KernelOffsets`].
 pub const GLOBAL_OFFSETS: &str = "VIGIL_OFFSETS";
@@ -51,4 +74,16 @@ pub mod programs {
     pub const SYSCALL_EXIT: &str = "syscall_exit";
     /// classic tracepoint `sock/inet_sock_set_state`.
     pub const NETWORK_TCP_STATE: &str = "network_tcp_state";
+    /// `cgroup_skb/egress` at the cgroup v2 root: DNS queries.
+    pub const NETWORK_DNS: &str = "network_dns";
+    /// raw tracepoint `sched_process_exec`: kill-on-exec (enforcement, pinned).
+    pub const ENFORCE_EXEC: &str = "enforce_exec";
+    /// `cgroup/connect4` at the cgroup v2 root (enforcement, pinned).
+    pub const ENFORCE_CONNECT4: &str = "enforce_connect4";
+    /// `cgroup/connect6` at the cgroup v2 root (enforcement, pinned).
+    pub const ENFORCE_CONNECT6: &str = "enforce_connect6";
+    /// `cgroup/sendmsg4` at the cgroup v2 root (enforcement, pinned).
+    pub const ENFORCE_SENDMSG4: &str = "enforce_sendmsg4";
+    /// `cgroup/sendmsg6` at the cgroup v2 root (enforcement, pinned).
+    pub const ENFORCE_SENDMSG6: &str = "enforce_sendmsg6";
 }

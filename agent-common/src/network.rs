@@ -75,3 +75,43 @@ pub mod format {
         ("daddr_v6", DADDR_V6),
     ];
 }
+
+/// The DNS payload of a query is copied with at most this many bytes: a classic UDP DNS
+/// message, which holds any question (a name is at most 255 bytes).
+pub const DNS_PAYLOAD_MAX: usize = 512;
+/// The server port whose traffic is taken for DNS.
+pub const DNS_PORT: u16 = 53;
+/// The payload was longer than [`DNS_PAYLOAD_MAX`]: only its first bytes follow.
+pub const DNS_PAYLOAD_TRUNCATED: u16 = 1 << 0;
+/// Over TCP: the payload starts with the two-byte message length (RFC 1035 4.2.2).
+pub const DNS_OVER_TCP: u16 = 1 << 1;
+
+/// A packet leaving a socket of the node for port 53 (`cgroup_skb/egress` at the cgroup v2
+/// root): the addresses and the DNS payload, which userspace decodes. The header names the
+/// sending task (`start_time_ns` 0: the program cannot read the task, userspace fills it in).
+///
+/// Trailing data: `payload_len` bytes of DNS payload.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DnsEvent {
+    pub header: Header,
+    /// `AF_INET` or `AF_INET6` (of the packet, not the socket: a v4-mapped socket sends IPv4).
+    pub family: u16,
+    /// `IPPROTO_UDP` or `IPPROTO_TCP`.
+    pub protocol: u16,
+    /// Host order.
+    pub sport: u16,
+    pub dport: u16,
+    /// Bytes of payload that follow the fixed part.
+    pub payload_len: u16,
+    /// `DNS_*` flags.
+    pub flags: u16,
+    /// Length of the whole payload in the packet.
+    pub wire_len: u32,
+    /// IPv4 in the first four bytes (AF_INET), else IPv6.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+const _: () = assert!(size_of::<DnsEvent>() == 88);
+const _: () = assert!(core::mem::offset_of!(DnsEvent, saddr) == 56);

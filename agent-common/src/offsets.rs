@@ -66,6 +66,19 @@ kernel_offsets! {
     cred_gid: "cred"."gid", required: true;
     cred_euid: "cred"."euid", required: true;
     cred_egid: "cred"."egid", required: true;
+    cred_suid: "cred"."suid", required: true;
+    cred_sgid: "cred"."sgid", required: true;
+    cred_fsuid: "cred"."fsuid", required: true;
+    cred_fsgid: "cred"."fsgid", required: true;
+    cred_securebits: "cred"."securebits", required: true;
+    /// A `kernel_cap_t`: `{ u64 val; }` since Linux 6.3, `{ u32 cap[2]; }` before; both are
+    /// 8 bytes at this offset, read as one little-endian `u64`.
+    cred_cap_inheritable: "cred"."cap_inheritable", required: true;
+    cred_cap_permitted: "cred"."cap_permitted", required: true;
+    cred_cap_effective: "cred"."cap_effective", required: true;
+    cred_cap_bset: "cred"."cap_bset", required: true;
+    /// Since Linux 4.3.
+    cred_cap_ambient: "cred"."cap_ambient", required: false;
     mm_arg_start: "mm_struct"."arg_start", required: true;
     mm_arg_end: "mm_struct"."arg_end", required: true;
     fs_pwd: "fs_struct"."pwd", required: true;
@@ -103,6 +116,8 @@ kernel_offsets! {
     /// The syscall number at exit (x86_64 `orig_ax`, aarch64 `syscallno`); read as 32 bits
     /// (little-endian), the width of `syscallno`.
     regs_syscall_nr: "pt_regs"."orig_ax|syscallno", required: true;
+    /// Kill-on-exec's directory rules walk the executable's parents by inode.
+    dentry_inode: "dentry"."d_inode", required: true;
 }
 
 #[cfg(feature = "user")]

@@ -28,11 +28,22 @@ pub enum KernelCounter {
     SubmittedNetwork = 12,
     /// TCP state records lost because the ring buffer was full.
     RingbufFullNetwork = 13,
+    /// DNS query records submitted to the ring buffer.
+    SubmittedDns = 14,
+    /// DNS query records lost because the ring buffer was full.
+    RingbufFullDns = 15,
+    /// Credential-change records submitted to the ring buffer.
+    SubmittedCred = 16,
+    /// Credential-change records lost because the ring buffer was full.
+    RingbufFullCred = 17,
+    /// A credential syscall was not watched because the per-thread stash map was full (or
+    /// its scratch space unavailable): a change it made is lost.
+    CredStashFull = 18,
 }
 
 impl KernelCounter {
     /// Every counter in index order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 19] = [
         Self::SubmittedExec,
         Self::SubmittedFork,
         Self::SubmittedExit,
@@ -47,6 +58,11 @@ impl KernelCounter {
         Self::SyscallStashFull,
         Self::SubmittedNetwork,
         Self::RingbufFullNetwork,
+        Self::SubmittedDns,
+        Self::RingbufFullDns,
+        Self::SubmittedCred,
+        Self::RingbufFullCred,
+        Self::CredStashFull,
     ];
 
     /// Number of slots in the stats array.
@@ -69,6 +85,11 @@ impl KernelCounter {
             Self::SyscallStashFull => "syscall_stash_full",
             Self::SubmittedNetwork => "submitted_network",
             Self::RingbufFullNetwork => "ringbuf_full_network",
+            Self::SubmittedDns => "submitted_dns",
+            Self::RingbufFullDns => "ringbuf_full_dns",
+            Self::SubmittedCred => "submitted_cred",
+            Self::RingbufFullCred => "ringbuf_full_cred",
+            Self::CredStashFull => "cred_stash_full",
         }
     }
 
@@ -81,14 +102,19 @@ impl KernelCounter {
             | Self::ScratchUnavailable
             | Self::RingbufFullSyscall
             | Self::SyscallStashFull
-            | Self::RingbufFullNetwork => true,
+            | Self::RingbufFullNetwork
+            | Self::RingbufFullDns
+            | Self::RingbufFullCred
+            | Self::CredStashFull => true,
             Self::SubmittedExec
             | Self::SubmittedFork
             | Self::SubmittedExit
             | Self::ReadKernelFailed
             | Self::ReadArgvFailed
             | Self::SubmittedSyscall
-            | Self::SubmittedNetwork => false,
+            | Self::SubmittedNetwork
+            | Self::SubmittedDns
+            | Self::SubmittedCred => false,
         }
     }
 }

@@ -96,6 +96,27 @@ pub const ARG_TYPES_PATH_FILTER: u32 = 1 << 31;
 /// Bit of an arg-type word, with [`ARG_TYPES_PATH_FILTER`]: a relative path (not starting with
 /// `/`) is kept too; the kernel cannot match it, userspace resolves it.
 pub const ARG_TYPES_KEEP_RELATIVE: u32 = 1 << 30;
+/// Bit of an arg-type word: the credential sensor watches this syscall. The thread's
+/// credentials are stashed at enter and compared at exit; a change is emitted as a
+/// [`crate::cred::CredChangeEvent`].
+pub const ARG_TYPES_CRED: u32 = 1 << 29;
+/// Bit of an arg-type word, with [`ARG_TYPES_CRED`]: only when argument 0 is one of the prctl
+/// options that change credentials (`crate::cred::PR_*`).
+pub const ARG_TYPES_CRED_PRCTL: u32 = 1 << 28;
+/// Bit of an arg-type word: no syscall record. The syscall is in the bitmap only for a sensor
+/// that rides on the hooks without one (credentials); the syscall sensor did not select it.
+pub const ARG_TYPES_NO_RECORD: u32 = 1 << 27;
+
+// The flag bits stay clear of the argument codes (two bits per argument).
+const _: () = assert!(
+    (ARG_TYPES_PATH_FILTER
+        | ARG_TYPES_KEEP_RELATIVE
+        | ARG_TYPES_CRED
+        | ARG_TYPES_CRED_PRCTL
+        | ARG_TYPES_NO_RECORD)
+        & ((1 << (2 * SYSCALL_ARGS)) - 1)
+        == 0
+);
 
 /// Watch prefixes the kernel holds at most.
 pub const FILE_PREFIXES_MAX: u32 = 32;

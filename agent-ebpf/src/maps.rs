@@ -2,12 +2,13 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use vigil_common::{
     config::KernelConfig,
     maps::{
-        EVENTS_SIZE_DEFAULT, SYSCALL_CGROUPS_ENTRIES, SYSCALL_STASH_ENTRIES, TCP_OWNERS_ENTRIES,
+        CRED_STASH_ENTRIES, EVENTS_SIZE_DEFAULT, SYSCALL_CGROUPS_ENTRIES, SYSCALL_STASH_ENTRIES,
+        TCP_OWNERS_ENTRIES,
     },
     offsets::KernelOffsets,
     stats::KernelCounter,
@@ -78,11 +79,79 @@ pub static SYSCALL_STASH: HashMap<u64, SyscallRecord> =
 #[map(name = "VIGIL_SYSCALL_SCRATCH")]
 pub static SYSCALL_SCRATCH: PerCpuArray<SyscallRecord> = PerCpuArray::with_max_entries(1, 0);
 
+/// A credential-change record under construction (header, syscall and the credentials at
+/// entry), and the `struct cred` pointer of that moment.
+#[repr(C)]
+pub struct CredRecord {
+    pub event: vigil_common::cred::CredChangeEvent,
+    /// `task->cred` at entry: the kernel replaces the pointer on every change (credentials
+    /// are copy-on-write), so the same pointer at exit means nothing changed.
+    pub cred: u64,
+}
+
+/// `vigil_common::maps::CRED_STASH`: pid_tgid -> the credential syscall that thread is in.
+#[map(name = "VIGIL_CRED_STASH")]
+pub static CRED_STASH: HashMap<u64, CredRecord> = HashMap::with_max_entries(CRED_STASH_ENTRIES, 0);
+
+/// Per-CPU assembly space for a credential record at enter (kept off the 512-byte stack,
+/// which the syscall path already uses).
+#[map(name = "VIGIL_CRED_SCRATCH")]
+pub static CRED_SCRATCH: PerCpuArray<CredRecord> = PerCpuArray::with_max_entries(1, 0);
+
 /// `vigil_common::maps::TCP_OWNERS`: `struct sock` address -> the task that connected it.
 /// LRU: a socket whose close Vigil never saw ages out instead of filling the map.
 #[map(name = "VIGIL_TCP_OWNERS")]
 pub static TCP_OWNERS: LruHashMap<u64, crate::programs::network::Owner> =
     LruHashMap::with_max_entries(TCP_OWNERS_ENTRIES, 0);
+
+/// A DNS record under construction: the fixed part and room for the payload.
+#[repr(C)]
+pub struct DnsRecord {
+    pub event: vigil_common::network::DnsEvent,
+    pub payload: [u8; vigil_common::network::DNS_PAYLOAD_MAX],
+}
+
+/// Per-CPU assembly space for a DNS record (its own: the DNS program may interrupt a
+/// tracing program that is using `SCRATCH`).
+#[map(name = "VIGIL_DNS_SCRATCH")]
+pub static DNS_SCRATCH: PerCpuArray<DnsRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// `vigil_common::maps::EXEC_DENY`: denied executables and directories (kill-on-exec).
+/// Pinned by userspace; written only by userspace, except the rule's hit counter.
+#[map(name = "VIGIL_EXEC_DENY")]
+pub static EXEC_DENY: HashMap<vigil_common::enforce::FileKey, vigil_common::enforce::ExecRule> =
+    HashMap::with_max_entries(vigil_common::enforce::EXEC_DENY_ENTRIES, 0);
+
+/// `vigil_common::maps::NET_POLICY`: cgroup id -> network policy (connect deny).
+#[map(name = "VIGIL_NET_POLICY")]
+pub static NET_POLICY: HashMap<u64, vigil_common::enforce::NetPolicy> =
+    HashMap::with_max_entries(vigil_common::enforce::NET_POLICY_ENTRIES, 0);
+
+/// `vigil_common::maps::NET_DENY_V4`: (cgroup id, IPv4 prefix) -> denied ports.
+#[map(name = "VIGIL_NET_DENY_V4")]
+pub static NET_DENY_V4: LpmTrie<vigil_common::enforce::NetKeyV4, vigil_common::enforce::NetRule> =
+    LpmTrie::with_max_entries(vigil_common::enforce::NET_CIDR_ENTRIES, 0);
+
+/// `vigil_common::maps::NET_DENY_V6`: (cgroup id, IPv6 prefix) -> denied ports.
+#[map(name = "VIGIL_NET_DENY_V6")]
+pub static NET_DENY_V6: LpmTrie<vigil_common::enforce::NetKeyV6, vigil_common::enforce::NetRule> =
+    LpmTrie::with_max_entries(vigil_common::enforce::NET_CIDR_ENTRIES, 0);
+
+/// `vigil_common::maps::ENFORCE_CONTROL`: rule counts, so that the enforcement programs
+/// return at once when there is nothing to enforce.
+#[map(name = "VIGIL_ENFORCE_CTL")]
+pub static ENFORCE_CONTROL: Array<vigil_common::enforce::EnforceControl> =
+    Array::with_max_entries(1, 0);
+
+/// `vigil_common::maps::ENFORCE_EVENTS`: one record per action taken in the kernel.
+#[map(name = "VIGIL_ENFORCE_EVENTS")]
+pub static ENFORCE_EVENTS: RingBuf =
+    RingBuf::with_byte_size(vigil_common::enforce::ENFORCE_EVENTS_SIZE, 0);
+
+/// `vigil_common::maps::ENFORCE_STATS`: per-CPU counters indexed by `EnforceCounter`.
+#[map(name = "VIGIL_ENFORCE_STATS")]
+pub static ENFORCE_STATS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(vigil_common::enforce::EnforceCounter::COUNT, 0);
 
 /// `vigil_common::maps::GLOBAL_OFFSETS`, filled from BTF by userspace before load.
 #[unsafe(no_mangle)]

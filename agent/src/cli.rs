@@ -1,4 +1,4 @@
-//! Command line: `vigil run | probe | bench | config`.
+//! Command line: `vigil run | probe | bench | policy | config | contain | enforcement`.
 
 use std::{
     fs::OpenOptions,
@@ -51,11 +51,47 @@ enum Command {
         #[command(subcommand)]
         storm: bench::Storm,
     },
+    /// Policy helpers: check policy files, run behaviour cases.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Incident response: kill-on-exec, connect deny, isolate, freeze, kill (root; works on
+    /// the pinned enforcement maps, with or without a running agent).
+    Contain {
+        #[command(subcommand)]
+        action: vigil::enforce::command::ContainCommand,
+    },
+    /// Enforcement in force: list it, clear it, read the kernel's action records.
+    Enforcement {
+        #[command(subcommand)]
+        action: vigil::enforce::command::EnforcementCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyAction {
+    /// Check policy files (or directories of them): every error as `file:line:column: field:
+    /// message`; exit status 1 when any.
+    Check {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Check them together with the embedded default pack (rule names must not clash).
+        #[arg(long)]
+        with_default: bool,
+    },
+    /// Run behaviour cases (files or directories of them); exit status 1 when any fails.
+    Test {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the embedded default pack.
+    Default,
 }
 
 #[derive(Subcommand)]
@@ -101,6 +137,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(bench::run(storm))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Policy { action } => policy_command(action),
+        Command::Contain { action } => {
+            vigil::enforce::command::contain(action)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Enforcement { action } => {
+            vigil::enforce::command::enforcement(action)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config { action } => {
             match action {
                 ConfigAction::Default => print!("{DEFAULT_TOML}"),
@@ -108,6 +153,69 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     Config::load(Some(&file))?;
                     println!("{}: ok", file.display());
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn policy_command(action: PolicyAction) -> anyhow::Result<ExitCode> {
+    use vigil::policy::{PolicyError, cases, load};
+    match action {
+        PolicyAction::Check {
+            paths,
+            with_default,
+        } => {
+            let files = load::files(&paths)?;
+            let mut sources = if with_default {
+                load::default_sources()
+            } else {
+                Vec::new()
+            };
+            sources.extend(load::read(&files)?);
+            match load::compile(&sources) {
+                Ok(set) => {
+                    println!(
+                        "{} rules in {} files: ok",
+                        set.rules().len(),
+                        set.sources().len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        PolicyAction::Test { paths } => {
+            let (mut passed, mut failed) = (0, 0);
+            for file in cases::files(&paths)? {
+                match cases::run_file(&file) {
+                    Ok(report) => {
+                        passed += report.passed;
+                        failed += report.failures.len();
+                        for failure in &report.failures {
+                            eprintln!("{failure}");
+                        }
+                    }
+                    Err(PolicyError::Check(errors)) => {
+                        eprintln!("{errors}");
+                        failed += 1;
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            println!("{passed} passed, {failed} failed");
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        PolicyAction::Default => {
+            for (name, text) in vigil::policy::pack::DEFAULT_PACK {
+                println!("# {name}\n{text}");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -40,6 +40,8 @@ pub struct Config {
     pub syscalls: crate::syscall::SyscallsConfig,
     pub network: crate::network::NetworkConfig,
     pub files: crate::files::FilesConfig,
+    pub credentials: crate::credentials::CredentialsConfig,
+    pub policy: crate::policy::PolicyConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -209,6 +211,9 @@ impl Config {
         if let Some((field, problem)) = self.files.invalid_field() {
             return Err(invalid(field, &problem));
         }
+        if let Some((field, problem)) = self.policy.invalid_field() {
+            return Err(invalid(field, &problem));
+        }
         if !self.telemetry.metrics_address.is_empty()
             && self
                 .telemetry
@@ -349,6 +354,20 @@ mod tests {
         let err = Config::parse("[syscalls]\nnames = [\"openat\"]\n", "c.toml")
             .expect_err("openat belongs to [files]");
         assert!(err.to_string().contains("[files]"), "{err}");
+    }
+
+    #[test]
+    fn credentials_are_on_by_default_and_can_be_switched_off() {
+        assert!(Config::default().credentials.enabled);
+        let off = Config::parse("[credentials]\nenabled = false\n", "c.toml").expect("parses");
+        assert!(
+            off.credentials
+                .filter(crate::syscall::Arch::NATIVE)
+                .is_empty()
+        );
+        let err =
+            Config::parse("[credentials]\nenable = true\n", "c.toml").expect_err("unknown key");
+        assert!(err.to_string().contains("enable"), "{err}");
     }
 
     #[test]

@@ -4,8 +4,12 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use vigil_common::{
+    cred::{CRED_NO_AMBIENT, CredChangeEvent, CredSnapshot},
     event::{EventKind, Header},
-    network::{TCP_STATE_OWNER_KNOWN, TCP_SYN_SENT, TcpStateEvent},
+    network::{
+        DNS_OVER_TCP, DNS_PAYLOAD_TRUNCATED, DnsEvent, TCP_STATE_OWNER_KNOWN, TCP_SYN_SENT,
+        TcpStateEvent,
+    },
     process::{
         ARGS_MAX, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_CGROUP_TRUNCATED,
         EXEC_CWD_TRUNCATED, EXEC_EXE_PATH_TRUNCATED, EXEC_EXE_UNLINKED, EXEC_FILENAME_TRUNCATED,
@@ -19,7 +23,10 @@ use vigil_common::{
 };
 
 use crate::{
-    event::{Creds, Exec, Exit, Fork, KernelEvent, NetworkOp, Syscall, Task, TcpState, WalkedPath},
+    event::{
+        CredChange, Creds, Dns, Exec, Exit, Fork, KernelEvent, NetworkOp, Syscall, Task, TaskCreds,
+        TcpState, WalkedPath,
+    },
     files, network,
     process::ProcessKey,
     syscall::{Arch, decode_args},
@@ -99,8 +106,10 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         EventKind::Exec => decode_exec(bytes).map(KernelEvent::Exec),
         EventKind::Fork => decode_fork(bytes).map(KernelEvent::Fork),
         EventKind::Exit => decode_exit(bytes).map(KernelEvent::Exit),
+        EventKind::CredChange => decode_cred_change(bytes).map(KernelEvent::CredChange),
         EventKind::Syscall => decode_syscall(bytes),
         EventKind::TcpState => decode_tcp_state(bytes).map(KernelEvent::TcpState),
+        EventKind::Dns => decode_dns(bytes).map(KernelEvent::Dns),
     }
 }
 
@@ -193,6 +202,36 @@ fn decode_exit(bytes: &[u8]) -> Result<Exit, DecodeError> {
     })
 }
 
+fn decode_cred_change(bytes: &[u8]) -> Result<CredChange, DecodeError> {
+    let raw: CredChangeEvent = read_struct(bytes, "cred_change")?;
+    let ambient = raw.flags & CRED_NO_AMBIENT == 0;
+    let creds = |c: &CredSnapshot| TaskCreds {
+        uid: c.uid,
+        gid: c.gid,
+        euid: c.euid,
+        egid: c.egid,
+        suid: c.suid,
+        sgid: c.sgid,
+        fsuid: c.fsuid,
+        fsgid: c.fsgid,
+        securebits: c.securebits,
+        cap_inheritable: c.cap_inheritable,
+        cap_permitted: c.cap_permitted,
+        cap_effective: c.cap_effective,
+        cap_bset: c.cap_bset,
+        cap_ambient: ambient.then_some(c.cap_ambient),
+    };
+    Ok(CredChange {
+        task: task(&raw.header),
+        nr: raw.nr,
+        syscall: Arch::NATIVE.name(raw.nr),
+        ret: raw.ret,
+        exit_time_ns: raw.exit_time_ns,
+        before: creds(&raw.before),
+        after: creds(&raw.after),
+    })
+}
+
 /// A syscall record: a [`Syscall`], or a [`crate::event::Network`] or [`crate::event::File`]
 /// for the network and file sensors'.
 fn decode_syscall(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
@@ -264,15 +303,18 @@ fn decode_syscall(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     }))
 }
 
+/// An address of a network record: IPv4 in the first four bytes for `AF_INET`, else IPv6.
+fn ip_of(family: u16, addr: [u8; 16]) -> IpAddr {
+    if family == AF_INET {
+        Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).into()
+    } else {
+        Ipv6Addr::from(addr).into()
+    }
+}
+
 fn decode_tcp_state(bytes: &[u8]) -> Result<TcpState, DecodeError> {
     let raw: TcpStateEvent = read_struct(bytes, "tcp_state")?;
-    let ip = |addr: [u8; 16]| -> IpAddr {
-        if raw.family == AF_INET {
-            Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).into()
-        } else {
-            Ipv6Addr::from(addr).into()
-        }
-    };
+    let ip = |addr| ip_of(raw.family, addr);
     Ok(TcpState {
         task: task(&raw.header),
         owner_known: raw.flags & TCP_STATE_OWNER_KNOWN != 0,
@@ -285,6 +327,32 @@ fn decode_tcp_state(bytes: &[u8]) -> Result<TcpState, DecodeError> {
         dst: SocketAddr::new(ip(raw.daddr), raw.dport),
         old_state: raw.old_state,
         new_state: raw.new_state,
+    })
+}
+
+/// A DNS packet: the addresses, and the question decoded from the payload (a payload that is
+/// no DNS message is still an event, with the reason).
+fn decode_dns(bytes: &[u8]) -> Result<Dns, DecodeError> {
+    let raw: DnsEvent = read_struct(bytes, "dns")?;
+    let payload = &bytes[size_of::<DnsEvent>()..];
+    let len = usize::from(raw.payload_len);
+    if len > payload.len() {
+        return Err(DecodeError::SectionsOverflow {
+            kind: "dns",
+            need: len,
+            len: payload.len(),
+        });
+    }
+    let tcp = raw.flags & DNS_OVER_TCP != 0;
+    let ip = |addr| ip_of(raw.family, addr);
+    Ok(Dns {
+        task: task(&raw.header),
+        tcp,
+        src: SocketAddr::new(ip(raw.saddr), raw.sport),
+        dst: SocketAddr::new(ip(raw.daddr), raw.dport),
+        wire_len: raw.wire_len,
+        payload_truncated: raw.flags & DNS_PAYLOAD_TRUNCATED != 0,
+        question: network::parse_dns(&payload[..len], tcp),
     })
 }
 

@@ -30,6 +30,45 @@ pub struct Creds {
     pub loginuid: Option<u32>,
 }
 
+/// Everything Vigil reports of a task's credentials (`struct cred`) at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskCreds {
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    pub suid: u32,
+    pub sgid: u32,
+    pub fsuid: u32,
+    pub fsgid: u32,
+    /// `SECBIT_*` bits.
+    pub securebits: u32,
+    /// Capability sets: bit `n` is capability `n` (`CAP_CHOWN` = 0 ...).
+    pub cap_inheritable: u64,
+    pub cap_permitted: u64,
+    pub cap_effective: u64,
+    pub cap_bset: u64,
+    /// `None` on a kernel without ambient capabilities (before 4.3).
+    pub cap_ambient: Option<u64>,
+}
+
+/// A syscall that changed the calling thread's credentials (setuid family, capset, prctl).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredChange {
+    /// The thread at entry (`time_ns` is the time of entry).
+    pub task: Task,
+    /// Number in the native table of the kernel's architecture.
+    pub nr: u32,
+    /// The syscall's name, when Vigil knows the number.
+    pub syscall: Option<&'static str>,
+    /// Return value: negative is `-errno`.
+    pub ret: i64,
+    /// CLOCK_BOOTTIME nanoseconds at return.
+    pub exit_time_ns: u64,
+    pub before: TaskCreds,
+    pub after: TaskCreds,
+}
+
 /// A path read by a bounded walk.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WalkedPath {
@@ -256,6 +295,23 @@ pub struct TcpState {
     pub new_state: u32,
 }
 
+/// A DNS query a task sent to port 53, with its question decoded from the packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dns {
+    pub task: Task,
+    /// Over TCP (else UDP).
+    pub tcp: bool,
+    pub src: std::net::SocketAddr,
+    /// The server.
+    pub dst: std::net::SocketAddr,
+    /// Length of the DNS payload in the packet.
+    pub wire_len: u32,
+    /// The payload was longer than the kernel's copy (only its start was decoded).
+    pub payload_truncated: bool,
+    /// The question, or why the payload is not a DNS message Vigil can read.
+    pub question: Result<crate::network::DnsQuestion, crate::network::DnsMalformed>,
+}
+
 /// A kernel record after decoding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelEvent {
@@ -266,6 +322,8 @@ pub enum KernelEvent {
     Network(Network),
     TcpState(TcpState),
     File(File),
+    Dns(Dns),
+    CredChange(CredChange),
 }
 
 impl KernelEvent {
@@ -278,6 +336,8 @@ impl KernelEvent {
             Self::Network(e) => &e.task,
             Self::TcpState(e) => &e.task,
             Self::File(e) => &e.task,
+            Self::Dns(e) => &e.task,
+            Self::CredChange(e) => &e.task,
         }
     }
 }
@@ -304,7 +364,11 @@ pub enum Detail {
     Network(Network),
     TcpState(TcpState),
     File(File),
+    Dns(Dns),
+    CredChange(CredChange),
     Loss(Loss),
+    /// A rule fired on the event before it (see `crate::policy::Finding`).
+    Finding(Box<crate::policy::Finding>),
 }
 
 impl Detail {
@@ -317,7 +381,10 @@ impl Detail {
             Self::Network(n) => n.op.name(),
             Self::TcpState(t) => t.op.name(),
             Self::File(_) => "file",
+            Self::Dns(_) => "dns",
+            Self::CredChange(_) => "cred_change",
             Self::Loss(_) => "loss",
+            Self::Finding(_) => "finding",
         }
     }
 }

@@ -19,6 +19,8 @@ pub struct Pipeline {
     decode_errors_logged: u64,
     /// Container and pod metadata; `None`: events leave without.
     enricher: Option<Enricher>,
+    /// Rules and response (after enrichment); `None`: no findings.
+    policy: Option<crate::policy::PolicyStage>,
 }
 
 impl Pipeline {
@@ -28,6 +30,7 @@ impl Pipeline {
             counters,
             decode_errors_logged: 0,
             enricher: None,
+            policy: None,
         }
     }
 
@@ -122,6 +125,30 @@ impl Pipeline {
     pub fn drain(&mut self, out: &mut Vec<Event>) {
         if let Some(enricher) = &mut self.enricher {
             enricher.drain(out);
+        }
+    }
+
+    /// Adds the rules and response stages (after enrichment).
+    pub fn set_policy(&mut self, stage: crate::policy::PolicyStage) {
+        self.policy = Some(stage);
+    }
+
+    pub fn policy(&self) -> Option<&crate::policy::PolicyStage> {
+        self.policy.as_ref()
+    }
+
+    /// Puts a reloaded policy set in force (between two batches: never half a set).
+    pub fn replace_policies(&mut self, set: Arc<crate::policy::PolicySet>) {
+        if let Some(stage) = &mut self.policy {
+            stage.replace(set);
+        }
+    }
+
+    /// Evaluates the events of `out` from `start` on (complete, enriched events: what leaves
+    /// for the exporters) and appends a finding event for every rule that fires.
+    pub fn evaluate_policies(&mut self, out: &mut Vec<Event>, start: usize) {
+        if let Some(stage) = &mut self.policy {
+            stage.process(out, start);
         }
     }
 

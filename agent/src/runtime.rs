@@ -27,6 +27,10 @@ pub enum StartError {
     Bpf(#[from] BpfError),
     #[error("registering the ring buffer with the event loop")]
     Reactor(#[source] std::io::Error),
+    #[error("loading policies")]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error("installing the SIGHUP handler for policy reloads")]
+    PolicyReload(#[source] std::io::Error),
     #[error("serving metrics on {address} (telemetry.metrics_address)")]
     Metrics {
         address: String,
@@ -76,6 +80,10 @@ impl Agent {
         syscalls
             .filter
             .merge(&config.files.filter(crate::syscall::Arch::NATIVE));
+        // And the credential sensor, without syscall records unless `[syscalls]` asks for them.
+        syscalls
+            .filter
+            .merge(&config.credentials.filter(crate::syscall::Arch::NATIVE));
         let mut sensor = Sensor::load(&LoadOptions {
             kernel: KernelConfig {
                 trace_threads: u32::from(config.process.trace_threads),
@@ -87,6 +95,11 @@ impl Agent {
             syscalls: syscalls.filter,
             syscall_cgroups: syscalls.cgroups.unwrap_or_default(),
             tcp_state: config.network.enabled,
+            dns_cgroup_root: config
+                .network
+                .dns_enabled()
+                .then(|| crate::cgroup::CgroupFs::discover().v2_root)
+                .flatten(),
             file_prefixes: config.files.prefixes(),
         })?;
         let ring = sensor.take_events()?;
@@ -122,9 +135,11 @@ impl Agent {
             pipeline.set_enricher(enricher);
             results
         });
+        let policy_updates = start_policies(config, &mut pipeline)?;
         let task = PipelineTask {
             rx,
             lookups,
+            policy_updates,
             pipeline,
             exporter,
             stats,
@@ -132,6 +147,7 @@ impl Agent {
             loss_interval: Duration::from_millis(config.telemetry.loss_report_interval_ms),
             metrics: None,
             events_by_kind: std::collections::BTreeMap::new(),
+            dns_malformed: 0,
         };
         let (task, metrics_addr) =
             start_metrics(task, &config.telemetry.metrics_address, &shutdown)?;
@@ -175,6 +191,31 @@ impl Agent {
     }
 }
 
+/// Loads the policies `config` asks for into `pipeline` and starts their reload task. An
+/// invalid set fails the start (the operator must fix it); later, an invalid reload keeps the
+/// set in force.
+fn start_policies(
+    config: &Config,
+    pipeline: &mut Pipeline,
+) -> Result<Option<mpsc::Receiver<Arc<crate::policy::PolicySet>>>, StartError> {
+    if !config.policy.enabled {
+        return Ok(None);
+    }
+    let set = crate::policy::load::load(&config.policy)?;
+    tracing::info!(
+        rules = set.rules().len(),
+        files = set.sources().len(),
+        "Loaded policies."
+    );
+    pipeline.set_policy(crate::policy::PolicyStage::new(
+        Arc::new(set),
+        crate::node::node_name(&config.node_name),
+    ));
+    crate::policy::reload::start(&config.policy)
+        .map(Some)
+        .map_err(StartError::PolicyReload)
+}
+
 /// Binds the metrics endpoint when an address is configured and connects it to `task`.
 fn start_metrics(
     mut task: PipelineTask,
@@ -209,6 +250,8 @@ struct PipelineTask {
     rx: mpsc::Receiver<Batch>,
     /// Container metadata lookups' answers, when enrichment runs.
     lookups: Option<mpsc::Receiver<crate::enrich::LookupResult>>,
+    /// Reloaded policy sets, when policies are on.
+    policy_updates: Option<mpsc::Receiver<Arc<crate::policy::PolicySet>>>,
     pipeline: Pipeline,
     exporter: Box<dyn Exporter>,
     stats: PerCpuArray<MapData, u64>,
@@ -218,6 +261,8 @@ struct PipelineTask {
     metrics: Option<watch::Sender<Arc<str>>>,
     /// Events handed to the exporter, by kind.
     events_by_kind: std::collections::BTreeMap<&'static str, u64>,
+    /// DNS events whose payload was no DNS message (reported with the reason, and counted).
+    dns_malformed: u64,
 }
 
 impl PipelineTask {
@@ -243,6 +288,9 @@ impl PipelineTask {
                 }
                 _ = crate::enrich::sleep_until(self.pipeline.enrich_deadline()) => {
                     self.pipeline.release_due(boot_now_ns(), &mut out);
+                }
+                set = crate::policy::reload::next(&mut self.policy_updates) => {
+                    self.pipeline.replace_policies(set);
                 }
             }
             if let Err(error) = self.flush(&mut out, &mut summary) {
@@ -273,6 +321,7 @@ impl PipelineTask {
             cache_entries: cache.len(),
             cache_bytes: cache.bytes(),
             enrich: self.pipeline.enrich_stats(),
+            dns_malformed: self.dns_malformed,
         };
         let _ = metrics.send(crate::telemetry::metrics::render(&snapshot).into());
     }
@@ -296,9 +345,17 @@ impl PipelineTask {
         if out.is_empty() {
             return Ok(());
         }
+        // Every event leaves through here, whichever stage released it: the rules see each
+        // one once, complete and enriched.
+        self.pipeline.evaluate_policies(out, 0);
         summary.events += out.len() as u64;
         for event in out.iter() {
             *self.events_by_kind.entry(event.detail.kind()).or_default() += 1;
+            if let crate::event::Detail::Dns(dns) = &event.detail
+                && dns.question.is_err()
+            {
+                self.dns_malformed += 1;
+            }
         }
         let result = self.exporter.export(out);
         out.clear();

@@ -9,6 +9,7 @@
 //! - [`json`]: events rendered as `vigil run` writes them, and read back.
 //! - [`spawn`]: temporary directories, children that are killed if a test fails, and what
 //!   `/proc` and `stat` say about them, to compare with what the kernel programs report.
+//! - [`scrape`]: the agent's `/metrics` endpoint.
 //! - [`select`]: picking one's own events out of everything the machine does.
 //! - [`containerd`], [`pod`], [`image`]: a private containerd started by the test, pods and
 //!   containers created through its CRI API, images built from busybox-static.
@@ -23,6 +24,7 @@ pub mod harness;
 pub mod image;
 pub mod json;
 pub mod pod;
+pub mod scrape;
 pub mod select;
 pub mod spawn;
 

@@ -6,11 +6,11 @@
 //! event is found, by its exact [`ProcessKey`].
 
 use vigil::{
-    event::{Detail, Event, Exec, Exit, File, Fork, Network, Syscall, Task},
+    event::{CredChange, Detail, Dns, Event, Exec, Exit, File, Fork, Network, Syscall, Task},
     process::ProcessKey,
 };
 
-/// The task a kernel event is about; `None` for loss events.
+/// The task a kernel event is about; `None` for loss events and findings.
 pub fn task(event: &Event) -> Option<&Task> {
     match &event.detail {
         Detail::Exec(e) => Some(&e.task),
@@ -19,8 +19,10 @@ pub fn task(event: &Event) -> Option<&Task> {
         Detail::Syscall(e) => Some(&e.task),
         Detail::Network(e) => Some(&e.task),
         Detail::File(e) => Some(&e.task),
+        Detail::CredChange(e) => Some(&e.task),
         Detail::TcpState(e) => Some(&e.task),
-        Detail::Loss(_) => None,
+        Detail::Dns(e) => Some(&e.task),
+        Detail::Loss(_) | Detail::Finding(_) => None,
     }
 }
 
@@ -60,6 +62,30 @@ pub fn files_of(events: &[Event], tgid: u32, since_ns: u64) -> Vec<File> {
         .filter(|e| is_of(e, tgid, since_ns))
         .filter_map(|e| match &e.detail {
             Detail::File(f) => Some(f.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every DNS query of the process `tgid` started at or after `since_ns`, in order.
+pub fn dns_of(events: &[Event], tgid: u32, since_ns: u64) -> Vec<Dns> {
+    events
+        .iter()
+        .filter(|e| is_of(e, tgid, since_ns))
+        .filter_map(|e| match &e.detail {
+            Detail::Dns(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every credential change of the process `tgid` started at or after `since_ns`, in order.
+pub fn cred_changes_of(events: &[Event], tgid: u32, since_ns: u64) -> Vec<CredChange> {
+    events
+        .iter()
+        .filter(|e| is_of(e, tgid, since_ns))
+        .filter_map(|e| match &e.detail {
+            Detail::CredChange(c) => Some(c.clone()),
             _ => None,
         })
         .collect()

@@ -250,11 +250,19 @@ fn probe_json_lists_the_raw_tracepoint_feature() {
             "raw_tp/sched_process_fork",
             "raw_tp/sched_process_exit",
             "raw_tp/sys_enter",
-            "raw_tp/sys_exit"
+            "raw_tp/sys_exit",
+            "tp/sock/inet_sock_set_state",
+            "cgroup_skb/egress",
+            "raw_tp/sched_process_exec + bpf_send_signal(SIGKILL)",
+            "cgroup/connect4, connect6, sendmsg4, sendmsg6"
         ]
     );
     assert!(
-        uses.iter().all(|u| u["mechanism"] == "raw_tracepoint"),
+        uses.iter()
+            .all(|u| u["mechanism"].is_string() && u["reason"].is_string()),
         "{uses:#?}"
     );
+    for name in ["cgroup_skb", "cgroup_sock_addr"] {
+        assert_eq!(feature(name)["supported"], gate::privileged(), "{name}");
+    }
 }

@@ -1,31 +1,13 @@
 //! `GET /metrics`: the documented families, with counts that follow real events.
 
-use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::process::Command;
 
 use vigil::config::Config;
-use vigil_tests::{EVENT_TIMEOUT, Harness, spawn::run_to_end};
-
-fn get(addr: SocketAddr, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect to the metrics endpoint");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("read timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read response");
-    response
-}
-
-fn value(body: &str, sample: &str) -> Option<u64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-}
+use vigil_tests::{
+    EVENT_TIMEOUT, Harness,
+    scrape::{get, metrics_until, value},
+    spawn::run_to_end,
+};
 
 #[test]
 fn metrics_endpoint_serves_the_documented_families() {
@@ -39,26 +21,9 @@ fn metrics_endpoint_serves_the_documented_families() {
     for _ in 0..5 {
         run_to_end(&mut Command::new("/bin/true"), EVENT_TIMEOUT);
     }
-    // Snapshots are rendered once per tick: wait for one that counts our execs.
-    let deadline = Instant::now() + EVENT_TIMEOUT;
-    let body = loop {
-        let response = get(addr, "/metrics");
-        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
-        assert!(response.contains("Content-Type: text/plain; version=0.0.4"));
-        let body = response
-            .split("\r\n\r\n")
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        if value(&body, "vigil_events_total{kind=\"exec\"}").is_some_and(|n| n >= 5) {
-            break body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no exec counted in time:\n{body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let body = metrics_until(addr, EVENT_TIMEOUT, |body| {
+        value(body, "vigil_events_total{kind=\"exec\"}").is_some_and(|n| n >= 5)
+    });
     for family in [
         "# TYPE vigil_events_total counter",
         "# TYPE vigil_lost_events_total counter",
@@ -68,6 +33,7 @@ fn metrics_endpoint_serves_the_documented_families() {
         "vigil_lost_events_total{cause=\"ringbuf_full_exec\"} ",
         "vigil_lost_events_total{cause=\"queue_full_exec\"} ",
         "vigil_enrich_incomplete_total{cause=\"timeout\"} ",
+        "# TYPE vigil_dns_malformed_total counter",
     ] {
         assert!(body.contains(family), "missing `{family}` in:\n{body}");
     }

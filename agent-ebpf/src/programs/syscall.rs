@@ -13,6 +13,10 @@
 //! So do the file syscalls (open, rename, unlink, chmod...): their word has
 //! [`ARG_TYPES_PATH_FILTER`], and right after their paths are copied at enter they are
 //! compared with the watch prefixes; a syscall none of whose paths is watched is not stashed.
+//!
+//! And the credential sensor ([`super::cred`]): a word with [`ARG_TYPES_CRED`] has the
+//! thread's credentials stashed at enter and compared at exit. With [`ARG_TYPES_NO_RECORD`]
+//! (the syscall sensor did not select the syscall) that is all the hooks do for it.
 
 use aya_ebpf::{
     helpers::{
@@ -27,14 +31,15 @@ use vigil_common::{
     event::EventKind,
     stats::KernelCounter,
     syscall::{
-        ARG_INT, ARG_PTR, ARG_SOCKADDR, ARG_STR, ARG_TYPES_KEEP_RELATIVE, ARG_TYPES_PATH_FILTER,
-        FILE_PREFIX_WORDS, FILE_PREFIXES_MAX, SOCKADDR_MAX, SYSCALL_NR_MAX,
-        SYSCALL_SOCKADDR_UNREADABLE, SYSCALL_STRING_MAX, SYSCALL_STRING_TRUNCATED,
-        SYSCALL_STRING_UNREADABLE, SYSCALL_STRINGS_DROPPED, SYSCALL_STRINGS_MASK,
-        SYSCALL_STRINGS_MAX, SyscallEvent, arg_type,
+        ARG_INT, ARG_PTR, ARG_SOCKADDR, ARG_STR, ARG_TYPES_CRED, ARG_TYPES_KEEP_RELATIVE,
+        ARG_TYPES_NO_RECORD, ARG_TYPES_PATH_FILTER, FILE_PREFIX_WORDS, FILE_PREFIXES_MAX,
+        SOCKADDR_MAX, SYSCALL_NR_MAX, SYSCALL_SOCKADDR_UNREADABLE, SYSCALL_STRING_MAX,
+        SYSCALL_STRING_TRUNCATED, SYSCALL_STRING_UNREADABLE, SYSCALL_STRINGS_DROPPED,
+        SYSCALL_STRINGS_MASK, SYSCALL_STRINGS_MAX, SyscallEvent, arg_type,
     },
 };
 
+use super::cred;
 use crate::{
     emit::{KindCounters, output},
     helpers::{kread::read_at, task},
@@ -86,12 +91,18 @@ fn enter(ctx: &RawTracePointContext, nr: u32) {
             return;
         }
     }
+    let regs: *const u8 = ctx.arg(0);
+    let types = SYSCALL_ARG_TYPES.get(nr).copied().unwrap_or(0);
+    if types & ARG_TYPES_CRED != 0 {
+        cred::enter(key, nr, types, regs);
+    }
+    if types & ARG_TYPES_NO_RECORD != 0 {
+        return;
+    }
     let Some(record) = SYSCALL_SCRATCH.get_ptr_mut(0) else {
         count(KernelCounter::ScratchUnavailable);
         return;
     };
-    let regs: *const u8 = ctx.arg(0);
-    let types = SYSCALL_ARG_TYPES.get(nr).copied().unwrap_or(0);
     // SAFETY: helper without arguments; the task is only read through probe reads.
     let current = unsafe { bpf_get_current_task() } as *const u8;
     let args = [
@@ -267,13 +278,21 @@ pub fn syscall_exit(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let ret: i64 = ctx.arg(1);
-    exit(ret);
+    exit(nr as u32, ret);
     0
 }
 
 #[inline(always)]
-fn exit(ret: i64) {
+fn exit(nr: u32, ret: i64) {
     let key = bpf_get_current_pid_tgid();
+    // One more array lookup (inlined by the verifier) for selected syscalls only.
+    let types = SYSCALL_ARG_TYPES.get(nr).copied().unwrap_or(0);
+    if types & ARG_TYPES_CRED != 0 {
+        cred::exit(key, ret);
+    }
+    if types & ARG_TYPES_NO_RECORD != 0 {
+        return;
+    }
     let Some(record) = SYSCALL_STASH.get_ptr_mut(key) else {
         // Filtered out at enter (cgroup), lost at enter (counted), or attached mid-syscall.
         return;

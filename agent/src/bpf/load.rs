@@ -5,7 +5,9 @@ use std::time::Duration;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{ProgramError, RawTracePoint, TracePoint},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, RawTracePoint, TracePoint,
+    },
 };
 use vigil_common::{
     config::KernelConfig,
@@ -77,6 +79,8 @@ pub struct LoadOptions {
     pub syscall_cgroups: Vec<u64>,
     /// Attach the TCP state program (closes, connect outcomes).
     pub tcp_state: bool,
+    /// Attach the DNS program at this cgroup v2 root (`None`: no DNS events).
+    pub dns_cgroup_root: Option<std::path::PathBuf>,
     /// The file sensor's watch prefixes (at most `FILE_PREFIXES_MAX`; more are ignored).
     pub file_prefixes: Vec<vigil_common::syscall::FilePrefix>,
 }
@@ -133,6 +137,19 @@ impl Sensor {
                 ),
             }
         }
+        if let Some(root) = &options.dns_cgroup_root {
+            // Optional too: the rest of the network sensor does not depend on it.
+            match attach_dns(&mut ebpf, root) {
+                Ok(()) => attached.push(AttachedProgram {
+                    name: programs::NETWORK_DNS,
+                    hook: DNS_HOOK,
+                }),
+                Err(problem) => tracing::warn!(
+                    %problem,
+                    "DNS queries are not reported: the cgroup_skb program could not be attached."
+                ),
+            }
+        }
         Ok(Self { ebpf, attached })
     }
 
@@ -163,7 +180,10 @@ impl Sensor {
 pub fn program_stats(ebpf: &Ebpf) -> Vec<(&'static str, Duration, u64)> {
     PROGRAMS
         .iter()
-        .chain([&(programs::NETWORK_TCP_STATE, TCP_STATE_HOOK)])
+        .chain([
+            &(programs::NETWORK_TCP_STATE, TCP_STATE_HOOK),
+            &(programs::NETWORK_DNS, DNS_HOOK),
+        ])
         .filter_map(|&(name, _)| {
             let info = ebpf.program(name)?.info().ok()?;
             Some((name, info.run_time(), info.run_count()))
@@ -254,6 +274,37 @@ fn attach_tcp_state(ebpf: &mut Ebpf) -> Result<(), String> {
         .load()
         .and_then(|()| program.attach("sock", "inet_sock_set_state").map(drop))
         .map_err(|e| format!("program `{name}`: {e}"))
+}
+
+/// The DNS program's hook.
+const DNS_HOOK: &str = "cgroup_skb/egress";
+
+/// Loads the DNS program and attaches it to the cgroup v2 root `root`, so it sees every
+/// socket of the node. A bpf link (Linux 5.7+, which aya uses when it can) always runs next to
+/// the programs other tools attached there and takes no flags (`Single` is flags 0: with
+/// `AllowMultiple` the kernel refuses the link with EINVAL). The link lives as long as the
+/// object.
+fn attach_dns(ebpf: &mut Ebpf, root: &std::path::Path) -> Result<(), String> {
+    let name = programs::NETWORK_DNS;
+    let cgroup =
+        std::fs::File::open(root).map_err(|e| format!("opening {}: {e}", root.display()))?;
+    let program: &mut CgroupSkb = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("program `{name}` is missing"))?
+        .try_into()
+        .map_err(|e| format!("program `{name}`: {e}"))?;
+    program
+        .load()
+        .and_then(|()| {
+            program
+                .attach(
+                    &cgroup,
+                    CgroupSkbAttachType::Egress,
+                    CgroupAttachMode::Single,
+                )
+                .map(drop)
+        })
+        .map_err(|e| format!("program `{name}` on {}: {e:?}", root.display()))
 }
 
 fn attach_raw_tracepoint(

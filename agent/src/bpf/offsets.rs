@@ -99,6 +99,9 @@ mod tests {
         let offsets = resolve_offsets(&btf).expect("every required offset resolves");
         assert!(offsets.task_pid < offsets.task_tgid);
         assert_ne!(offsets.dentry_name, OFFSET_MISSING);
+        // The capability sets are read as 8 bytes each: consecutive `kernel_cap_t`s.
+        assert_eq!(offsets.cred_cap_permitted, offsets.cred_cap_inheritable + 8);
+        assert_eq!(offsets.cred_cap_bset, offsets.cred_cap_effective + 8);
         if cfg!(target_arch = "x86_64") {
             // pt_regs: di, si, dx, cx, ax... are not in argument order, r10 is.
             assert_eq!(offsets.regs_arg0, 14 * 8, "pt_regs.di");

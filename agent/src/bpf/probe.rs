@@ -9,6 +9,8 @@ use aya::{
 };
 use serde::Serialize;
 
+use vigil_common::maps::programs;
+
 use super::{btf::VMLINUX_BTF_PATH, load::PROGRAMS, preflight};
 
 #[derive(Clone, Debug, Serialize)]
@@ -90,6 +92,8 @@ pub fn probe() -> ProbeReport {
         },
         program("raw_tracepoint", ProgramType::RawTracePoint),
         program("tracepoint", ProgramType::TracePoint),
+        program("cgroup_skb", ProgramType::CgroupSkb),
+        program("cgroup_sock_addr", ProgramType::CgroupSockAddr),
         program("fentry_tp_btf", ProgramType::Tracing),
         program("lsm", ProgramType::Lsm(LsmAttachType::Mac)),
         Feature {
@@ -117,7 +121,7 @@ pub fn probe() -> ProbeReport {
         supported: runtime.is_ok(),
         detail: runtime.unwrap_or_else(|why| why),
     });
-    let uses = PROGRAMS
+    let mut uses: Vec<Use> = PROGRAMS
         .iter()
         .map(|&(program, hook)| Use {
             program,
@@ -126,6 +130,21 @@ pub fn probe() -> ProbeReport {
             reason: "works on every kernel Vigil supports (4.17+), needs neither tracefs nor BPF trampolines; the scheduler tracepoints carry the task and binprm pointers directly",
         })
         .collect();
+    uses.push(Use {
+        program: programs::NETWORK_TCP_STATE,
+        hook: "tp/sock/inet_sock_set_state".into(),
+        mechanism: "tracepoint",
+        reason: "TCP closes and connect outcomes; its record carries addresses and ports, so no struct sock offsets are needed",
+    });
+    uses.push(Use {
+        program: programs::NETWORK_DNS,
+        hook: "cgroup_skb/egress".into(),
+        mechanism: "cgroup_skb at the cgroup v2 root",
+        reason: "DNS queries: sees every packet a socket of the node sends, whatever syscall sent it",
+    });
+    let lsm_loads = features.iter().any(|f| f.name == "lsm" && f.supported);
+    let bpf_lsm_active = lsm_list.split(',').any(|l| l.trim() == "bpf");
+    uses.extend(crate::enforce::probe::uses(lsm_loads, bpf_lsm_active));
     ProbeReport {
         kernel: kernel_release(),
         features,
@@ -144,12 +163,16 @@ impl ProbeReport {
         out.push_str("\nVigil uses:\n");
         for u in &self.uses {
             out.push_str(&format!(
-                "  {:<14} {:<30} {}\n",
+                "  {:<18} {:<30} {}\n",
                 u.program, u.hook, u.mechanism
             ));
         }
-        if let Some(first) = self.uses.first() {
-            out.push_str(&format!("  (why: {})\n", first.reason));
+        let mut reasons: Vec<&str> = Vec::new();
+        for u in &self.uses {
+            if !reasons.contains(&u.reason) {
+                reasons.push(u.reason);
+                out.push_str(&format!("  (why {}: {})\n", u.mechanism, u.reason));
+            }
         }
         out
     }

@@ -142,6 +142,27 @@ pub fn exit(ids: Ids, exit_code: u32, group_dead: bool) -> Vec<u8> {
     })
 }
 
+/// A credential-change record of syscall `nr` returning `ret` (`flags`: `CRED_*`).
+pub fn cred_change(
+    ids: Ids,
+    nr: u32,
+    ret: i64,
+    before: vigil_common::cred::CredSnapshot,
+    after: vigil_common::cred::CredSnapshot,
+    flags: u32,
+) -> Vec<u8> {
+    use vigil_common::cred::CredChangeEvent;
+    bytes_of(&CredChangeEvent {
+        header: header(EventKind::CredChange, size_of::<CredChangeEvent>(), ids),
+        nr,
+        flags,
+        ret,
+        exit_time_ns: ids.time_ns + 1_500,
+        before,
+        after,
+    })
+}
+
 /// What goes in a syscall record besides the header.
 #[derive(Clone, Debug, Default)]
 pub struct SyscallSpec<'a> {
@@ -214,4 +235,32 @@ pub fn tcp_state(ids: Ids, old_state: u32, new_state: u32, family: u16, flags: u
         saddr,
         daddr,
     })
+}
+
+/// A DNS record: an IPv4 packet from 127.0.0.1:`sport` to `server`:53 carrying `payload`
+/// (`flags`: `DNS_*`).
+pub fn dns(ids: Ids, server: [u8; 4], sport: u16, payload: &[u8], flags: u16) -> Vec<u8> {
+    use vigil_common::network::DnsEvent;
+    let mut saddr = [0u8; 16];
+    let mut daddr = [0u8; 16];
+    saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+    daddr[..4].copy_from_slice(&server);
+    let mut out = bytes_of(&DnsEvent {
+        header: header(EventKind::Dns, size_of::<DnsEvent>() + payload.len(), ids),
+        family: 2,
+        protocol: if flags & vigil_common::network::DNS_OVER_TCP != 0 {
+            6
+        } else {
+            17
+        },
+        sport,
+        dport: vigil_common::network::DNS_PORT,
+        payload_len: payload.len() as u16,
+        flags,
+        wire_len: payload.len() as u32,
+        saddr,
+        daddr,
+    });
+    out.extend_from_slice(payload);
+    out
 }

@@ -254,3 +254,104 @@ fn syscall_with_unreadable_string_reports_its_address() {
     assert_eq!(call.arg("path"), Some(&ArgValue::Unread(0xdead)));
     assert_eq!(call.errno(), Some(14));
 }
+
+/// Root with every capability, as a root shell has it (41 capabilities on Linux 6.x).
+fn root_snapshot() -> CredSnapshot {
+    const ALL: u64 = (1 << 41) - 1;
+    CredSnapshot {
+        cap_permitted: ALL,
+        cap_effective: ALL,
+        cap_bset: ALL,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn cred_change_round_trip_keeps_both_snapshots() {
+    use crate::syscall::Arch;
+
+    let nr = Arch::NATIVE.number("setresuid").expect("setresuid");
+    let before = CredSnapshot {
+        securebits: 0x10,
+        cap_ambient: 1 << 13,
+        ..root_snapshot()
+    };
+    let after = CredSnapshot {
+        uid: 1000,
+        euid: 1000,
+        suid: 1000,
+        fsuid: 1000,
+        gid: 7,
+        sgid: 8,
+        egid: 9,
+        fsgid: 10,
+        securebits: 0x10,
+        cap_inheritable: 2,
+        cap_permitted: 0,
+        cap_effective: 0,
+        cap_ambient: 0,
+        ..before
+    };
+    let record = encode::cred_change(ids(), nr, 0, before, after, 0);
+    assert_eq!(record.len(), size_of::<CredChangeEvent>());
+    let KernelEvent::CredChange(change) = decode(&record).expect("decodes") else {
+        panic!("not a cred change");
+    };
+    assert_eq!(change.task.key, ProcessKey::new(100, 1_000));
+    assert_eq!((change.task.pid, change.task.cgroup_id), (101, 7));
+    assert_eq!((change.task.time_ns, change.exit_time_ns), (5_000, 6_500));
+    assert_eq!(
+        (change.nr, change.syscall, change.ret),
+        (nr, Some("setresuid"), 0)
+    );
+    assert_eq!(
+        change.before,
+        TaskCreds {
+            securebits: 0x10,
+            cap_permitted: (1 << 41) - 1,
+            cap_effective: (1 << 41) - 1,
+            cap_bset: (1 << 41) - 1,
+            cap_ambient: Some(1 << 13),
+            ..TaskCreds::default()
+        }
+    );
+    assert_eq!(
+        change.after,
+        TaskCreds {
+            uid: 1000,
+            gid: 7,
+            euid: 1000,
+            egid: 9,
+            suid: 1000,
+            sgid: 8,
+            fsuid: 1000,
+            fsgid: 10,
+            securebits: 0x10,
+            cap_inheritable: 2,
+            cap_permitted: 0,
+            cap_effective: 0,
+            cap_bset: (1 << 41) - 1,
+            cap_ambient: Some(0),
+        }
+    );
+
+    // A kernel without ambient capabilities: none on either side.
+    let record = encode::cred_change(ids(), nr, 0, before, after, CRED_NO_AMBIENT);
+    let KernelEvent::CredChange(change) = decode(&record).expect("decodes") else {
+        panic!("not a cred change");
+    };
+    assert_eq!(
+        (change.before.cap_ambient, change.after.cap_ambient),
+        (None, None)
+    );
+
+    // Shorter than its fixed part: an error, not a panic.
+    let mut short = record.clone();
+    short.truncate(record.len() - 8);
+    let size = short.len() as u32;
+    short[4..8].copy_from_slice(&size.to_ne_bytes());
+    assert_eq!(
+        decode(&short).map(|_| ()).expect_err("too short").cause(),
+        "size_mismatch"
+    );
+}

@@ -404,8 +404,11 @@ fn task_cgroup(event: &Event) -> Option<u64> {
         Detail::Syscall(e) => Some(e.task.cgroup_id),
         Detail::Network(e) => Some(e.task.cgroup_id),
         Detail::File(e) => Some(e.task.cgroup_id),
+        Detail::Dns(e) => Some(e.task.cgroup_id),
+        Detail::CredChange(e) => Some(e.task.cgroup_id),
         Detail::TcpState(e) => e.owner_known.then_some(e.task.cgroup_id),
-        Detail::Loss(_) => None,
+        // Findings are made after enrichment, with their event's container.
+        Detail::Loss(_) | Detail::Finding(_) => None,
     }
 }
 

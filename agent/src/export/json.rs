@@ -15,10 +15,16 @@ use crate::{
     process::Process,
 };
 
+mod cred;
+mod dns;
 mod file;
+mod finding;
+use self::finding::FindingJson;
 mod network;
 mod syscall;
-use self::{file::FileJson, network::NetworkJson, syscall::SyscallJson};
+use self::{
+    cred::CredJson, dns::DnsJson, file::FileJson, network::NetworkJson, syscall::SyscallJson,
+};
 
 /// Renders events as JSON lines for one node.
 #[derive(Clone, Debug)]
@@ -38,6 +44,11 @@ impl JsonRenderer {
 
     /// Appends `event` as one line (with its newline) to `out`.
     pub fn render(&self, event: &Event, out: &mut Vec<u8>) {
+        // A finding renders the detail of the event that matched, plus `finding`.
+        let detail = match &event.detail {
+            Detail::Finding(finding) => &finding.trigger,
+            detail => detail,
+        };
         let line = Line {
             kind: event.detail.kind(),
             time: self.clock.rfc3339(event.time_ns),
@@ -55,29 +66,42 @@ impl JsonRenderer {
                 .iter()
                 .map(|p| ParentJson::new(p, &self.clock))
                 .collect(),
-            exec: match &event.detail {
+            exec: match detail {
                 Detail::Exec(exec) => Some(ExecJson::new(exec)),
                 _ => None,
             },
-            fork: match &event.detail {
+            fork: match detail {
                 Detail::Fork(fork) => Some(ForkJson::new(fork)),
                 _ => None,
             },
-            syscall: match &event.detail {
+            syscall: match detail {
                 Detail::Syscall(syscall) => Some(SyscallJson::new(syscall)),
                 _ => None,
             },
-            network: match &event.detail {
+            network: match detail {
                 Detail::Network(network) => Some(NetworkJson::new(network)),
                 Detail::TcpState(change) => Some(NetworkJson::tcp_state(change)),
+                Detail::Dns(dns) => Some(NetworkJson::dns(dns)),
                 _ => None,
             },
-            file: match &event.detail {
+            dns: match detail {
+                Detail::Dns(dns) => Some(DnsJson::new(dns)),
+                _ => None,
+            },
+            file: match detail {
                 Detail::File(file) => Some(FileJson::new(file)),
                 _ => None,
             },
-            loss: match &event.detail {
+            cred: match detail {
+                Detail::CredChange(change) => Some(CredJson::new(change)),
+                _ => None,
+            },
+            loss: match detail {
                 Detail::Loss(loss) => Some(LossJson::new(loss)),
+                _ => None,
+            },
+            finding: match &event.detail {
+                Detail::Finding(finding) => Some(FindingJson::new(finding)),
                 _ => None,
             },
             container: event.container.as_deref().map(ContainerJson::new),
@@ -115,9 +139,16 @@ struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     network: Option<NetworkJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    dns: Option<DnsJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     file: Option<FileJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    cred: Option<CredJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     loss: Option<LossJson<'a>>,
+    /// The rule that fired and what was done (kind `finding` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finding: Option<FindingJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     container: Option<ContainerJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]

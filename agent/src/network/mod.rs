@@ -3,12 +3,16 @@
 //! address copied by the kernel as an [`ARG_SOCKADDR`](vigil_common::syscall::ARG_SOCKADDR)
 //! argument); their records are turned into [`Network`] events here.
 
+mod dns;
 mod sockaddr;
 pub mod tracepoint;
 
 use serde::Deserialize;
 
-pub use self::sockaddr::{Sockaddr, SockaddrError, UnixAddr};
+pub use self::{
+    dns::{DnsMalformed, DnsQuestion, parse as parse_dns},
+    sockaddr::{Sockaddr, SockaddrError, UnixAddr},
+};
 use crate::{
     event::{Network, NetworkOp, Task},
     syscall::{Arch, KernelFilter},
@@ -23,15 +27,25 @@ pub const SYSCALLS: &[&str] = &["connect", "accept", "accept4", "bind", "listen"
 pub struct NetworkConfig {
     /// Capture the network syscalls.
     pub enabled: bool,
+    /// Report DNS queries (packets to port 53), when `enabled`.
+    pub dns: bool,
 }
 
 impl Default for NetworkConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            dns: true,
+        }
     }
 }
 
 impl NetworkConfig {
+    /// Whether the DNS program is attached.
+    pub fn dns_enabled(&self) -> bool {
+        self.enabled && self.dns
+    }
+
     /// The syscalls this asks the kernel for (empty when disabled).
     pub fn filter(&self, arch: Arch) -> KernelFilter {
         if !self.enabled {
@@ -87,11 +101,12 @@ mod tests {
             let filter = NetworkConfig::default().filter(arch);
             assert_eq!(filter.arg_types.len(), SYSCALLS.len(), "{arch:?}");
         }
-        assert!(
-            NetworkConfig { enabled: false }
-                .filter(Arch::NATIVE)
-                .is_empty()
-        );
+        let off = NetworkConfig {
+            enabled: false,
+            ..NetworkConfig::default()
+        };
+        assert!(off.filter(Arch::NATIVE).is_empty());
+        assert!(!off.dns_enabled(), "DNS needs the network sensor");
         for name in SYSCALLS {
             assert!(op(name).is_some(), "{name}");
         }

@@ -10,7 +10,7 @@ use super::{
     store::{Store, StoreLimits},
 };
 use crate::event::{
-    Creds, Detail, Event, Exec, Exit, Fork, KernelEvent, Syscall, Task, WalkedPath,
+    CredChange, Creds, Detail, Event, Exec, Exit, Fork, KernelEvent, Syscall, Task, WalkedPath,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +169,11 @@ impl ProcessCache {
                 let (task, detail) = (file.task.clone(), Detail::File(file));
                 self.apply_task_event(&task, detail)
             }
+            KernelEvent::Dns(dns) => {
+                let (task, detail) = (dns.task.clone(), Detail::Dns(dns));
+                self.apply_task_event(&task, detail)
+            }
+            KernelEvent::CredChange(change) => self.apply_cred_change(change),
         };
         event.ancestors = self.ancestors(event.parent.as_deref());
         event
@@ -239,6 +244,33 @@ impl ProcessCache {
     fn apply_syscall(&mut self, syscall: Syscall) -> Event {
         let task = syscall.task.clone();
         self.apply_task_event(&task, Detail::Syscall(syscall))
+    }
+
+    /// A credential change of the group leader becomes the process's credentials (what
+    /// /proc/PID/status shows), so later events carry them; the event itself shows the process
+    /// as after the change. Another thread's change is its own (a raw syscall changes one
+    /// thread; glibc's setuid runs it in every thread, the leader included).
+    fn apply_cred_change(&mut self, change: CredChange) -> Event {
+        let task = change.task.clone();
+        if task.pid == task.key.tgid
+            && let Some(process) = self.lookup(task.key)
+        {
+            let after = &change.after;
+            let creds = Creds {
+                uid: after.uid,
+                gid: after.gid,
+                euid: after.euid,
+                egid: after.egid,
+                loginuid: process.creds.loginuid,
+            };
+            if creds != process.creds {
+                self.store.insert(Arc::new(Process {
+                    creds,
+                    ..(*process).clone()
+                }));
+            }
+        }
+        self.apply_task_event(&task, Detail::CredChange(change))
     }
 
     /// An event that changes no process: resolves the task's process and its parent.

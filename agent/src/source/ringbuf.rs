@@ -113,8 +113,9 @@ fn queue_drop_cause(record: &[u8]) -> Drop {
         Some(EventKind::Exec) => Drop::QueueFullExec,
         Some(EventKind::Fork) => Drop::QueueFullFork,
         Some(EventKind::Exit) => Drop::QueueFullExit,
+        Some(EventKind::CredChange) => Drop::QueueFullCred,
         Some(EventKind::Syscall) => Drop::QueueFullSyscall,
-        Some(EventKind::TcpState) => Drop::QueueFullNetwork,
+        Some(EventKind::TcpState | EventKind::Dns) => Drop::QueueFullNetwork,
         None => Drop::QueueFullOther,
     }
 }

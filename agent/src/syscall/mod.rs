@@ -7,7 +7,8 @@ pub mod names;
 mod table;
 
 use vigil_common::syscall::{
-    ARG_STR, SYSCALL_ARGS, SYSCALL_BITMAP_WORDS, SYSCALL_NR_MAX, SYSCALL_STRINGS_MAX, arg_type,
+    ARG_STR, ARG_TYPES_CRED, ARG_TYPES_CRED_PRCTL, ARG_TYPES_NO_RECORD, SYSCALL_ARGS,
+    SYSCALL_BITMAP_WORDS, SYSCALL_NR_MAX, SYSCALL_STRINGS_MAX, arg_type,
 };
 
 pub use self::{
@@ -116,17 +117,38 @@ impl KernelFilter {
         self.bitmap.iter().all(|&w| w == 0)
     }
 
+    /// Selects syscall `nr` (below `SYSCALL_NR_MAX`) with the arg-type word `word`, merged
+    /// with the word it already has.
+    pub fn add(&mut self, nr: u32, word: u32) {
+        self.bitmap[(nr / 64) as usize] |= 1 << (nr % 64);
+        match self.arg_types.iter_mut().find(|(n, _)| *n == nr) {
+            Some((_, mine)) => *mine = merge_words(*mine, word),
+            None => self.arg_types.push((nr, word)),
+        }
+    }
+
     /// Adds the syscalls of `other` (another sensor's selection).
     pub fn merge(&mut self, other: &Self) {
         for (word, &theirs) in self.bitmap.iter_mut().zip(&other.bitmap) {
             *word |= theirs;
         }
         for &(nr, types) in &other.arg_types {
-            if !self.arg_types.iter().any(|&(n, _)| n == nr) {
-                self.arg_types.push((nr, types));
-            }
+            self.add(nr, types);
         }
     }
+}
+
+/// Two sensors' words for one syscall. The record part (argument codes, path filter) is the
+/// first word's that wants a record ([`ARG_TYPES_NO_RECORD`] clear; with
+/// [`ARG_TYPES_NO_RECORD`] only when neither does); the credential bits add up.
+fn merge_words(mine: u32, theirs: u32) -> u32 {
+    const CRED: u32 = ARG_TYPES_CRED | ARG_TYPES_CRED_PRCTL;
+    let record = if mine & ARG_TYPES_NO_RECORD == 0 || theirs & ARG_TYPES_NO_RECORD != 0 {
+        mine
+    } else {
+        theirs
+    };
+    (record & !CRED) | ((mine | theirs) & CRED)
 }
 
 /// Names and decodes the raw arguments of syscall `nr` on `arch`. `arg_types` is the word the

@@ -15,10 +15,11 @@ pub enum Drop {
     DecodeSectionsOverflow,
     QueueFullSyscall,
     QueueFullNetwork,
+    QueueFullCred,
 }
 
 impl Drop {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::QueueFullExec,
         Self::QueueFullFork,
         Self::QueueFullExit,
@@ -29,6 +30,7 @@ impl Drop {
         Self::DecodeSectionsOverflow,
         Self::QueueFullSyscall,
         Self::QueueFullNetwork,
+        Self::QueueFullCred,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -43,6 +45,7 @@ impl Drop {
             Self::DecodeSectionsOverflow => "decode_sections_overflow",
             Self::QueueFullSyscall => "queue_full_syscall",
             Self::QueueFullNetwork => "queue_full_network",
+            Self::QueueFullCred => "queue_full_cred",
         }
     }
 

@@ -20,6 +20,8 @@ pub struct Snapshot {
     pub cache_entries: usize,
     pub cache_bytes: usize,
     pub enrich: Option<EnrichStats>,
+    /// DNS events whose payload was no DNS message.
+    pub dns_malformed: u64,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -138,6 +140,13 @@ pub fn render(s: &Snapshot) -> String {
         None,
         s.cache.misses,
     );
+    family(
+        &mut out,
+        "vigil_dns_malformed_total",
+        "counter",
+        "Packets to port 53 whose payload was no DNS message (reported as dns events with dns.malformed).",
+    );
+    sample(&mut out, "vigil_dns_malformed_total", None, s.dns_malformed);
     if let Some(enrich) = &s.enrich {
         family(
             &mut out,
@@ -170,8 +179,10 @@ mod tests {
             cache_entries: 5,
             cache_bytes: 4096,
             enrich: Some(EnrichStats::default()),
+            dns_malformed: 3,
             ..Snapshot::default()
         });
+        assert!(text.contains("vigil_dns_malformed_total 3\n"), "{text}");
         assert!(
             text.contains("vigil_events_total{kind=\"exec\"} 10\n"),
             "{text}"

@@ -113,26 +113,21 @@ impl<'a> NetworkJson<'a> {
 }
 
 impl NetworkJson<'static> {
-    /// A close, or a connect's outcome: `result` is `"ok"` for a close or an established
-    /// connection, `"failed"` for a connect that ended in CLOSE (refused, timed out,
-    /// unreachable or abandoned: the tracepoint does not say which).
-    pub(super) fn tcp_state(change: &TcpState) -> Self {
-        let failed = change.op == NetworkOp::Connect && change.new_state != TCP_ESTABLISHED;
+    /// Both ends of a packet or connection, as the kernel saw them.
+    pub(super) fn addresses(
+        protocol: &'static str,
+        src: std::net::SocketAddr,
+        dst: std::net::SocketAddr,
+        result: &'static str,
+    ) -> Self {
         Self {
-            family: Some(
-                if change.src.is_ipv4() {
-                    "inet"
-                } else {
-                    "inet6"
-                }
-                .into(),
-            ),
-            protocol: Some("tcp"),
-            src_ip: Some(change.src.ip().to_string()),
-            src_port: Some(change.src.port()),
-            dst_ip: Some(change.dst.ip().to_string()),
-            dst_port: Some(change.dst.port()),
-            mapped_ipv4: match change.dst.ip() {
+            family: Some(if src.is_ipv4() { "inet" } else { "inet6" }.into()),
+            protocol: Some(protocol),
+            src_ip: Some(src.ip().to_string()),
+            src_port: Some(src.port()),
+            dst_ip: Some(dst.ip().to_string()),
+            dst_port: Some(dst.port()),
+            mapped_ipv4: match dst.ip() {
                 std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped().map(|ip| ip.to_string()),
                 std::net::IpAddr::V4(_) => None,
             },
@@ -141,13 +136,25 @@ impl NetworkJson<'static> {
             fd: None,
             new_fd: None,
             backlog: None,
-            result: if failed { "failed" } else { "ok" }.into(),
+            result: result.into(),
             duration_ns: None,
+            tcp_state: None,
+        }
+    }
+
+    /// A close, or a connect's outcome: `result` is `"ok"` for a close or an established
+    /// connection, `"failed"` for a connect that ended in CLOSE (refused, timed out,
+    /// unreachable or abandoned: the tracepoint does not say which).
+    pub(super) fn tcp_state(change: &TcpState) -> Self {
+        let failed = change.op == NetworkOp::Connect && change.new_state != TCP_ESTABLISHED;
+        let result = if failed { "failed" } else { "ok" };
+        Self {
             tcp_state: Some(TcpStateJson {
                 old: tcp_state_name(change.old_state),
                 new: tcp_state_name(change.new_state),
                 owner_known: change.owner_known,
             }),
+            ..Self::addresses("tcp", change.src, change.dst, result)
         }
     }
 }

@@ -407,3 +407,177 @@ fn file_lines_have_op_path_flags_and_result() {
     );
     assert!(json["file"].get("flags").is_none());
 }
+
+#[test]
+fn cred_change_line_has_both_sides_capability_names_and_changed_fields() {
+    use vigil_common::cred::CredSnapshot;
+
+    use crate::syscall::Arch;
+
+    let mut cache = ProcessCache::new(ProcessCacheConfig::default());
+    let exec = encode::exec(&ExecSpec {
+        ids: sample_ids(),
+        uid: 0,
+        comm: b"python3",
+        filename: b"/usr/bin/python3",
+        binary: b"/usr/bin/python3",
+        ..ExecSpec::default()
+    });
+    let KernelEvent::Exec(exec) = decode(&exec).expect("decodes") else {
+        panic!("exec");
+    };
+    cache.apply(KernelEvent::Exec(exec));
+
+    let nr = Arch::NATIVE.number("setresuid").expect("setresuid");
+    // Root with every capability, as a root shell has it (41 capabilities on Linux 6.x).
+    let before = CredSnapshot {
+        cap_permitted: (1 << 41) - 1,
+        cap_effective: (1 << 41) - 1,
+        cap_bset: (1 << 41) - 1,
+        ..CredSnapshot::default()
+    };
+    let after = CredSnapshot {
+        uid: 1000,
+        euid: 1000,
+        suid: 1000,
+        fsuid: 1000,
+        cap_permitted: 0,
+        cap_effective: 0,
+        ..before
+    };
+    let record = encode::cred_change(sample_ids(), nr, 0, before, after, 0);
+    let KernelEvent::CredChange(change) = decode(&record).expect("decodes") else {
+        panic!("cred change");
+    };
+    let json = render(&cache.apply(KernelEvent::CredChange(change)));
+    assert_eq!(json["kind"], "cred_change");
+    // The process as it is after the change.
+    assert_eq!(json["process"]["pid"], 42);
+    assert_eq!(json["process"]["uid"], 1000);
+    assert_eq!(json["process"]["euid"], 1000);
+    assert_eq!(json["process"]["binary"], "/usr/bin/python3");
+    let cred = &json["cred"];
+    assert_eq!(cred["syscall"], "setresuid");
+    assert_eq!(cred["nr"], nr);
+    assert_eq!(cred["ret"], 0);
+    assert!(cred.get("errno").is_none());
+    assert_eq!(cred["duration_ns"], 1_500);
+    assert_eq!(
+        cred["changed"],
+        serde_json::json!([
+            "uid",
+            "euid",
+            "suid",
+            "fsuid",
+            "cap_permitted",
+            "cap_effective"
+        ])
+    );
+    let (b, a) = (&cred["before"], &cred["after"]);
+    for id in ["uid", "euid", "suid", "fsuid"] {
+        assert_eq!(
+            (&b[id], &a[id]),
+            (&Value::from(0), &Value::from(1000)),
+            "{id}"
+        );
+    }
+    for id in ["gid", "egid", "sgid", "fsgid", "securebits"] {
+        assert_eq!((&b[id], &a[id]), (&Value::from(0), &Value::from(0)), "{id}");
+    }
+    assert_eq!(b["cap_effective"]["mask"], "0x1ffffffffff");
+    let names = b["cap_effective"]["names"].as_array().expect("names");
+    assert_eq!(names.len(), 41);
+    assert_eq!(names[0], "CAP_CHOWN");
+    assert_eq!(names[21], "CAP_SYS_ADMIN");
+    assert_eq!(
+        a["cap_effective"],
+        serde_json::json!({"mask": "0x0", "names": []})
+    );
+    assert_eq!(a["cap_bset"]["mask"], "0x1ffffffffff");
+    assert_eq!(
+        a["cap_ambient"],
+        serde_json::json!({"mask": "0x0", "names": []})
+    );
+
+    // A thread's own change (a raw syscall in one thread) leaves the process as it was.
+    let thread = Ids {
+        pid: 43,
+        ..sample_ids()
+    };
+    let back = encode::cred_change(thread, nr, 0, after, before, 0);
+    let KernelEvent::CredChange(change) = decode(&back).expect("decodes") else {
+        panic!("cred change");
+    };
+    let json = render(&cache.apply(KernelEvent::CredChange(change)));
+    assert_eq!(json["process"]["pid"], 43);
+    assert_eq!(json["process"]["uid"], 1000);
+    assert_eq!(json["cred"]["after"]["uid"], 0);
+}
+
+#[test]
+fn dns_queries_render_question_and_server() {
+    use vigil_common::network::DNS_OVER_TCP;
+
+    // www.example.com, type A, id 0x1234.
+    let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\
+                  \x03www\x07example\x03com\x00\x00\x01\x00\x01";
+    let line = |payload: &[u8], flags| {
+        let record = encode::dns(sample_ids(), [10, 0, 0, 53], 5353, payload, flags);
+        let event = decode(&record).expect("decodes");
+        render(&ProcessCache::new(ProcessCacheConfig::default()).apply(event))
+    };
+    let json = line(query, 0);
+    assert_eq!(json["kind"], "dns");
+    assert_eq!(
+        json["network"],
+        serde_json::json!({
+            "family": "inet",
+            "protocol": "udp",
+            "src_ip": "127.0.0.1",
+            "src_port": 5353,
+            "dst_ip": "10.0.0.53",
+            "dst_port": 53,
+            "result": "sent",
+        })
+    );
+    assert_eq!(
+        json["dns"],
+        serde_json::json!({
+            "name": "www.example.com.",
+            "type": "A",
+            "type_code": 1,
+            "class": "IN",
+            "id": 0x1234,
+            "opcode": "QUERY",
+            "length": query.len(),
+        })
+    );
+    assert_eq!(json["process"]["pid"], 42);
+
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(query);
+    let json = line(&framed, DNS_OVER_TCP);
+    assert_eq!(json["network"]["protocol"], "tcp");
+    assert_eq!(json["dns"]["name"], "www.example.com.");
+
+    let json = line(b"\x00\x01not dns", 0);
+    assert_eq!(
+        json["dns"],
+        serde_json::json!({
+            "length": 9,
+            "malformed": "DNS header: unexpected end of input reached",
+        })
+    );
+}
+
+#[test]
+fn a_dns_record_claiming_more_payload_than_it_has_is_refused() {
+    let mut record = encode::dns(sample_ids(), [10, 0, 0, 53], 5353, b"abc", 0);
+    // payload_len sits right after family, protocol, sport and dport.
+    let at = size_of::<vigil_common::event::Header>() + 8;
+    record[at..at + 2].copy_from_slice(&100u16.to_ne_bytes());
+    assert!(matches!(
+        decode(&record),
+        Err(crate::decode::DecodeError::SectionsOverflow { kind: "dns", .. })
+    ));
+}

@@ -1,0 +1,878 @@
+//! [`Enforcer`]: the rules, kept in the pinned maps the enforcement programs read. Every
+//! change is made to the rule record first, under its lock; the kernel entries are then
+//! rebuilt from the whole record (a few hundred entries at most), so the maps never drift
+//! from what `vigil enforcement list` shows.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{
+    Array, HashMap, Map, MapData, PerCpuArray, RingBuf,
+    lpm_trie::{Key, LpmTrie},
+};
+use serde::Serialize;
+use vigil_common::{
+    enforce::{
+        EXEC_RULE_DIR, EXEC_RULE_FILE, EXEC_SCOPES_MAX, EnforceAction, EnforceControl,
+        EnforceCounter, EnforceRecord, ExecRule, FileKey, NET_CIDRS, NET_ISOLATE, NET_PORTS_MAX,
+        NetKeyV4, NetKeyV6, NetPolicy, NetRule,
+    },
+    maps::{
+        ENFORCE_CONTROL, ENFORCE_EVENTS, ENFORCE_STATS, EXEC_DENY, NET_DENY_V4, NET_DENY_V6,
+        NET_POLICY,
+    },
+};
+
+use super::{
+    CgroupRef, EnforceError, Guard, Layout, RateLimit, Rule, RuleKind,
+    devno::file_key_of,
+    freeze::{self, FreezeMode},
+    install::{self, InstallReport},
+    process,
+    rules::{self, Locked, RuleSet},
+};
+use crate::cgroup::CgroupFs;
+
+/// Who asks for operator commands; any other origin is automated and rate-limited.
+pub const ORIGIN_CLI: &str = "cli";
+
+struct Maps {
+    exec: HashMap<MapData, FileKey, ExecRule>,
+    policy: HashMap<MapData, u64, NetPolicy>,
+    v4: LpmTrie<MapData, NetKeyV4, NetRule>,
+    v6: LpmTrie<MapData, NetKeyV6, NetRule>,
+    control: Array<MapData, EnforceControl>,
+    stats: PerCpuArray<MapData, u64>,
+    events: Option<RingBuf<MapData>>,
+}
+
+fn open_map(layout: &Layout, name: &'static str) -> Result<Map, EnforceError> {
+    let path = layout.map(name);
+    let data = MapData::from_pin(&path).map_err(|source| EnforceError::OpenMap {
+        path: path.clone(),
+        source,
+    })?;
+    Map::from_map_data(data).map_err(|source| EnforceError::OpenMap { path, source })
+}
+
+macro_rules! typed {
+    ($layout:expr, $name:expr) => {
+        open_map($layout, $name)?
+            .try_into()
+            .map_err(|source| EnforceError::Map {
+                name: $name,
+                source,
+            })?
+    };
+}
+
+impl Maps {
+    fn open(layout: &Layout) -> Result<Self, EnforceError> {
+        Ok(Self {
+            exec: typed!(layout, EXEC_DENY),
+            policy: typed!(layout, NET_POLICY),
+            v4: typed!(layout, NET_DENY_V4),
+            v6: typed!(layout, NET_DENY_V6),
+            control: typed!(layout, ENFORCE_CONTROL),
+            stats: typed!(layout, ENFORCE_STATS),
+            events: open_map(layout, ENFORCE_EVENTS)
+                .ok()
+                .and_then(|m| RingBuf::try_from(m).ok()),
+        })
+    }
+}
+
+/// A rule as `vigil enforcement list` shows it: the record and what the kernel counted.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleView {
+    #[serde(flatten)]
+    pub rule: Rule,
+    /// Kernel hits of the entry this rule is part of (shared by rules on one entry).
+    pub hits: Option<u64>,
+}
+
+/// One action the kernel took, from the enforcement ring buffer.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelAction {
+    pub action: &'static str,
+    pub rule_id: u32,
+    pub time_ns: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub cgroup_id: u64,
+    pub comm: String,
+    /// Exec: the executable's kernel identity.
+    pub dev: u32,
+    pub ino: u64,
+    /// Network: the destination.
+    pub destination: Option<std::net::SocketAddr>,
+}
+
+/// The rules and the actions. Cheap to hold; the agent keeps one for its lifetime, the CLI
+/// one per command.
+pub struct Enforcer {
+    layout: Layout,
+    cgroups: CgroupFs,
+    guard: Guard,
+    limit: RateLimit,
+    maps: Maps,
+}
+
+impl Enforcer {
+    /// Attaches and pins the enforcement programs where needed, then opens the pinned maps.
+    pub fn install(layout: Layout, guard: Guard) -> Result<(Self, InstallReport), EnforceError> {
+        let cgroups = CgroupFs::discover();
+        let report = install::ensure_installed(&layout, cgroups.v2_root.as_deref())?;
+        let maps = Maps::open(&layout)?;
+        Ok((
+            Self {
+                layout,
+                cgroups,
+                guard,
+                limit: RateLimit::default(),
+                maps,
+            },
+            report,
+        ))
+    }
+
+    /// Opens the pinned maps when enforcement is installed; `None` otherwise.
+    pub fn open_existing(layout: Layout, guard: Guard) -> Result<Option<Self>, EnforceError> {
+        if !layout.map(EXEC_DENY).exists() {
+            return Ok(None);
+        }
+        let maps = Maps::open(&layout)?;
+        Ok(Some(Self {
+            layout,
+            cgroups: CgroupFs::discover(),
+            guard,
+            limit: RateLimit::default(),
+            maps,
+        }))
+    }
+
+    /// The rate limit of automated (non-CLI) actions.
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn admit(&mut self, origin: &str, what: &'static str) -> Result<(), EnforceError> {
+        if origin == ORIGIN_CLI || self.limit.try_acquire() {
+            Ok(())
+        } else {
+            tracing::warn!(
+                origin,
+                what,
+                "Containment action refused by the rate limit."
+            );
+            Err(EnforceError::RateLimited { what })
+        }
+    }
+
+    /// The cgroup v2 at `path` (below the v2 root, as in `/proc/PID/cgroup`; an absolute
+    /// path under the v2 mount is accepted too).
+    pub fn cgroup(&self, path: &str) -> Result<CgroupRef, EnforceError> {
+        let root = self
+            .cgroups
+            .v2_root
+            .as_ref()
+            .ok_or(EnforceError::NoCgroup2)?;
+        let rel = Path::new(path)
+            .strip_prefix(root)
+            .map(|p| format!("/{}", p.display()))
+            .unwrap_or_else(|_| format!("/{}", path.trim_start_matches('/')));
+        let dir = root.join(rel.trim_start_matches('/'));
+        let meta = std::fs::metadata(&dir).map_err(|_| EnforceError::NoSuchCgroup {
+            path: path.to_owned(),
+        })?;
+        if !meta.is_dir() {
+            return Err(EnforceError::NoSuchCgroup {
+                path: path.to_owned(),
+            });
+        }
+        let rel = if rel.len() > 1 {
+            rel.trim_end_matches('/').to_owned()
+        } else {
+            rel
+        };
+        Ok(CgroupRef {
+            path: rel,
+            id: meta.ino(),
+        })
+    }
+
+    /// The cgroup of a container, by (a prefix of at least 12 characters of) its id, found
+    /// by walking the cgroup v2 tree and reading container ids from paths as the enricher
+    /// does (docker, containerd, cri-o, podman, kubepods shapes).
+    pub fn container_cgroup(&self, id: &str) -> Result<CgroupRef, EnforceError> {
+        let root = self
+            .cgroups
+            .v2_root
+            .as_ref()
+            .ok_or(EnforceError::NoCgroup2)?;
+        if id.len() < 12 {
+            return Err(EnforceError::NoSuchContainer { id: id.to_owned() });
+        }
+        let mut found: Vec<String> = Vec::new();
+        let mut stack: Vec<(PathBuf, usize)> = vec![(root.clone(), 0)];
+        while let Some((dir, depth)) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let path = entry.path();
+                let rel = format!("/{}", path.strip_prefix(root).unwrap_or(&path).display());
+                let here = crate::enrich::cgroup_path::parse(rel.as_bytes())
+                    .is_some_and(|c| c.id.as_str().starts_with(id));
+                let parent_matches = found.iter().any(|f| rel.starts_with(&format!("{f}/")));
+                if here && !parent_matches {
+                    found.push(rel);
+                } else if depth < 10 {
+                    stack.push((path, depth + 1));
+                }
+            }
+        }
+        match found.len() {
+            0 => Err(EnforceError::NoSuchContainer { id: id.to_owned() }),
+            1 => self.cgroup(&found[0]),
+            count => Err(EnforceError::AmbiguousContainer {
+                id: id.to_owned(),
+                count,
+            }),
+        }
+    }
+
+    /// Kill-on-exec of `path` (a file; with `dir`, every executable below that directory on
+    /// its filesystem), node-wide or in `cgroup` and below. The rule names the inode the
+    /// path has now: a file replaced later is a new inode and is not matched.
+    pub fn deny_exec(
+        &mut self,
+        origin: &str,
+        path: &Path,
+        dir: bool,
+        cgroup: Option<&str>,
+    ) -> Result<u32, EnforceError> {
+        self.admit(origin, "deny_exec")?;
+        let key = file_key_of(path).map_err(EnforceError::io("reading", path))?;
+        self.guard.check_exec(key)?;
+        let is_dir = std::fs::metadata(path)
+            .map(|m| m.is_dir())
+            .map_err(EnforceError::io("reading", path))?;
+        if is_dir != dir {
+            return Err(EnforceError::Refused {
+                reason: format!(
+                    "{} is {}a directory (use --dir for directories)",
+                    path.display(),
+                    if is_dir { "" } else { "not " }
+                ),
+            });
+        }
+        let cgroup = match cgroup {
+            Some(c) => {
+                let c = self.cgroup(c)?;
+                self.guard.check_cgroup(&c.path)?;
+                Some(c)
+            }
+            None => None,
+        };
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        self.change(|set| {
+            Ok(set.add(
+                origin,
+                RuleKind::DenyExec {
+                    path,
+                    dir,
+                    dev: key.dev,
+                    ino: key.ino,
+                    cgroup,
+                },
+            ))
+        })
+    }
+
+    /// Connect/sendmsg deny of `cgroup` (and below) to `cidr` (`10.0.0.0/8`, `::1/128`, or
+    /// one address), on `ports` (empty: every port).
+    pub fn deny_connect(
+        &mut self,
+        origin: &str,
+        cgroup: &str,
+        cidr: &str,
+        ports: &[u16],
+    ) -> Result<u32, EnforceError> {
+        self.admit(origin, "deny_connect")?;
+        let cgroup = self.cgroup(cgroup)?;
+        self.guard.check_cgroup(&cgroup.path)?;
+        let (addr, prefix) = parse_cidr(cidr)?;
+        if ports.len() > NET_PORTS_MAX {
+            return Err(EnforceError::TooMany {
+                what: "ports",
+                max: NET_PORTS_MAX,
+            });
+        }
+        self.change(|set| {
+            Ok(set.add(
+                origin,
+                RuleKind::DenyConnect {
+                    cgroup,
+                    cidr: format!("{addr}/{prefix}"),
+                    ports: ports.to_vec(),
+                },
+            ))
+        })
+    }
+
+    /// Network isolation of `cgroup` and below: every connect and sendmsg gets EPERM.
+    pub fn isolate(&mut self, origin: &str, cgroup: &str) -> Result<u32, EnforceError> {
+        self.admit(origin, "isolate")?;
+        let cgroup = self.cgroup(cgroup)?;
+        self.isolate_ref(origin, cgroup)
+    }
+
+    /// As [`Self::isolate`], for a resolved cgroup (e.g. from [`Self::container_cgroup`]).
+    pub fn isolate_ref(&mut self, origin: &str, cgroup: CgroupRef) -> Result<u32, EnforceError> {
+        self.guard.check_cgroup(&cgroup.path)?;
+        self.change(|set| Ok(set.add(origin, RuleKind::Isolate { cgroup })))
+    }
+
+    /// Freezes a cgroup (v2 or v1 freezer; see `freeze::resolve` for the path forms).
+    pub fn freeze(&mut self, origin: &str, cgroup: &Path) -> Result<u32, EnforceError> {
+        self.admit(origin, "freeze")?;
+        let (dir, mode) = freeze::resolve(cgroup)?;
+        if mode == FreezeMode::V2 {
+            let root = self
+                .cgroups
+                .v2_root
+                .as_ref()
+                .ok_or(EnforceError::NoCgroup2)?;
+            let rel = format!("/{}", dir.strip_prefix(root).unwrap_or(&dir).display());
+            self.guard.check_cgroup(&rel)?;
+        } else {
+            let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+            let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("/");
+            if own
+                .lines()
+                .any(|l| l.contains("freezer") && l.ends_with(name))
+            {
+                return Err(EnforceError::Refused {
+                    reason: "the agent is in that freezer cgroup".into(),
+                });
+            }
+        }
+        let (dir, mode) = freeze::freeze(&dir)?;
+        self.change(|set| {
+            Ok(set.add(
+                origin,
+                RuleKind::Freeze {
+                    cgroup: dir,
+                    mode: mode.name().into(),
+                },
+            ))
+        })
+    }
+
+    /// Thaws a cgroup and drops the freeze rules that name it.
+    pub fn thaw(&mut self, cgroup: &Path) -> Result<(), EnforceError> {
+        let (dir, _) = freeze::thaw(cgroup)?;
+        self.change(|set| {
+            set.rules
+                .retain(|r| !matches!(&r.kind, RuleKind::Freeze { cgroup, .. } if *cgroup == dir));
+            Ok(())
+        })
+    }
+
+    /// Kills a process (or its tree), recorded as a rule for the record. `start_time_ns`
+    /// (the `ProcessKey`'s) guards against a reused pid.
+    pub fn kill(
+        &mut self,
+        origin: &str,
+        pid: i32,
+        start_time_ns: Option<u64>,
+        tree: bool,
+    ) -> Result<(u32, usize), EnforceError> {
+        self.admit(origin, if tree { "kill_tree" } else { "kill" })?;
+        let killed = if tree {
+            process::kill_tree(&self.guard, pid, start_time_ns)?
+        } else {
+            process::kill_process(&self.guard, pid, start_time_ns)?;
+            1
+        };
+        let id = self.change(|set| Ok(set.add(origin, RuleKind::Kill { pid, tree, killed })))?;
+        Ok((id, killed))
+    }
+
+    /// Removes a rule (a frozen cgroup is thawed).
+    pub fn release(&mut self, id: u32) -> Result<Rule, EnforceError> {
+        self.change(|set| {
+            let rule = set.remove(id).ok_or(EnforceError::NoSuchRule { id })?;
+            if let RuleKind::Freeze { cgroup, .. } = &rule.kind {
+                freeze::thaw(cgroup)?;
+            }
+            Ok(rule)
+        })
+    }
+
+    /// Every rule, with the kernel's hit counts.
+    pub fn list(&self) -> Result<Vec<RuleView>, EnforceError> {
+        let set = rules::read(&self.layout.state_file())?;
+        Ok(set
+            .rules
+            .into_iter()
+            .map(|rule| {
+                let hits = match &rule.kind {
+                    RuleKind::DenyExec { dev, ino, .. } => self
+                        .maps
+                        .exec
+                        .get(
+                            &FileKey {
+                                dev: *dev,
+                                _pad: 0,
+                                ino: *ino,
+                            },
+                            0,
+                        )
+                        .ok()
+                        .map(|r| r.hits),
+                    RuleKind::DenyConnect { cgroup, .. } | RuleKind::Isolate { cgroup } => {
+                        self.maps.policy.get(&cgroup.id, 0).ok().map(|p| p.hits)
+                    }
+                    RuleKind::Freeze { .. } | RuleKind::Kill { .. } => None,
+                };
+                RuleView { rule, hits }
+            })
+            .collect())
+    }
+
+    /// The enforcement programs' counters, summed over CPUs.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        EnforceCounter::ALL
+            .iter()
+            .map(|&c| {
+                let sum = self
+                    .maps
+                    .stats
+                    .get(&(c as u32), 0)
+                    .map(|v| v.iter().sum())
+                    .unwrap_or(0);
+                (c.name(), sum)
+            })
+            .collect()
+    }
+
+    /// Takes the records of the actions the kernel took since the last call.
+    pub fn drain_actions(&mut self) -> Vec<KernelAction> {
+        let mut out = Vec::new();
+        let Some(events) = self.maps.events.as_mut() else {
+            return out;
+        };
+        while let Some(item) = events.next() {
+            if item.len() < size_of::<EnforceRecord>() {
+                continue;
+            }
+            // SAFETY: at least size_of::<EnforceRecord>() bytes; a repr(C) integer struct.
+            let raw: EnforceRecord =
+                unsafe { item.as_ptr().cast::<EnforceRecord>().read_unaligned() };
+            out.push(decode_action(&raw));
+        }
+        out
+    }
+
+    /// Applies `edit` to the locked record, saves it and rebuilds the kernel entries.
+    fn change<T>(
+        &mut self,
+        edit: impl FnOnce(&mut RuleSet) -> Result<T, EnforceError>,
+    ) -> Result<T, EnforceError> {
+        let mut locked = Locked::open(&self.layout)?;
+        let mut set = locked.set.clone();
+        let out = edit(&mut set)?;
+        self.sync(&set)?;
+        locked.set = set;
+        locked.save()?;
+        Ok(out)
+    }
+
+    /// Rewrites the kernel maps to match `set`.
+    fn sync(&mut self, set: &RuleSet) -> Result<(), EnforceError> {
+        let desired = Desired::of(set)?;
+        let map_err = |name| move |source| EnforceError::Map { name, source };
+        // Exec.
+        let stale: Vec<FileKey> = self
+            .maps
+            .exec
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !desired.exec.contains_key(&(k.dev, k.ino)))
+            .collect();
+        for key in stale {
+            let _ = self.maps.exec.remove(&key);
+        }
+        for (&(dev, ino), rule) in &desired.exec {
+            let key = FileKey { dev, _pad: 0, ino };
+            let mut rule = *rule;
+            rule.hits = self.maps.exec.get(&key, 0).map(|r| r.hits).unwrap_or(0);
+            self.maps
+                .exec
+                .insert(key, rule, 0)
+                .map_err(map_err(EXEC_DENY))?;
+        }
+        // Network tries first, then the policies that point at them.
+        let stale: Vec<Key<NetKeyV4>> = self
+            .maps
+            .v4
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| {
+                !desired
+                    .v4
+                    .contains_key(&(k.prefix_len(), k.data().cgroup_id, k.data().addr))
+            })
+            .collect();
+        for key in stale {
+            let _ = self.maps.v4.remove(&key);
+        }
+        for (&(prefix, cgroup_id, addr), rule) in &desired.v4 {
+            let key = Key::new(
+                prefix,
+                NetKeyV4 {
+                    cgroup_id,
+                    addr,
+                    _pad: [0; 4],
+                },
+            );
+            self.maps
+                .v4
+                .insert(&key, rule, 0)
+                .map_err(map_err(NET_DENY_V4))?;
+        }
+        let stale: Vec<Key<NetKeyV6>> = self
+            .maps
+            .v6
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| {
+                !desired
+                    .v6
+                    .contains_key(&(k.prefix_len(), k.data().cgroup_id, k.data().addr))
+            })
+            .collect();
+        for key in stale {
+            let _ = self.maps.v6.remove(&key);
+        }
+        for (&(prefix, cgroup_id, addr), rule) in &desired.v6 {
+            let key = Key::new(prefix, NetKeyV6 { cgroup_id, addr });
+            self.maps
+                .v6
+                .insert(&key, rule, 0)
+                .map_err(map_err(NET_DENY_V6))?;
+        }
+        let stale: Vec<u64> = self
+            .maps
+            .policy
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !desired.policy.contains_key(k))
+            .collect();
+        for key in stale {
+            let _ = self.maps.policy.remove(&key);
+        }
+        for (&cgroup, policy) in &desired.policy {
+            let mut policy = *policy;
+            policy.hits = self
+                .maps
+                .policy
+                .get(&cgroup, 0)
+                .map(|p| p.hits)
+                .unwrap_or(0);
+            self.maps
+                .policy
+                .insert(cgroup, policy, 0)
+                .map_err(map_err(NET_POLICY))?;
+        }
+        let control = EnforceControl {
+            exec_rules: desired.exec.len() as u32,
+            exec_dir_rules: desired
+                .exec
+                .values()
+                .filter(|r| r.flags & EXEC_RULE_DIR != 0)
+                .count() as u32,
+            net_policies: desired.policy.len() as u32,
+            _pad: 0,
+        };
+        self.maps
+            .control
+            .set(0, control, 0)
+            .map_err(map_err(ENFORCE_CONTROL))
+    }
+}
+
+/// The kernel entries a rule set asks for.
+#[derive(Default)]
+struct Desired {
+    exec: BTreeMap<(u32, u64), ExecRule>,
+    policy: BTreeMap<u64, NetPolicy>,
+    v4: BTreeMap<(u32, u64, [u8; 4]), NetRule>,
+    v6: BTreeMap<(u32, u64, [u8; 16]), NetRule>,
+}
+
+impl Desired {
+    fn of(set: &RuleSet) -> Result<Self, EnforceError> {
+        let mut d = Self::default();
+        // Exec: rules on one inode merge; any node-wide rule makes the entry node-wide.
+        let mut node_wide: BTreeMap<(u32, u64), bool> = BTreeMap::new();
+        for rule in &set.rules {
+            let RuleKind::DenyExec {
+                dir,
+                dev,
+                ino,
+                cgroup,
+                ..
+            } = &rule.kind
+            else {
+                continue;
+            };
+            let entry = d.exec.entry((*dev, *ino)).or_default();
+            entry.rule_id = rule.id;
+            entry.flags |= if *dir { EXEC_RULE_DIR } else { EXEC_RULE_FILE };
+            match cgroup {
+                None => {
+                    node_wide.insert((*dev, *ino), true);
+                }
+                Some(c) => {
+                    let n = entry.nscopes as usize;
+                    if !entry.scopes[..n].contains(&c.id) {
+                        if n == EXEC_SCOPES_MAX {
+                            return Err(EnforceError::TooMany {
+                                what: "cgroup scopes of one executable",
+                                max: EXEC_SCOPES_MAX,
+                            });
+                        }
+                        entry.scopes[n] = c.id;
+                        entry.nscopes += 1;
+                    }
+                }
+            }
+        }
+        for (key, wide) in node_wide {
+            if let (true, Some(entry)) = (wide, d.exec.get_mut(&key)) {
+                entry.nscopes = 0;
+                entry.scopes = [0; EXEC_SCOPES_MAX];
+            }
+        }
+        for rule in &set.rules {
+            match &rule.kind {
+                RuleKind::Isolate { cgroup } => {
+                    let p = d.policy.entry(cgroup.id).or_default();
+                    p.flags |= NET_ISOLATE;
+                    p.rule_id = rule.id;
+                }
+                RuleKind::DenyConnect {
+                    cgroup,
+                    cidr,
+                    ports,
+                } => {
+                    let p = d.policy.entry(cgroup.id).or_default();
+                    p.flags |= NET_CIDRS;
+                    let (addr, prefix) = parse_cidr(cidr)?;
+                    let merged = |r: &mut NetRule| -> Result<(), EnforceError> {
+                        r.rule_id = rule.id;
+                        merge_ports(r, ports)
+                    };
+                    match addr {
+                        IpAddr::V4(a) => {
+                            let e =
+                                d.v4.entry((64 + u32::from(prefix), cgroup.id, a.octets()))
+                                    .or_insert_with(|| NetRule {
+                                        nports: u32::MAX,
+                                        ..NetRule::default()
+                                    });
+                            merged(e)?;
+                        }
+                        IpAddr::V6(a) => {
+                            let e =
+                                d.v6.entry((64 + u32::from(prefix), cgroup.id, a.octets()))
+                                    .or_insert_with(|| NetRule {
+                                        nports: u32::MAX,
+                                        ..NetRule::default()
+                                    });
+                            merged(e)?;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(d)
+    }
+}
+
+/// Merges `ports` into a CIDR entry; `nports == u32::MAX` marks an entry not yet set. Any
+/// rule with every port makes the entry every port (`nports == 0`).
+fn merge_ports(rule: &mut NetRule, ports: &[u16]) -> Result<(), EnforceError> {
+    if ports.is_empty() || rule.nports == 0 {
+        rule.nports = 0;
+        rule.ports = [0; NET_PORTS_MAX];
+        return Ok(());
+    }
+    if rule.nports == u32::MAX {
+        rule.nports = 0;
+    }
+    for &port in ports {
+        let n = rule.nports as usize;
+        if rule.ports[..n].contains(&port) {
+            continue;
+        }
+        if n == NET_PORTS_MAX {
+            return Err(EnforceError::TooMany {
+                what: "ports of one CIDR",
+                max: NET_PORTS_MAX,
+            });
+        }
+        rule.ports[n] = port;
+        rule.nports += 1;
+    }
+    Ok(())
+}
+
+/// `a.b.c.d/n`, `x::y/n`, or a bare address (a host prefix). Host bits are cleared.
+pub fn parse_cidr(text: &str) -> Result<(IpAddr, u8), EnforceError> {
+    let error = || EnforceError::Cidr {
+        text: text.to_owned(),
+    };
+    let (addr, prefix) = match text.split_once('/') {
+        Some((a, p)) => (
+            a.parse::<IpAddr>().map_err(|_| error())?,
+            Some(p.parse::<u8>().map_err(|_| error())?),
+        ),
+        None => (text.parse::<IpAddr>().map_err(|_| error())?, None),
+    };
+    Ok(match addr {
+        IpAddr::V4(a) => {
+            let p = prefix.unwrap_or(32);
+            if p > 32 {
+                return Err(error());
+            }
+            let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+            (IpAddr::V4((u32::from(a) & mask).into()), p)
+        }
+        IpAddr::V6(a) => {
+            let p = prefix.unwrap_or(128);
+            if p > 128 {
+                return Err(error());
+            }
+            let mask = if p == 0 { 0 } else { u128::MAX << (128 - p) };
+            (IpAddr::V6((u128::from(a) & mask).into()), p)
+        }
+    })
+}
+
+fn decode_action(raw: &EnforceRecord) -> KernelAction {
+    let action = EnforceAction::from_u32(raw.action);
+    let comm_len = raw
+        .comm
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(raw.comm.len());
+    let destination = match action {
+        Some(EnforceAction::ConnectDenied | EnforceAction::SendmsgDenied) => {
+            let port = raw.file.dev as u16;
+            // The kernel wrote IPv4 destinations (and IPv4-mapped ones) into the first four
+            // bytes and left the rest zero.
+            let ip = if raw.addr[4..].iter().all(|&b| b == 0) {
+                IpAddr::from([raw.addr[0], raw.addr[1], raw.addr[2], raw.addr[3]])
+            } else {
+                IpAddr::from(raw.addr)
+            };
+            Some(std::net::SocketAddr::new(ip, port))
+        }
+        _ => None,
+    };
+    KernelAction {
+        action: action.map_or("unknown", EnforceAction::name),
+        rule_id: raw.rule_id,
+        time_ns: raw.time_ns,
+        pid: raw.pid,
+        tgid: raw.tgid,
+        cgroup_id: raw.cgroup_id,
+        comm: String::from_utf8_lossy(&raw.comm[..comm_len]).into_owned(),
+        dev: raw.file.dev,
+        ino: raw.file.ino,
+        destination,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cg(id: u64) -> CgroupRef {
+        CgroupRef {
+            path: format!("/t{id}"),
+            id,
+        }
+    }
+
+    #[test]
+    fn cidrs_parse_and_lose_their_host_bits() {
+        assert_eq!(
+            parse_cidr("10.1.2.3/8").expect("v4"),
+            ("10.0.0.0".parse().expect("ip"), 8)
+        );
+        assert_eq!(
+            parse_cidr("127.0.0.1").expect("host"),
+            ("127.0.0.1".parse().expect("ip"), 32)
+        );
+        assert_eq!(
+            parse_cidr("fd00::1/16").expect("v6"),
+            ("fd00::".parse().expect("ip"), 16)
+        );
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("nonsense").is_err());
+    }
+
+    #[test]
+    fn rules_merge_into_kernel_entries() {
+        let mut set = RuleSet::default();
+        let exec = |cgroup| RuleKind::DenyExec {
+            path: "/x".into(),
+            dir: false,
+            dev: 1,
+            ino: 2,
+            cgroup,
+        };
+        set.add("cli", exec(Some(cg(5))));
+        set.add("cli", exec(Some(cg(6))));
+        let d = Desired::of(&set).expect("merges");
+        assert_eq!(d.exec[&(1, 2)].nscopes, 2);
+        set.add("cli", exec(None));
+        let d = Desired::of(&set).expect("merges");
+        assert_eq!(d.exec[&(1, 2)].nscopes, 0, "a node-wide rule wins");
+
+        let connect = |ports: &[u16]| RuleKind::DenyConnect {
+            cgroup: cg(9),
+            cidr: "127.0.0.0/8".into(),
+            ports: ports.to_vec(),
+        };
+        set.add("cli", connect(&[80]));
+        set.add("cli", connect(&[443, 80]));
+        let d = Desired::of(&set).expect("merges");
+        let rule = d.v4[&(72, 9, [127, 0, 0, 0])];
+        assert_eq!((rule.nports, &rule.ports[..2]), (2, &[80, 443][..]));
+        assert_eq!(d.policy[&9].flags, NET_CIDRS);
+        set.add("cli", connect(&[]));
+        set.add("cli", RuleKind::Isolate { cgroup: cg(9) });
+        let d = Desired::of(&set).expect("merges");
+        assert_eq!(d.v4[&(72, 9, [127, 0, 0, 0])].nports, 0);
+        assert_eq!(d.policy[&9].flags, NET_CIDRS | NET_ISOLATE);
+    }
+}
