@@ -106,6 +106,9 @@ pub const ARG_TYPES_CRED_PRCTL: u32 = 1 << 28;
 /// Bit of an arg-type word: no syscall record. The syscall is in the bitmap only for a sensor
 /// that rides on the hooks without one (credentials); the syscall sensor did not select it.
 pub const ARG_TYPES_NO_RECORD: u32 = 1 << 27;
+/// Bit of an arg-type word: argument 2 points at a `struct open_how` (openat2), whose `flags`
+/// and `mode` the kernel copies at enter into arguments 4 and 5, which openat2 does not have.
+pub const ARG_TYPES_OPEN_HOW: u32 = 1 << 26;
 
 // The flag bits stay clear of the argument codes (two bits per argument).
 const _: () = assert!(
@@ -113,7 +116,8 @@ const _: () = assert!(
         | ARG_TYPES_KEEP_RELATIVE
         | ARG_TYPES_CRED
         | ARG_TYPES_CRED_PRCTL
-        | ARG_TYPES_NO_RECORD)
+        | ARG_TYPES_NO_RECORD
+        | ARG_TYPES_OPEN_HOW)
         & ((1 << (2 * SYSCALL_ARGS)) - 1)
         == 0
 );

@@ -166,6 +166,33 @@ fn relative_paths_resolve_through_the_dirfd_and_the_cwd() {
     assert_eq!(b.ret, 0);
 }
 
+/// openat2 keeps its flags and mode behind a pointer (`struct open_how`): the kernel side
+/// copies them at enter, so they are decoded like openat's.
+#[test]
+fn openat2_flags_and_mode_come_from_open_how() {
+    let watched = TempDir::new("files-openat2");
+    let w = watched.path().to_str().expect("utf-8 temp path").to_owned();
+    let Some(mut agent) = Harness::start(&config(&w, false)) else {
+        return;
+    };
+    // openat2 is 437 on x86_64 and in the generic table (aarch64).
+    let script = "import ctypes, json, os, struct, sys\n\
+        libc = ctypes.CDLL(None, use_errno=True)\n\
+        libc.syscall.restype = ctypes.c_long\n\
+        how = ctypes.create_string_buffer(struct.pack('QQQ', os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o604, 0))\n\
+        fd = libc.syscall(437, -100, sys.argv[1].encode() + b'/o2', how, 24)\n\
+        print(json.dumps({'fd': fd}), flush=True)\n";
+    let (pid, since_ns, facts) = run_python_facts(script, &[&w]);
+    let events = collect(&mut agent, pid, since_ns);
+    assert!(facts[0]["fd"].as_i64().is_some_and(|fd| fd >= 0), "{facts:?}");
+    let created = one(&events, FileOp::Create, &format!("{w}/o2"));
+    assert_eq!(created.syscall, "openat2");
+    let want = (libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL) as u64;
+    assert_eq!(created.flags, Some(want), "{:?}", open_flag_names(want));
+    assert_eq!(created.mode, Some(0o604));
+    assert_eq!(Some(created.ret), facts[0]["fd"].as_i64());
+}
+
 /// Not a test: the kernel cost of a watched and of an unwatched openat. Run with
 /// `kernel.bpf_stats_enabled=1` and `--ignored --nocapture`; prints Δrun_time/Δrun_cnt of
 /// the syscall programs over a loop of opens by a child (the agent's own syscalls are not

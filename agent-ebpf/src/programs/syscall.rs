@@ -32,10 +32,10 @@ use vigil_common::{
     stats::KernelCounter,
     syscall::{
         ARG_INT, ARG_PTR, ARG_SOCKADDR, ARG_STR, ARG_TYPES_CRED, ARG_TYPES_KEEP_RELATIVE,
-        ARG_TYPES_NO_RECORD, ARG_TYPES_PATH_FILTER, FILE_PREFIX_WORDS, FILE_PREFIXES_MAX,
-        SOCKADDR_MAX, SYSCALL_NR_MAX, SYSCALL_SOCKADDR_UNREADABLE, SYSCALL_STRING_MAX,
-        SYSCALL_STRING_TRUNCATED, SYSCALL_STRING_UNREADABLE, SYSCALL_STRINGS_DROPPED,
-        SYSCALL_STRINGS_MASK, SYSCALL_STRINGS_MAX, SyscallEvent, arg_type,
+        ARG_TYPES_NO_RECORD, ARG_TYPES_OPEN_HOW, ARG_TYPES_PATH_FILTER, FILE_PREFIX_WORDS,
+        FILE_PREFIXES_MAX, SOCKADDR_MAX, SYSCALL_NR_MAX, SYSCALL_SOCKADDR_UNREADABLE,
+        SYSCALL_STRING_MAX, SYSCALL_STRING_TRUNCATED, SYSCALL_STRING_UNREADABLE,
+        SYSCALL_STRINGS_DROPPED, SYSCALL_STRINGS_MASK, SYSCALL_STRINGS_MAX, SyscallEvent, arg_type,
     },
 };
 
@@ -105,7 +105,7 @@ fn enter(ctx: &RawTracePointContext, nr: u32) {
     };
     // SAFETY: helper without arguments; the task is only read through probe reads.
     let current = unsafe { bpf_get_current_task() } as *const u8;
-    let args = [
+    let mut args = [
         read_at::<u64>(regs, offset!(regs_arg0)),
         read_at::<u64>(regs, offset!(regs_arg1)),
         read_at::<u64>(regs, offset!(regs_arg2)),
@@ -113,6 +113,13 @@ fn enter(ctx: &RawTracePointContext, nr: u32) {
         read_at::<u64>(regs, offset!(regs_arg4)),
         read_at::<u64>(regs, offset!(regs_arg5)),
     ];
+    if types & ARG_TYPES_OPEN_HOW != 0 {
+        // openat2's `how->flags` and `how->mode`, which are behind a pointer (0 if unreadable).
+        let how = args[2] as *const [u64; 2];
+        // SAFETY: a user address; the helper fails rather than faulting.
+        let [flags, mode] = unsafe { bpf_probe_read_user(how) }.unwrap_or([0; 2]);
+        (args[4], args[5]) = (flags, mode);
+    }
     // SAFETY: `record` points at this CPU's scratch entry, which only this program uses and
     // which stays valid for the program's run.
     let strings = unsafe { (&raw mut (*record).strings).cast::<u8>() };

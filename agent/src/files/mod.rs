@@ -14,8 +14,8 @@
 
 use serde::Deserialize;
 use vigil_common::syscall::{
-    ARG_TYPES_KEEP_RELATIVE, ARG_TYPES_PATH_FILTER, FILE_PREFIX_LEN, FILE_PREFIXES_MAX, FilePrefix,
-    SYSCALL_ARGS,
+    ARG_TYPES_KEEP_RELATIVE, ARG_TYPES_OPEN_HOW, ARG_TYPES_PATH_FILTER, FILE_PREFIX_LEN,
+    FILE_PREFIXES_MAX, FilePrefix, SYSCALL_ARGS,
 };
 
 use crate::{
@@ -111,8 +111,12 @@ impl FilesConfig {
         } else {
             0
         };
-        for (_, word) in &mut filter.arg_types {
+        let openat2 = arch.number("openat2");
+        for (nr, word) in &mut filter.arg_types {
             *word |= ARG_TYPES_PATH_FILTER | keep_relative;
+            if Some(*nr) == openat2 {
+                *word |= ARG_TYPES_OPEN_HOW;
+            }
         }
         filter
     }
@@ -312,6 +316,10 @@ pub fn from_syscall(
         "openat" => {
             file.flags = Some(args[2]);
         }
+        // The kernel copied `how->flags` and `how->mode` here (`ARG_TYPES_OPEN_HOW`).
+        "openat2" => {
+            file.flags = Some(args[4]);
+        }
         "creat" => file.mode = Some(args[1] as u32),
         "chmod" => file.mode = Some(args[1] as u32),
         "fchmodat" => file.mode = Some(args[2] as u32),
@@ -328,7 +336,12 @@ pub fn from_syscall(
     if let Some(flags) = file.flags {
         let create = libc::O_CREAT as u64;
         if flags & create != 0 {
-            file.mode = Some(args[if name == "open" { 2 } else { 3 }] as u32);
+            let mode_arg = match name {
+                "open" => 2,
+                "openat2" => 5,
+                _ => 3,
+            };
+            file.mode = Some(args[mode_arg] as u32);
             // With O_EXCL, success means the file was created here.
             if flags & libc::O_EXCL as u64 != 0 && ret >= 0 {
                 op = FileOp::Create;
