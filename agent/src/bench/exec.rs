@@ -18,6 +18,7 @@ use std::{
 
 use anyhow::Context as _;
 
+use super::peer;
 use crate::{
     clock::BootClock,
     config::Config,
@@ -71,7 +72,7 @@ fn storm(binary: &Path, args: &[&str], count: u32) -> anyhow::Result<Duration> {
     Ok(start.elapsed())
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub(super) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
@@ -85,7 +86,7 @@ struct RunResult {
     programs: Vec<(&'static str, f64, u64)>,
     /// Vigil's kernel ns per storm iteration, all programs together.
     kernel_ns_per_exec: f64,
-    peer: Option<super::peer::PeerRun>,
+    peer: Option<peer::PeerRun>,
 }
 
 async fn one_run(binary: &Path, args: &[&str], count: u32) -> anyhow::Result<RunResult> {
@@ -145,16 +146,17 @@ async fn one_run(binary: &Path, args: &[&str], count: u32) -> anyhow::Result<Run
         .filter(|((name, _, _), _)| name.starts_with("process_"))
         .map(|((_, t1, _), (_, t0, _))| t1.saturating_sub(*t0).as_nanos() as f64)
         .sum();
-    let peer = if super::peer::available() {
+    let peer = if peer::available(peer::EXECSNOOP) {
         let (b, a) = (
             binary.to_owned(),
             args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         );
+        let children = peer::execsnoop_child_of(std::process::id());
         Some(
             tokio::task::spawn_blocking(move || {
-                super::peer::execsnoop_run(count, || {
+                peer::run(peer::EXECSNOOP, &[], count, 1, children, || {
                     let a: Vec<&str> = a.iter().map(String::as_str).collect();
-                    storm(&b, &a, count)
+                    storm(&b, &a, count).map(super::Timing::from)
                 })
             })
             .await??,
@@ -197,10 +199,11 @@ pub async fn run(count: u32, runs: u32, binary: Option<PathBuf>) -> anyhow::Resu
         );
         if let Some(p) = &r.peer {
             println!(
-                "         execsnoop {:.3} s, captured {}/{}",
-                p.wall.as_secs_f64(),
-                p.captured,
-                count
+                "         execsnoop {:.3} s, captured {}/{}, lost {}",
+                p.storm.wall.as_secs_f64(),
+                p.captured[0],
+                count,
+                p.lost
             );
         }
         results.push(r);
@@ -249,22 +252,21 @@ pub async fn run(count: u32, runs: u32, binary: Option<PathBuf>) -> anyhow::Resu
     let mut vigil_total: Vec<f64> = results.iter().map(|r| r.kernel_ns_per_exec).collect();
     let vigil_total = median(&mut vigil_total);
     println!("kernel ns per exec, vigil  {vigil_total:.0} ns (exec + fork + exit programs)");
-    let peers: Vec<&super::peer::PeerRun> =
-        results.iter().filter_map(|r| r.peer.as_ref()).collect();
+    let peers: Vec<&peer::PeerRun> = results.iter().filter_map(|r| r.peer.as_ref()).collect();
     if peers.is_empty() {
         println!(
             "peer: {} not installed (Debian libbpf-tools); no side-by-side figures",
-            super::peer::EXECSNOOP
+            peer::EXECSNOOP
         );
         return Ok(());
     }
-    let mut peer_ns: Vec<f64> = peers.iter().map(|p| p.kernel_ns_per_exec).collect();
+    let mut peer_ns: Vec<f64> = peers.iter().map(|p| p.kernel_ns_per_event).collect();
     let peer_ns = median(&mut peer_ns);
     let mut peer_ratio: Vec<f64> = results
         .iter()
-        .filter_map(|r| Some(r.peer.as_ref()?.wall.as_secs_f64() / r.base.as_secs_f64()))
+        .filter_map(|r| Some(r.peer.as_ref()?.storm.wall.as_secs_f64() / r.base.as_secs_f64()))
         .collect();
-    let peer_captured = peers.iter().map(|p| p.captured).min().unwrap_or(0);
+    let peer_captured = peers.iter().map(|p| p.captured[0]).min().unwrap_or(0);
     println!("kernel ns per exec, execsnoop  {peer_ns:.0} ns (all its programs)");
     println!(
         "execsnoop slowdown ratio  {:.3}, captured/generated {peer_captured}/{count} (worst run)",

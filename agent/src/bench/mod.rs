@@ -1,9 +1,14 @@
 //! `vigil bench`: benchmark commands that print numbers (they are not tests).
 
 mod churn;
+mod connect;
 mod exec;
+mod open;
 mod peer;
+mod report;
+mod storm;
 mod syscall;
+mod worker;
 
 use std::path::PathBuf;
 
@@ -20,6 +25,34 @@ pub enum Storm {
         /// Binary to exec (default: busybox-static's `true`, else /bin/true).
         #[arg(long)]
         binary: Option<PathBuf>,
+    },
+    /// A loopback TCP connect storm (connect, accept, close both ends), with no tracer, with
+    /// Vigil and with libbpf-tools `tcpstates`: slowdown, kernel ns per connect, captured.
+    Connect {
+        #[arg(long, default_value_t = 20_000)]
+        count: u32,
+        /// Runs of each variant; medians are reported.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+    },
+    /// open+close of a file in a watched folder, with no tracer, with Vigil's file sensor
+    /// and with libbpf-tools `opensnoop -p`: slowdown, kernel ns per open, captured.
+    Open {
+        #[arg(long, default_value_t = 100_000)]
+        count: u32,
+        /// Runs of each variant; medians are reported.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+    },
+    /// The storm process of `connect` and `open` (internal).
+    #[command(hide = true)]
+    StormWorker {
+        #[arg(long, value_enum)]
+        kind: worker::Kind,
+        #[arg(long)]
+        count: u32,
+        #[arg(long)]
+        file: Option<PathBuf>,
     },
     /// A loop of a syscall the sensor does not select (getpid), with and without Vigil:
     /// the kernel ns per run of `sys_enter`/`sys_exit` on the filtered-out path.
@@ -46,6 +79,9 @@ pub async fn run(storm: Storm) -> anyhow::Result<()> {
             runs,
             binary,
         } => exec::run(count, runs, binary).await,
+        Storm::Connect { count, runs } => connect::run(count, runs).await,
+        Storm::Open { count, runs } => open::run(count, runs).await,
+        Storm::StormWorker { kind, count, file } => worker::serve(kind, count, file.as_deref()),
         Storm::Syscalls { count } => syscall::run(count).await,
         Storm::Churn {
             count,
@@ -56,6 +92,33 @@ pub async fn run(storm: Storm) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// How long a storm took, and how much CPU time the storming thread itself used (user +
+/// system; unlike wall time, not inflated by other load on a shared machine) when known.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timing {
+    pub wall: std::time::Duration,
+    pub cpu: Option<std::time::Duration>,
+}
+
+impl From<std::time::Duration> for Timing {
+    fn from(wall: std::time::Duration) -> Self {
+        Self { wall, cpu: None }
+    }
+}
+
+/// User + system CPU time so far of this process (`libc::RUSAGE_SELF`) or of the calling
+/// thread (`libc::RUSAGE_THREAD`); zero if it cannot be read.
+pub(crate) fn cpu_time(who: libc::c_int) -> std::time::Duration {
+    // SAFETY: an all-zero rusage is a valid value for getrusage to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+        return std::time::Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// A field of /proc/self/status in KiB (VmRSS, VmHWM).

@@ -1,97 +1,326 @@
 //! A peer tracer run on the same storm, for side-by-side figures: Debian's libbpf-tools
-//! `execsnoop` (CO-RE, a ring/perf buffer event per exec, printed by a C consumer).
+//! (`execsnoop`, `tcpstates`, `opensnoop`: CO-RE, a perf-buffer event per traced event,
+//! printed by a C consumer).
 //!
-//! Its kernel cost comes from the same BPF run-time statistics, summed over the programs it
-//! loaded (found as the programs that appeared after it started); what it captured is counted
-//! from its own output (lines whose PPID is this process).
+//! Its kernel cost comes from the same BPF run-time statistics, summed over the programs the
+//! tool's process holds (their ids read from `/proc/PID/fdinfo`, so programs that others load
+//! meanwhile are not counted); what it captured is counted from its own output, its lines
+//! sorted into classes per tool. Its stdout is a pipe, so the tool writes in blocks: the count is read
+//! after it stopped (SIGINT, on which every one of these tools flushes and exits cleanly).
 
 use std::{
     collections::HashSet,
     io::{BufRead, BufReader},
     path::Path,
     process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 
+use super::Timing;
+
 pub const EXECSNOOP: &str = "/usr/sbin/execsnoop";
+pub const TCPSTATES: &str = "/usr/sbin/tcpstates";
+pub const OPENSNOOP: &str = "/usr/sbin/opensnoop";
 
 pub struct PeerRun {
-    pub wall: Duration,
-    pub captured: u64,
+    pub storm: Timing,
+    /// Output lines of each class.
+    pub captured: Vec<u64>,
+    /// Events the tool itself reported lost (its "lost N events" warnings on stderr).
+    pub lost: u64,
     /// Kernel ns per storm iteration, all of its programs together.
-    pub kernel_ns_per_exec: f64,
+    pub kernel_ns_per_event: f64,
+    /// CPU time of the tool's process from the storm's start until it had drained its
+    /// output (user + system, 10 ms resolution).
+    pub cpu: Duration,
+    /// (program, ns per run, runs) during the storm.
+    pub programs: Vec<(String, f64, u64)>,
 }
 
-fn program_ids() -> HashSet<u32> {
-    aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .map(|p| p.id())
-        .collect()
-}
-
-/// Total (run time, run count) of the programs in `ids`.
-fn run_totals(ids: &HashSet<u32>) -> (Duration, u64) {
-    aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .filter(|p| ids.contains(&p.id()))
-        .fold((Duration::ZERO, 0), |(t, n), p| {
-            (t + p.run_time(), n + p.run_count())
-        })
-}
-
-/// Runs `storm` while execsnoop traces it. BPF statistics must be enabled by the caller.
-pub fn execsnoop_run(
+/// Runs `storm` while `tool args` traces it, counting its output lines by the class
+/// `classify` gives them (`None`: not the storm's; classes below `classes`). BPF statistics
+/// must be enabled by the caller; `count` is the storm's iterations.
+pub fn run(
+    tool: &str,
+    args: &[String],
     count: u32,
-    storm: impl FnOnce() -> anyhow::Result<Duration>,
+    classes: usize,
+    classify: impl Fn(&str) -> Option<usize> + Send + 'static,
+    storm: impl FnOnce() -> anyhow::Result<Timing>,
 ) -> anyhow::Result<PeerRun> {
-    let before = program_ids();
-    let mut child = Command::new(EXECSNOOP)
+    let mut child = Command::new(tool)
+        .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("starting {EXECSNOOP}"))?;
-    let stdout = child.stdout.take().context("execsnoop's stdout")?;
-    let me = std::process::id().to_string();
+        .with_context(|| format!("starting {tool}"))?;
+    let pid = child.id();
+    let stdout = child.stdout.take().context("peer stdout")?;
+    let stderr = child.stderr.take().context("peer stderr")?;
+    let lines = Arc::new(AtomicU64::new(0));
+    let seen = lines.clone();
     let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
+        let mut captured = vec![0; classes];
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            seen.fetch_add(1, Ordering::Relaxed);
+            if let Some(n) = classify(&line).and_then(|class| captured.get_mut(class)) {
+                *n += 1;
+            }
+        }
+        captured
+    });
+    let errors = std::thread::spawn(move || {
+        BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
-            .filter(|line| line.split_whitespace().nth(2) == Some(me.as_str()))
-            .count() as u64
+            .filter_map(|line| lost_events(&line))
+            .sum::<u64>()
     });
-    // Wait until its programs are loaded (they appear in the kernel's list), then a moment
-    // for the attach.
+    let stop = |child: &mut std::process::Child| {
+        // SIGINT: these tools flush their output and exit cleanly on it.
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+        child.wait()
+    };
+    // Wait until its programs are loaded, then a moment for the attach (its header line,
+    // printed after attaching, sits in its stdout buffer).
     let deadline = Instant::now() + Duration::from_secs(10);
     let ids = loop {
-        let new: HashSet<u32> = program_ids().difference(&before).copied().collect();
-        if !new.is_empty() {
-            break new;
+        let ids = program_ids_of(pid);
+        if !ids.is_empty() {
+            break ids;
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "execsnoop loaded no program in 10 s"
-        );
+        if Instant::now() >= deadline || child.try_wait()?.is_some() {
+            let _ = stop(&mut child);
+            anyhow::bail!("{tool} loaded no program in 10 s");
+        }
         std::thread::sleep(Duration::from_millis(50));
     };
     std::thread::sleep(Duration::from_millis(500));
-    let (t0, _) = run_totals(&ids);
-    let wall = storm()?;
-    let (t1, _) = run_totals(&ids);
-    std::thread::sleep(Duration::from_millis(300));
-    // SIGINT: execsnoop flushes its output and exits cleanly on it.
-    // SAFETY: plain kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    child.wait().context("waiting for execsnoop")?;
-    let captured = reader.join().unwrap_or(0);
+    let before = run_totals(&ids);
+    let cpu_before = process_cpu(pid);
+    let timing = match storm() {
+        Ok(timing) => timing,
+        Err(error) => {
+            let _ = stop(&mut child);
+            return Err(error);
+        }
+    };
+    let after = run_totals(&ids);
+    // Let it drain its buffer: wait until its output stops growing (it arrives in blocks).
+    let mut last = u64::MAX;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lines.load(Ordering::Relaxed) != last && Instant::now() < deadline {
+        last = lines.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let cpu = process_cpu(pid).saturating_sub(cpu_before);
+    stop(&mut child).with_context(|| format!("waiting for {tool}"))?;
+    let captured = reader.join().unwrap_or_default();
+    let lost = errors.join().unwrap_or(0);
+    let per = |ns: u128, n: u64| ns as f64 / n.max(1) as f64;
+    let programs = after
+        .iter()
+        .map(|(id, name, t1, n1)| {
+            let (t0, n0) = before
+                .iter()
+                .find(|b| b.0 == *id)
+                .map_or((Duration::ZERO, 0), |b| (b.2, b.3));
+            let runs = n1.saturating_sub(n0);
+            (
+                name.clone(),
+                per(t1.saturating_sub(t0).as_nanos(), runs),
+                runs,
+            )
+        })
+        .collect();
+    let total = |v: &[(u32, String, Duration, u64)]| v.iter().map(|p| p.2).sum::<Duration>();
     Ok(PeerRun {
-        wall,
+        storm: timing,
         captured,
-        kernel_ns_per_exec: (t1 - t0).as_nanos() as f64 / f64::from(count.max(1)),
+        lost,
+        kernel_ns_per_event: per(
+            total(&after).saturating_sub(total(&before)).as_nanos(),
+            u64::from(count),
+        ),
+        cpu,
+        programs,
     })
 }
 
-pub fn available() -> bool {
-    Path::new(EXECSNOOP).exists()
+/// User + system CPU time of process `pid` so far (zero when it is gone).
+fn process_cpu(pid: u32) -> Duration {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat_cpu_ticks(&stat))
+        .map_or(Duration::ZERO, |t| {
+            Duration::from_secs_f64(t as f64 / ticks.max(1) as f64)
+        })
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/PID/stat` line, in clock ticks; read after
+/// the `)` that ends the command name, which may hold spaces and parentheses.
+fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let mut fields = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Ids of the BPF programs process `pid` holds, from the `prog_id:` lines of its fdinfo
+/// (program fds and link fds both carry one).
+fn program_ids_of(pid: u32) -> HashSet<u32> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return HashSet::new();
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_to_string(fd.path()).ok())
+        .filter_map(|info| fdinfo_prog_id(&info))
+        .collect()
+}
+
+fn fdinfo_prog_id(info: &str) -> Option<u32> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("prog_id:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// (id, name, run time, run count) of the programs in `ids`.
+fn run_totals(ids: &HashSet<u32>) -> Vec<(u32, String, Duration, u64)> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| ids.contains(&p.id()))
+        .map(|p| {
+            let name = p.name_as_str().unwrap_or("?").to_owned();
+            (p.id(), name, p.run_time(), p.run_count())
+        })
+        .collect()
+}
+
+/// The count of a libbpf-tools loss warning ("lost 12 events on CPU #1", "Lost 3 events...").
+fn lost_events(line: &str) -> Option<u64> {
+    let lower = line.to_ascii_lowercase();
+    let rest = &lower[lower.find("lost ")? + 5..];
+    let (n, rest) = rest.split_once(' ')?;
+    rest.starts_with("event").then(|| n.parse().ok())?
+}
+
+/// execsnoop: class 0, a line of a child of `parent` (columns PCOMM PID PPID RET ARGS).
+pub fn execsnoop_child_of(parent: u32) -> impl Fn(&str) -> Option<usize> + Send + 'static {
+    let parent = parent.to_string();
+    move |line| (line.split_whitespace().nth(2) == Some(parent.as_str())).then_some(0)
+}
+
+/// A tcpstates line: (local port, remote port, old state, new state). Parsed from the right
+/// (`... LADDR LPORT RADDR RPORT OLDSTATE -> NEWSTATE MS`), since COMM may hold spaces.
+pub fn tcpstates_line(line: &str) -> Option<(u16, u16, &str, &str)> {
+    let mut fields = line.split_whitespace().rev();
+    let _ms = fields.next()?;
+    let new = fields.next()?;
+    (fields.next()? == "->").then_some(())?;
+    let old = fields.next()?;
+    let rport = fields.next()?.parse().ok()?;
+    let _raddr = fields.next()?;
+    let lport = fields.next()?.parse().ok()?;
+    Some((lport, rport, old, new))
+}
+
+/// tcpstates: a state change of a connection to or from `port` (not the listener's own
+/// CLOSE -> LISTEN -> CLOSE, whose remote port is 0): class 0 a connect (CLOSE -> SYN_SENT,
+/// one per connection), class 1 any other change.
+pub fn tcpstates_connection_of(port: u16) -> impl Fn(&str) -> Option<usize> + Send + 'static {
+    move |line| {
+        let (l, r, old, new) = tcpstates_line(line)?;
+        ((l == port || r == port) && r != 0)
+            .then_some(usize::from(!(old == "CLOSE" && new == "SYN_SENT")))
+    }
+}
+
+/// opensnoop: class 0, an open of `path` (columns PID COMM FD ERR PATH; the path is last
+/// and the storm's has no spaces).
+pub fn opensnoop_open_of(path: &Path) -> impl Fn(&str) -> Option<usize> + Send + 'static {
+    let path = path.to_string_lossy().into_owned();
+    move |line| (line.split_whitespace().last() == Some(path.as_str())).then_some(0)
+}
+
+pub fn available(tool: &str) -> bool {
+    Path::new(tool).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcpstates_lines_parse_from_the_right() {
+        let line = "ffff888100d95c80 7294    python3    127.0.0.1       56916 127.0.0.1       40321 SYN_SENT    -> ESTABLISHED 0.069";
+        assert_eq!(
+            tcpstates_line(line),
+            Some((56916, 40321, "SYN_SENT", "ESTABLISHED"))
+        );
+        let spaced = "ffff888100d95c80 7294 my comm 127.0.0.1 40321 127.0.0.1 56916 LISTEN -> SYN_RECV 0.000";
+        assert_eq!(
+            tcpstates_line(spaced),
+            Some((40321, 56916, "LISTEN", "SYN_RECV"))
+        );
+        let header = "SKADDR           PID     COMM       LADDR           LPORT RADDR           RPORT OLDSTATE    -> NEWSTATE    MS";
+        assert_eq!(tcpstates_line(header), None);
+        let of = tcpstates_connection_of(40321);
+        assert_eq!(of(line), Some(1));
+        assert_eq!(of(spaced), Some(1));
+        // The client's first change has local port 0; the remote is the listener.
+        let connect =
+            "ffff888100d95c80 7294 python3 127.0.0.1 0 127.0.0.1 40321 CLOSE -> SYN_SENT 0.000";
+        assert_eq!(of(connect), Some(0));
+        // The listener itself, and other connections.
+        let listen =
+            "ffff888100d93780 7294 python3 127.0.0.1 40321 0.0.0.0 0 CLOSE -> LISTEN 0.000";
+        assert_eq!(of(listen), None);
+        let other = "ffff888100d93780 1 sshd 10.0.0.1 0 10.0.0.2 22 CLOSE -> SYN_SENT 1.0";
+        assert_eq!(of(other), None);
+        assert_eq!(of(header), None);
+    }
+
+    #[test]
+    fn opensnoop_and_execsnoop_lines() {
+        let of = opensnoop_open_of(Path::new("/tmp/vigil-bench-open-1/target"));
+        let open = "7301   vigil               3   0 /tmp/vigil-bench-open-1/target";
+        assert_eq!(of(open), Some(0));
+        assert_eq!(
+            of("7301   vigil               3   0 /etc/ld.so.cache"),
+            None
+        );
+        assert_eq!(of("PID    COMM                FD ERR PATH"), None);
+        let child = execsnoop_child_of(4242);
+        let exec = "true             4300    4242      0 /bin/busybox true";
+        assert_eq!(child(exec), Some(0));
+        let other = "true             4242    1      0 /bin/busybox true";
+        assert_eq!(child(other), None);
+    }
+
+    #[test]
+    fn loss_warnings_and_fdinfo() {
+        assert_eq!(lost_events("lost 12 events on CPU #1"), Some(12));
+        assert_eq!(lost_events("Lost 3 events on CPU #0!"), Some(3));
+        assert_eq!(lost_events("failed to attach"), None);
+        assert_eq!(lost_events("lost contact"), None);
+        let prog = "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t2071\nprog_type:\t5\nprog_jited:\t1\nprog_tag:\t0123456789abcdef\nmemlock:\t4096\nprog_id:\t812\nrun_time_ns:\t0\n";
+        assert_eq!(fdinfo_prog_id(prog), Some(812));
+        assert_eq!(fdinfo_prog_id("pos:\t0\nflags:\t02\n"), None);
+        let stat =
+            "7301 (a (b) c) S 7290 7301 7290 0 -1 4194560 2841 0 0 0 37 12 0 0 20 0 1 0 1234 0 0";
+        assert_eq!(stat_cpu_ticks(stat), Some(49));
+        assert_eq!(stat_cpu_ticks("7301 (x) S 1"), None);
+    }
 }

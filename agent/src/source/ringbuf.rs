@@ -67,36 +67,41 @@ impl RingReader {
                 }
                 _ = tick.tick() => {}
             }
-            self.drain();
+            self.drain().await;
         }
-        self.drain();
+        self.drain().await;
     }
 
-    /// Moves everything in the ring into batches for the pipeline.
-    fn drain(&mut self) {
+    /// Moves everything in the ring into batches for the pipeline. A batch is read from the
+    /// ring only once the queue has room for it: when the pipeline falls behind, records wait
+    /// in the kernel's ring buffer (megabytes) instead of being dropped here, and only a full
+    /// ring loses records, counted by kind in the kernel.
+    async fn drain(&mut self) {
         loop {
-            let mut batch = Batch::with_capacity(BATCH_RECORDS, BATCH_RECORDS * 128);
-            let ring = self.ring.get_mut();
-            while batch.len() < BATCH_RECORDS {
-                let Some(item) = ring.next() else { break };
-                batch.push(&item);
-            }
+            let Ok(permit) = self.tx.reserve().await else {
+                // The pipeline is gone: what is left is lost, counted.
+                self.drop_rest();
+                return;
+            };
+            let batch = next_batch(self.ring.get_mut());
             if batch.is_empty() {
                 return;
             }
             let full = batch.len() == BATCH_RECORDS;
-            self.send(batch);
+            permit.send(batch);
             if !full {
                 return;
             }
         }
     }
 
-    fn send(&self, batch: Batch) {
-        if let Err(
-            mpsc::error::TrySendError::Full(batch) | mpsc::error::TrySendError::Closed(batch),
-        ) = self.tx.try_send(batch)
-        {
+    /// Counts every record still in the ring as dropped (the pipeline stopped early).
+    fn drop_rest(&mut self) {
+        loop {
+            let batch = next_batch(self.ring.get_mut());
+            if batch.is_empty() {
+                return;
+            }
             for record in batch.iter() {
                 self.counters.count(queue_drop_cause(record));
             }
@@ -104,7 +109,17 @@ impl RingReader {
     }
 }
 
-/// The drop cause for a record that did not fit in the pipeline queue, by its kind.
+/// Up to [`BATCH_RECORDS`] records from the ring.
+fn next_batch(ring: &mut RingBuf<MapData>) -> Batch {
+    let mut batch = Batch::with_capacity(BATCH_RECORDS, BATCH_RECORDS * 128);
+    while batch.len() < BATCH_RECORDS {
+        let Some(item) = ring.next() else { break };
+        batch.push(&item);
+    }
+    batch
+}
+
+/// The drop cause for a record the pipeline could not take, by its kind.
 fn queue_drop_cause(record: &[u8]) -> Drop {
     let kind = (record.len() >= size_of::<Header>())
         .then(|| u16::from_ne_bytes([record[0], record[1]]))

@@ -1,0 +1,65 @@
+//! `vigil bench connect`: a loopback TCP connect storm (connect to a 127.0.0.1 listener,
+//! accept, close both ends), with no tracer, with Vigil's network sensor and with libbpf-tools
+//! `tcpstates`. Vigil reports the connect and accept syscalls plus the connect outcome and the
+//! closes from `sock:inet_sock_set_state`; tcpstates reports every state change, 10 per
+//! connection here (5 per side, the server closing first).
+
+use super::{
+    peer,
+    storm::{Spec, Target},
+    worker::Kind,
+};
+use crate::{
+    config::Config,
+    event::{Detail, Event, NetworkOp},
+    network::Sockaddr,
+};
+
+/// Vigil's events of the storm: 0 its connect syscalls to the listener, 1 its accepts,
+/// 2 TCP state events (connect outcome, close) of its connections.
+fn classify(target: &Target, event: &Event) -> Option<usize> {
+    match &event.detail {
+        Detail::Network(n) if n.task.key.tgid == target.pid => match (n.op, &n.addr) {
+            (NetworkOp::Connect, Some(Ok(Sockaddr::Inet { port, .. }))) if *port == target.port => {
+                Some(0)
+            }
+            (NetworkOp::Accept, _) => Some(1),
+            _ => None,
+        },
+        Detail::TcpState(t) if t.src.port() == target.port || t.dst.port() == target.port => {
+            Some(2)
+        }
+        _ => None,
+    }
+}
+
+pub async fn run(count: u32, runs: u32) -> anyhow::Result<()> {
+    super::storm::run(Spec {
+        kind: Kind::Connect,
+        iteration: "connect + accept + close x2 on 127.0.0.1",
+        count,
+        runs,
+        file: None,
+        config: Config::default(),
+        classes: &[
+            ("connect syscalls", 1),
+            ("accept syscalls", 1),
+            ("TCP state events (connect outcome, 2 closes)", 3),
+        ],
+        classify,
+        peer: peer::TCPSTATES,
+        // Unfiltered: its port filters (-L, -D) must both match, so either keeps one side of
+        // each connection only. The node's other TCP traffic is filtered out here.
+        peer_args: |_| Vec::new(),
+        peer_classify: |t| Box::new(peer::tcpstates_connection_of(t.port)),
+        // 10 changes per connection: client CLOSE -> SYN_SENT -> ESTABLISHED -> CLOSE_WAIT ->
+        // LAST_ACK -> CLOSE, server LISTEN -> SYN_RECV -> ESTABLISHED -> FIN_WAIT1 ->
+        // FIN_WAIT2 -> CLOSE (perf's count of the tracepoint agrees).
+        peer_classes: &[
+            ("connects (CLOSE -> SYN_SENT)", 1),
+            ("other state changes", 9),
+        ],
+        perf_events: "syscalls:sys_enter_connect,sock:inet_sock_set_state",
+    })
+    .await
+}

@@ -1,0 +1,59 @@
+//! `vigil bench open`: open + close of one file under a watched prefix (a temporary folder,
+//! Vigil's only `[files] watch` prefix for the run), with no tracer, with Vigil's file sensor
+//! and with libbpf-tools `opensnoop -p WORKER` (filtered in its kernel programs to the storm's
+//! process, which keeps its output to the storm's opens).
+
+use std::os::unix::ffi::OsStrExt;
+
+use anyhow::Context as _;
+
+use super::{
+    peer,
+    storm::{Spec, Target},
+    worker::Kind,
+};
+use crate::{
+    config::Config,
+    event::{Detail, Event},
+};
+
+/// Vigil's events of the storm: 0 the worker's file events on the storm's file.
+fn classify(target: &Target, event: &Event) -> Option<usize> {
+    match (&event.detail, &target.file) {
+        (Detail::File(f), Some(file))
+            if f.task.key.tgid == target.pid && f.path == file.as_os_str().as_bytes() =>
+        {
+            Some(0)
+        }
+        _ => None,
+    }
+}
+
+pub async fn run(count: u32, runs: u32) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("vigil-bench-open-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut config = Config::default();
+    config.files.watch = vec![format!("{}/", dir.display())];
+    let result = super::storm::run(Spec {
+        kind: Kind::Open,
+        iteration: "open O_RDONLY + close of a file in a watched folder",
+        count,
+        runs,
+        file: Some(dir.join("target")),
+        config,
+        classes: &[("file events (openat)", 1)],
+        classify,
+        peer: peer::OPENSNOOP,
+        peer_args: |t| vec!["-p".into(), t.pid.to_string()],
+        peer_classify: |t| {
+            Box::new(peer::opensnoop_open_of(
+                t.file.as_deref().unwrap_or(std::path::Path::new("")),
+            ))
+        },
+        peer_classes: &[("opens", 1)],
+        perf_events: "syscalls:sys_enter_openat",
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}

@@ -1,0 +1,313 @@
+//! The driver shared by `vigil bench connect` and `vigil bench open`: a storm run by a worker
+//! process (see `worker`), with no tracer, with Vigil (the real agent in this process, JSON
+//! rendering of every event included) and with a libbpf-tools peer, `runs` times; medians.
+//!
+//! Kernel ns per event: BPF run time of all of a tracer's programs between the worker's
+//! `ready` and `done`, over the storm's iteration count. Vigil's syscall programs run on every
+//! syscall of the node in that window (the storm's several syscalls per iteration, and
+//! anything else running), so their run counts are printed too.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+
+use super::{
+    Timing,
+    peer::{self, PeerRun},
+    worker::{Kind, Worker},
+};
+use crate::{
+    clock::BootClock,
+    config::Config,
+    event::{Detail, Event},
+    export::{Exporter, json::JsonRenderer},
+    runtime::Agent,
+};
+
+/// What the tracers are asked to find: the worker's pid, its listener's port, its file.
+pub struct Target {
+    pub pid: u32,
+    pub port: u16,
+    pub file: Option<PathBuf>,
+}
+
+/// Sorts a peer's output lines into classes (`None`: not the storm's).
+pub type LineClassifier = Box<dyn Fn(&str) -> Option<usize> + Send>;
+
+/// One storm's specifics.
+pub struct Spec {
+    pub kind: Kind,
+    /// One storm iteration, for the header.
+    pub iteration: &'static str,
+    pub count: u32,
+    pub runs: u32,
+    pub file: Option<PathBuf>,
+    /// Vigil's configuration for the storm.
+    pub config: Config,
+    /// Names of the classes `classify` sorts Vigil's events into, and how many of each one
+    /// iteration should give.
+    pub classes: &'static [(&'static str, u64)],
+    pub classify: fn(&Target, &Event) -> Option<usize>,
+    pub peer: &'static str,
+    pub peer_args: fn(&Target) -> Vec<String>,
+    pub peer_classify: fn(&Target) -> LineClassifier,
+    /// Names of the classes of `peer_classify` and how many lines of each one iteration
+    /// should give.
+    pub peer_classes: &'static [(&'static str, u64)],
+    /// Tracepoints `perf stat` counts on the worker for ground truth, when perf is installed.
+    pub perf_events: &'static str,
+}
+
+/// Counts Vigil's events by class, rendering every event as JSON on the way so that the
+/// whole pipeline's cost is paid; keeps the loss events' counts by cause.
+struct Counter {
+    target: Target,
+    classify: fn(&Target, &Event) -> Option<usize>,
+    counts: Arc<Mutex<Counts>>,
+    renderer: JsonRenderer,
+    buf: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Counts {
+    classes: Vec<u64>,
+    losses: Vec<(&'static str, u64)>,
+}
+
+impl Exporter for Counter {
+    fn export(&mut self, events: &[Event]) -> std::io::Result<()> {
+        self.buf.clear();
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        for event in events {
+            self.renderer.render(event, &mut self.buf);
+            if let Detail::Loss(loss) = &event.detail {
+                for &(cause, n) in &loss.counts {
+                    match counts.losses.iter_mut().find(|(c, _)| *c == cause) {
+                        Some((_, total)) => *total += n,
+                        None => counts.losses.push((cause, n)),
+                    }
+                }
+            }
+            if let Some(class) = (self.classify)(&self.target, event) {
+                if let Some(n) = counts.classes.get_mut(class) {
+                    *n += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub struct VigilRun {
+    pub storm: Timing,
+    /// Vigil's events of the storm, by class of [`Spec::classes`].
+    pub classes: Vec<u64>,
+    /// Events lost, all causes, node-wide, and the loss events' counts by cause.
+    pub lost: u64,
+    pub losses: Vec<(&'static str, u64)>,
+    /// (program, ns per run, runs)
+    pub programs: Vec<(&'static str, f64, u64)>,
+    pub kernel_ns_per_event: f64,
+    /// CPU time of this process (the agent) from the storm's start until it had stopped.
+    pub cpu: Duration,
+}
+
+pub struct RunResult {
+    pub base: Timing,
+    pub vigil: VigilRun,
+    pub peer: Option<PeerRun>,
+}
+
+/// Starts a worker: it sets up and says ready, a few ms.
+fn spawn(spec: &Spec) -> anyhow::Result<Worker> {
+    Worker::spawn(spec.kind, spec.count, spec.file.as_ref())
+}
+
+fn target(spec: &Spec, worker: &Worker) -> Target {
+    Target {
+        pid: worker.pid,
+        port: worker.port,
+        file: spec.file.clone(),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+async fn vigil_run(spec: &Spec, worker: Worker) -> anyhow::Result<VigilRun> {
+    let counts = Arc::new(Mutex::new(Counts {
+        classes: vec![0; spec.classes.len()],
+        losses: Vec::new(),
+    }));
+    let exporter = Counter {
+        target: target(spec, &worker),
+        classify: spec.classify,
+        counts: counts.clone(),
+        renderer: JsonRenderer::new("bench".into(), BootClock::now()),
+        buf: Vec::with_capacity(1 << 20),
+    };
+    let agent = Agent::start(&spec.config, Box::new(exporter)).context("starting Vigil")?;
+    let stats = |agent: &Agent| {
+        agent
+            .sensor()
+            .map(|s| s.program_stats())
+            .unwrap_or_default()
+    };
+    let before = stats(&agent);
+    let cpu_before = super::cpu_time(libc::RUSAGE_SELF);
+    let storm = blocking(move || worker.go()).await?;
+    let after = stats(&agent);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let summary = agent.stop().await;
+    let cpu = super::cpu_time(libc::RUSAGE_SELF).saturating_sub(cpu_before);
+    let mut total = 0.0;
+    let programs = after
+        .iter()
+        .zip(&before)
+        .map(|((name, t1, n1), (_, t0, n0))| {
+            let runs = n1.saturating_sub(*n0);
+            let ns = t1.saturating_sub(*t0).as_nanos() as f64;
+            total += ns;
+            (*name, ns / runs.max(1) as f64, runs)
+        })
+        .collect();
+    let counts = std::mem::take(&mut *counts.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(VigilRun {
+        storm,
+        classes: counts.classes,
+        lost: summary.lost,
+        losses: counts.losses,
+        programs,
+        kernel_ns_per_event: total / f64::from(spec.count.max(1)),
+        cpu,
+    })
+}
+
+async fn one_run(spec: &Spec) -> anyhow::Result<RunResult> {
+    let worker = spawn(spec)?;
+    let base = blocking(move || worker.go()).await?;
+    // Held through both traced variants; restored when dropped.
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .context("enabling BPF run-time statistics")?;
+    let vigil = vigil_run(spec, spawn(spec)?).await?;
+    let peer = if peer::available(spec.peer) {
+        let worker = spawn(spec)?;
+        let target = target(spec, &worker);
+        let (tool, args) = (spec.peer, (spec.peer_args)(&target));
+        let classify = (spec.peer_classify)(&target);
+        let (count, classes) = (spec.count, spec.peer_classes.len());
+        Some(
+            blocking(move || peer::run(tool, &args, count, classes, classify, || worker.go()))
+                .await?,
+        )
+    } else {
+        None
+    };
+    Ok(RunResult { base, vigil, peer })
+}
+
+/// One extra, untimed storm under `perf stat -p WORKER`: how many of `spec.perf_events`
+/// happened in the worker, counted by the kernel.
+fn perf_ground_truth(spec: &Spec) -> anyhow::Result<Vec<(String, u64)>> {
+    let worker = spawn(spec)?;
+    let out = std::env::temp_dir().join(format!("vigil-bench-perf-{}", std::process::id()));
+    let mut perf = std::process::Command::new("perf")
+        .args(["stat", "-x,", "-e", spec.perf_events, "-o"])
+        .arg(&out)
+        .args(["-p", &worker.pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting perf stat")?;
+    std::thread::sleep(Duration::from_millis(500));
+    let result = worker.go();
+    // SAFETY: plain kill(2) on our own child's pid (perf stat prints its counts on SIGINT;
+    // it may also have ended by itself when the worker exited).
+    unsafe { libc::kill(perf.id() as libc::pid_t, libc::SIGINT) };
+    perf.wait().context("waiting for perf")?;
+    result?;
+    let text = std::fs::read_to_string(&out).context("reading perf stat's output")?;
+    let _ = std::fs::remove_file(&out);
+    Ok(parse_perf_stat(&text))
+}
+
+/// `perf stat -x,` lines: `COUNT,UNIT,EVENT,...`; comments and `<not counted>` skipped.
+fn parse_perf_stat(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(',');
+            let count = fields.next()?.trim().parse().ok()?;
+            let event = fields.nth(1)?.trim();
+            (!event.is_empty()).then(|| (event.to_owned(), count))
+        })
+        .collect()
+}
+
+pub async fn run(spec: Spec) -> anyhow::Result<()> {
+    let name = spec.kind_name();
+    println!(
+        "{name} storm: {} x ({}), run by a worker process, {} runs per variant (medians)",
+        spec.count, spec.iteration, spec.runs
+    );
+    let perf = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("perf").exists()));
+    if perf {
+        match tokio::task::block_in_place(|| perf_ground_truth(&spec)) {
+            Ok(counts) => {
+                let counts: Vec<String> = counts.iter().map(|(e, n)| format!("{e} {n}")).collect();
+                println!(
+                    "ground truth (perf stat on the worker, one extra run): {}",
+                    counts.join(", ")
+                );
+            }
+            Err(error) => println!(
+                "ground truth: perf stat failed ({error:#}); generated = the storm's count"
+            ),
+        }
+    } else {
+        println!(
+            "ground truth: perf not installed; generated = the storm's count (every syscall checked)"
+        );
+    }
+    let mut results = Vec::new();
+    for run in 0..spec.runs {
+        let r = one_run(&spec).await?;
+        super::report::run_line(&spec, run + 1, &r);
+        results.push(r);
+    }
+    super::report::report(&spec, &results);
+    Ok(())
+}
+
+impl Spec {
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Connect => "connect",
+            Kind::Open => "open",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perf_stat_csv() {
+        let text = "# started on Mon Jan  1 00:00:00 2024\n\n20000,,syscalls:sys_enter_connect,1680197,100.00,,\n200003,,sock:inet_sock_set_state,1680197,100.00,,\n<not counted>,,syscalls:sys_enter_openat,0,0.00,,\n";
+        assert_eq!(
+            parse_perf_stat(text),
+            vec![
+                ("syscalls:sys_enter_connect".to_owned(), 20000),
+                ("sock:inet_sock_set_state".to_owned(), 200_003),
+            ]
+        );
+    }
+}
