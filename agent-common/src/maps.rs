@@ -52,6 +52,12 @@ pub const ENFORCE_EVENTS: &str = "VIGIL_ENFORCE_EVENTS";
 /// Per-CPU array of `u64` indexed by [`crate::enforce::EnforceCounter`].
 pub const ENFORCE_STATS: &str = "VIGIL_ENFORCE_STATS";
 
+/// LRU hash map thread (pid_tgid) -> `TcpStateEvent`: a connect outcome decided while its
+/// owner was still inside connect(2), until that syscall's exit.
+pub const CONNECT_OUTCOMES: &str = "VIGIL_CONNECT_OUTCOMES";
+/// Entries of [`CONNECT_OUTCOMES`].
+pub const CONNECT_OUTCOMES_ENTRIES: u32 = 4096;
+
 /// Global holding [`crate::offsets::KernelOffsets`].
 pub const GLOBAL_OFFSETS: &str = "VIGIL_OFFSETS";
 /// Global holding [`crate::config::KernelConfig`].

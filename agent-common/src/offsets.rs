@@ -116,6 +116,23 @@ kernel_offsets! {
     /// The syscall number at exit (x86_64 `orig_ax`, aarch64 `syscallno`); read as 32 bits
     /// (little-endian), the width of `syscallno`.
     regs_syscall_nr: "pt_regs"."orig_ax|syscallno", required: true;
+    /// A network syscall's socket: fd -> file -> socket -> sock (see `SocketInfo`).
+    task_files: "task_struct"."files", required: true;
+    files_fdt: "files_struct"."fdt", required: true;
+    fdtable_max_fds: "fdtable"."max_fds", required: true;
+    fdtable_fd: "fdtable"."fd", required: true;
+    file_private_data: "file"."private_data", required: true;
+    socket_sk: "socket"."sk", required: true;
+    /// `struct sock` starts with its `sock_common`; these are members of anonymous unions.
+    sock_family: "sock_common"."skc_family", required: true;
+    sock_num: "sock_common"."skc_num", required: true;
+    sock_dport: "sock_common"."skc_dport", required: true;
+    sock_rcv_saddr: "sock_common"."skc_rcv_saddr", required: true;
+    sock_daddr: "sock_common"."skc_daddr", required: true;
+    /// Absent without CONFIG_IPV6.
+    sock_v6_rcv_saddr: "sock_common"."skc_v6_rcv_saddr", required: false;
+    sock_v6_daddr: "sock_common"."skc_v6_daddr", required: false;
+    sock_protocol: "sock"."sk_protocol", required: false;
     /// Kill-on-exec's directory rules walk the executable's parents by inode.
     dentry_inode: "dentry"."d_inode", required: true;
 }

@@ -55,11 +55,37 @@ pub const SYSCALL_SOCKADDR_UNREADABLE: u32 = 1 << 3;
 // `read_sockaddr` masks its length with `2 * SOCKADDR_MAX - 1` at a masked offset.
 const _: () = assert!(SYSCALL_STRINGS_MASK + 2 * SOCKADDR_MAX <= SYSCALL_STRINGS_AREA);
 
+/// A [`SocketInfo`] trails the record (after the socket address argument).
+pub const SYSCALL_SOCKET_INFO: u32 = 1 << 4;
+
+/// A socket's own view of its ends, read from `struct sock` at a network syscall's exit: the
+/// local address and port (the port a bind to 0 or a connect picked, a listener's port) and
+/// the remote ones (zero until connected). Addresses as the kernel holds them (network
+/// order); ports in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketInfo {
+    /// `skc_family`: `AF_INET`, `AF_INET6`, `AF_UNIX`...
+    pub family: u16,
+    /// `sk_protocol`: `IPPROTO_TCP`, `IPPROTO_UDP`... (0 for unix sockets).
+    pub protocol: u16,
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// IPv4 in the first four bytes for `AF_INET`, else IPv6.
+    pub local: [u8; 16],
+    pub remote: [u8; 16],
+}
+
+const _: () = assert!(size_of::<SocketInfo>() == 40);
+// The info goes at a masked offset after the strings and the address.
+const _: () = assert!(SYSCALL_STRINGS_MASK + size_of::<SocketInfo>() <= SYSCALL_STRINGS_AREA);
+
 /// A syscall with its raw arguments and return value.
 ///
 /// `header.time_ns` is the time of entry; `exit_time_ns` the time of return. Trailing data:
 /// the string arguments, in argument order, each `str_lens[k]` bytes (without NUL), then
-/// `addr_len` bytes of the socket address argument (see [`ARG_SOCKADDR`]).
+/// `addr_len` bytes of the socket address argument (see [`ARG_SOCKADDR`]), then a
+/// [`SocketInfo`] when `flags` has [`SYSCALL_SOCKET_INFO`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SyscallEvent {
@@ -109,6 +135,11 @@ pub const ARG_TYPES_NO_RECORD: u32 = 1 << 27;
 /// Bit of an arg-type word: argument 2 points at a `struct open_how` (openat2), whose `flags`
 /// and `mode` the kernel copies at enter into arguments 4 and 5, which openat2 does not have.
 pub const ARG_TYPES_OPEN_HOW: u32 = 1 << 26;
+/// Bit of an arg-type word (the network syscalls): at exit, the socket's own addresses are
+/// read from the kernel's `struct sock` and appended as a [`SocketInfo`]. The socket is the
+/// fd in argument 0, or the returned fd for accept (argument 1 [`ARG_SOCKADDR`], argument 2
+/// [`ARG_PTR`]).
+pub const ARG_TYPES_SOCKET: u32 = 1 << 25;
 
 // The flag bits stay clear of the argument codes (two bits per argument).
 const _: () = assert!(
@@ -117,7 +148,8 @@ const _: () = assert!(
         | ARG_TYPES_CRED
         | ARG_TYPES_CRED_PRCTL
         | ARG_TYPES_NO_RECORD
-        | ARG_TYPES_OPEN_HOW)
+        | ARG_TYPES_OPEN_HOW
+        | ARG_TYPES_SOCKET)
         & ((1 << (2 * SYSCALL_ARGS)) - 1)
         == 0
 );

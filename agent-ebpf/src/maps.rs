@@ -153,6 +153,13 @@ pub static ENFORCE_EVENTS: RingBuf =
 pub static ENFORCE_STATS: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(vigil_common::enforce::EnforceCounter::COUNT, 0);
 
+/// `vigil_common::maps::CONNECT_OUTCOMES`: thread -> the outcome of the connect it is inside,
+/// held until the syscall's exit decides whether to report it. LRU: an entry whose exit never
+/// came ages out.
+#[map(name = "VIGIL_CONNECT_OUTCOMES")]
+pub static CONNECT_OUTCOMES: LruHashMap<u64, vigil_common::network::TcpStateEvent> =
+    LruHashMap::with_max_entries(vigil_common::maps::CONNECT_OUTCOMES_ENTRIES, 0);
+
 /// `vigil_common::maps::GLOBAL_OFFSETS`, filled from BTF by userspace before load.
 #[unsafe(no_mangle)]
 pub static VIGIL_OFFSETS: KernelOffsets = KernelOffsets::MISSING;

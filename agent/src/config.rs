@@ -42,6 +42,7 @@ pub struct Config {
     pub files: crate::files::FilesConfig,
     pub credentials: crate::credentials::CredentialsConfig,
     pub policy: crate::policy::PolicyConfig,
+    pub enforcement: crate::response::EnforcementConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -214,6 +215,9 @@ impl Config {
         if let Some((field, problem)) = self.policy.invalid_field() {
             return Err(invalid(field, &problem));
         }
+        if let Some((field, problem)) = self.enforcement.invalid_field() {
+            return Err(invalid(field, &problem));
+        }
         if !self.telemetry.metrics_address.is_empty()
             && self
                 .telemetry
@@ -368,6 +372,26 @@ mod tests {
         let err =
             Config::parse("[credentials]\nenable = true\n", "c.toml").expect_err("unknown key");
         assert!(err.to_string().contains("enable"), "{err}");
+    }
+
+    #[test]
+    fn enforcement_is_on_by_default_and_checks_its_allow_lists() {
+        let config = Config::default();
+        assert!(config.enforcement.enabled);
+        assert_eq!(
+            config.enforcement.layout().state_dir,
+            PathBuf::from("/run/vigil")
+        );
+        let err = Config::parse(
+            "[enforcement]\nallow_cgroups = [\"system.slice\"]\n",
+            "c.toml",
+        )
+        .expect_err("relative cgroup");
+        assert!(
+            err.to_string()
+                .starts_with("c.toml: line 2: `enforcement.allow_cgroups`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -16,9 +16,9 @@ use vigil_common::{
         EXEC_NO_LOGINUID, EXIT_GROUP_DEAD, ExecEvent, ExitEvent, FORK_THREAD, ForkEvent,
     },
     syscall::{
-        ARG_SOCKADDR, ARG_STR, SYSCALL_ARGS, SYSCALL_SOCKADDR_UNREADABLE, SYSCALL_STRING_MAX,
-        SYSCALL_STRING_TRUNCATED, SYSCALL_STRING_UNREADABLE, SYSCALL_STRINGS_DROPPED,
-        SYSCALL_STRINGS_MAX, SyscallEvent, arg_type,
+        ARG_SOCKADDR, ARG_STR, SYSCALL_ARGS, SYSCALL_SOCKADDR_UNREADABLE, SYSCALL_SOCKET_INFO,
+        SYSCALL_STRING_MAX, SYSCALL_STRING_TRUNCATED, SYSCALL_STRING_UNREADABLE,
+        SYSCALL_STRINGS_DROPPED, SYSCALL_STRINGS_MAX, SocketInfo, SyscallEvent, arg_type,
     },
 };
 
@@ -237,8 +237,14 @@ fn decode_cred_change(bytes: &[u8]) -> Result<CredChange, DecodeError> {
 fn decode_syscall(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     let raw: SyscallEvent = read_struct(bytes, "syscall")?;
     let mut rest = &bytes[size_of::<SyscallEvent>()..];
-    let need: usize =
-        raw.str_lens.iter().map(|&l| usize::from(l)).sum::<usize>() + usize::from(raw.addr_len);
+    let info_len = if raw.flags & SYSCALL_SOCKET_INFO != 0 {
+        size_of::<SocketInfo>()
+    } else {
+        0
+    };
+    let need: usize = raw.str_lens.iter().map(|&l| usize::from(l)).sum::<usize>()
+        + usize::from(raw.addr_len)
+        + info_len;
     if need > rest.len() {
         return Err(DecodeError::SectionsOverflow {
             kind: "syscall",
@@ -271,11 +277,15 @@ fn decode_syscall(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             && raw.flags & SYSCALL_SOCKADDR_UNREADABLE == 0
             && raw.addr_len > 0)
             .then(|| &rest[..usize::from(raw.addr_len)]);
+        let info = (info_len > 0)
+            .then(|| read_struct::<SocketInfo>(&rest[usize::from(raw.addr_len)..], "socket"))
+            .transpose()?;
         return Ok(KernelEvent::Network(network::from_syscall(
             task(&raw.header),
             op,
             &raw.args,
             addr,
+            info,
             raw.ret,
             raw.exit_time_ns,
         )));

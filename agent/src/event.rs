@@ -209,10 +209,24 @@ pub struct Network {
     pub addr: Option<Result<crate::network::Sockaddr, crate::network::SockaddrError>>,
     /// listen's backlog.
     pub backlog: Option<i32>,
+    /// The socket's own ends, read from the kernel at return (IPv4/IPv6 sockets that the
+    /// call left open; accept: the new connection's).
+    pub socket: Option<SocketEnds>,
     /// Return value: negative is `-errno`; accept's new fd.
     pub ret: i64,
     /// CLOCK_BOOTTIME nanoseconds at return.
     pub exit_time_ns: u64,
+}
+
+/// An IP socket's ends as the kernel held them when a network syscall returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketEnds {
+    /// `IPPROTO_TCP` (6), `IPPROTO_UDP` (17)...
+    pub protocol: u16,
+    /// The bound address and port (a port bind or connect picked; a listener's).
+    pub local: std::net::SocketAddr,
+    /// The peer; `None` until connected.
+    pub remote: Option<std::net::SocketAddr>,
 }
 
 impl Network {
@@ -369,6 +383,9 @@ pub enum Detail {
     Loss(Loss),
     /// A rule fired on the event before it (see `crate::policy::Finding`).
     Finding(Box<crate::policy::Finding>),
+    /// A containment action was taken, by the kernel or the responder (see
+    /// `crate::response::Enforcement`).
+    Enforcement(Box<crate::response::Enforcement>),
 }
 
 impl Detail {
@@ -385,6 +402,7 @@ impl Detail {
             Self::CredChange(_) => "cred_change",
             Self::Loss(_) => "loss",
             Self::Finding(_) => "finding",
+            Self::Enforcement(_) => "enforcement",
         }
     }
 }

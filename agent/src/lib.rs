@@ -22,6 +22,7 @@ pub mod node;
 pub mod pipeline;
 pub mod policy;
 pub mod process;
+pub mod response;
 pub mod runtime;
 pub mod source;
 pub mod syscall;

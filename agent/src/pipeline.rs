@@ -137,6 +137,11 @@ impl Pipeline {
         self.policy.as_ref()
     }
 
+    /// The policy stage, to plug a responder into it.
+    pub fn policy_mut(&mut self) -> Option<&mut crate::policy::PolicyStage> {
+        self.policy.as_mut()
+    }
+
     /// Puts a reloaded policy set in force (between two batches: never half a set).
     pub fn replace_policies(&mut self, set: Arc<crate::policy::PolicySet>) {
         if let Some(stage) = &mut self.policy {

@@ -31,6 +31,8 @@ pub enum StartError {
     Policy(#[from] crate::policy::PolicyError),
     #[error("installing the SIGHUP handler for policy reloads")]
     PolicyReload(#[source] std::io::Error),
+    #[error("starting the responder thread")]
+    Responder(#[source] std::io::Error),
     #[error("serving metrics on {address} (telemetry.metrics_address)")]
     Metrics {
         address: String,
@@ -136,10 +138,20 @@ impl Agent {
             results
         });
         let policy_updates = start_policies(config, &mut pipeline)?;
+        let response = match pipeline.policy_mut() {
+            Some(stage) => crate::response::start(
+                &config.enforcement,
+                stage,
+                crate::node::node_name(&config.node_name),
+            )
+            .map_err(StartError::Responder)?,
+            None => None,
+        };
         let task = PipelineTask {
             rx,
             lookups,
             policy_updates,
+            response,
             pipeline,
             exporter,
             stats,
@@ -252,6 +264,8 @@ struct PipelineTask {
     lookups: Option<mpsc::Receiver<crate::enrich::LookupResult>>,
     /// Reloaded policy sets, when policies are on.
     policy_updates: Option<mpsc::Receiver<Arc<crate::policy::PolicySet>>>,
+    /// The responder thread's reports and the findings waiting for them, when enforcing.
+    response: Option<crate::response::Response>,
     pipeline: Pipeline,
     exporter: Box<dyn Exporter>,
     stats: PerCpuArray<MapData, u64>,
@@ -280,6 +294,9 @@ impl PipelineTask {
                 }
                 _ = tick.tick() => {
                     self.report_loss(&mut losses, &mut out);
+                    if let Some(response) = &mut self.response {
+                        response.correlator.expire(boot_now_ns(), &mut out);
+                    }
                     self.pipeline.tick(boot_now_ns());
                     self.publish_metrics(losses.kernel_totals());
                 }
@@ -290,7 +307,16 @@ impl PipelineTask {
                     self.pipeline.release_due(boot_now_ns(), &mut out);
                 }
                 set = crate::policy::reload::next(&mut self.policy_updates) => {
+                    if let Some(response) = &self.response {
+                        // The responder thread installs and releases the kernel rules.
+                        response.policies.send_replace(set.clone());
+                    }
                     self.pipeline.replace_policies(set);
+                }
+                report = crate::response::next_report(&mut self.response) => {
+                    if let Some(response) = &mut self.response {
+                        response.correlator.on_report(report, boot_now_ns(), &mut out);
+                    }
                 }
             }
             if let Err(error) = self.flush(&mut out, &mut summary) {
@@ -302,6 +328,10 @@ impl PipelineTask {
         self.pipeline.drain(&mut out);
         self.report_loss(&mut losses, &mut out);
         let _ = self.flush(&mut out, &mut summary);
+        if let Some(response) = &mut self.response {
+            response.correlator.drain(&mut out);
+            let _ = self.flush(&mut out, &mut summary);
+        }
         summary.enrich = self.pipeline.enrich_stats();
         summary.kernel = *losses.kernel_totals();
         summary.lost += losses_total(&summary.kernel, &self.counters);
@@ -322,6 +352,11 @@ impl PipelineTask {
             cache_bytes: cache.bytes(),
             enrich: self.pipeline.enrich_stats(),
             dns_malformed: self.dns_malformed,
+            enforcement: self
+                .response
+                .as_ref()
+                .map(|r| r.correlator.actions())
+                .unwrap_or_default(),
         };
         let _ = metrics.send(crate::telemetry::metrics::render(&snapshot).into());
     }
@@ -348,6 +383,10 @@ impl PipelineTask {
         // Every event leaves through here, whichever stage released it: the rules see each
         // one once, complete and enriched.
         self.pipeline.evaluate_policies(out, 0);
+        if let Some(response) = &mut self.response {
+            // Findings whose action is under way leave with its outcome.
+            response.correlator.hold(out, boot_now_ns());
+        }
         summary.events += out.len() as u64;
         for event in out.iter() {
             *self.events_by_kind.entry(event.detail.kind()).or_default() += 1;

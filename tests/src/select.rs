@@ -10,7 +10,7 @@ use vigil::{
     process::ProcessKey,
 };
 
-/// The task a kernel event is about; `None` for loss events and findings.
+/// The task a kernel event is about; `None` for loss events, findings and enforcement.
 pub fn task(event: &Event) -> Option<&Task> {
     match &event.detail {
         Detail::Exec(e) => Some(&e.task),
@@ -22,7 +22,7 @@ pub fn task(event: &Event) -> Option<&Task> {
         Detail::CredChange(e) => Some(&e.task),
         Detail::TcpState(e) => Some(&e.task),
         Detail::Dns(e) => Some(&e.task),
-        Detail::Loss(_) | Detail::Finding(_) => None,
+        Detail::Loss(_) | Detail::Finding(_) | Detail::Enforcement(_) => None,
     }
 }
 

@@ -184,7 +184,10 @@ fn openat2_flags_and_mode_come_from_open_how() {
         print(json.dumps({'fd': fd}), flush=True)\n";
     let (pid, since_ns, facts) = run_python_facts(script, &[&w]);
     let events = collect(&mut agent, pid, since_ns);
-    assert!(facts[0]["fd"].as_i64().is_some_and(|fd| fd >= 0), "{facts:?}");
+    assert!(
+        facts[0]["fd"].as_i64().is_some_and(|fd| fd >= 0),
+        "{facts:?}"
+    );
     let created = one(&events, FileOp::Create, &format!("{w}/o2"));
     assert_eq!(created.syscall, "openat2");
     let want = (libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL) as u64;

@@ -85,13 +85,27 @@ fn tcp_v4_and_v6_bind_listen_connect_accept_have_exact_addresses() {
         assert_eq!(addr(bind), &inet(host, &Value::from(0)), "bind to port 0");
         assert_eq!(bind.ret, 0);
 
+        // The socket's own ends, read from the kernel at exit: the port bind picked, the
+        // listener's port, the client's port, the accepted connection's local end.
+        let at = |port: &Value| {
+            let port = u16::try_from(port.as_u64().expect("a port")).expect("port fits");
+            std::net::SocketAddr::new(host.parse().expect("an ip"), port)
+        };
+        let (server, client) = (at(&fact["port"]), at(&fact["client_port"]));
+        let ends = |e: &Network| e.socket.unwrap_or_else(|| panic!("no socket ends: {e:?}"));
+        assert_eq!(ends(bind).local, server, "the port the kernel picked");
+        assert_eq!(ends(bind).protocol, libc::IPPROTO_TCP as u16);
+
         let listen = one(&events, NetworkOp::Listen, &fact["srv"]);
         assert_eq!((listen.backlog, listen.ret), (Some(7), 0));
+        assert_eq!(ends(listen).local, server);
 
         let connect = one(&events, NetworkOp::Connect, &fact["cli"]);
         assert_eq!(addr(connect), &inet(host, &fact["port"]));
         assert_eq!(connect.ret, 0);
         assert_eq!(connect.task.pid, pid);
+        assert_eq!(ends(connect).local, client);
+        assert_eq!(ends(connect).remote, Some(server));
 
         let accept = one(&events, NetworkOp::Accept, &fact["srv"]);
         assert_eq!(Some(accept.ret), fact["conn"].as_i64(), "the new fd");
@@ -101,6 +115,8 @@ fn tcp_v4_and_v6_bind_listen_connect_accept_have_exact_addresses() {
             "the peer is the client's local address"
         );
         assert!(accept.exit_time_ns >= accept.task.time_ns);
+        assert_eq!(ends(accept).local, server, "the accepted connection's end");
+        assert_eq!(ends(accept).remote, Some(client));
     }
 
     // As `vigil run` writes it.
@@ -334,6 +350,14 @@ fn tcp_close_and_connect_outcomes_come_from_state_changes_with_their_owner() {
     assert_eq!(json["network"]["result"], "failed");
     assert_eq!(json["network"]["tcp_state"]["old"], "SYN_SENT");
     assert_eq!(json["process"]["pid"], pid);
+
+    // The blocking connect's outcome is its syscall's result: no second `connect` line.
+    assert!(
+        !changes
+            .iter()
+            .any(|t| t.op == NetworkOp::Connect && u64::from(t.src.port()) == port_of("c")),
+        "{changes:#?}"
+    );
 
     let close = find("c", "port", None, TCP_CLOSE);
     assert_eq!(close.op, NetworkOp::Close);

@@ -2,4 +2,5 @@
 
 pub mod kread;
 pub mod path;
+pub mod socket;
 pub mod task;

@@ -18,12 +18,13 @@ use vigil_common::{
         TCP_LAST_ACK, TCP_STATE_OWNER_KNOWN, TCP_SYN_SENT, TcpStateEvent,
     },
     stats::KernelCounter,
+    syscall::{ARG_INT, ARG_SOCKADDR, arg_type},
 };
 
 use crate::{
     emit::{KindCounters, reserve_submit},
     helpers::task::{self, TaskIds},
-    maps::{TCP_OWNERS, count},
+    maps::{CONNECT_OUTCOMES, SYSCALL_STASH, TCP_OWNERS, count},
 };
 
 const NETWORK: KindCounters = KindCounters {
@@ -138,6 +139,44 @@ pub fn network_tcp_state(ctx: TracePointContext) -> u32 {
         saddr,
         daddr,
     };
+    if connect_outcome && flags != 0 {
+        let thread = (u64::from(owner.ids.tgid) << 32) | u64::from(owner.ids.pid);
+        if owner_in_connect(thread) {
+            // Decided while its owner is still inside connect(2) (a blocking connect, or any
+            // on loopback): the syscall's exit reports it if connect returns EINPROGRESS, and
+            // drops it otherwise, since the syscall's own result then says the same.
+            let _ = CONNECT_OUTCOMES.insert(thread, event, 0);
+            return 0;
+        }
+    }
     reserve_submit(NETWORK, event);
     0
+}
+
+/// Whether `thread` is inside a connect-shaped syscall the syscall hooks stashed (an address
+/// argument copied at enter: connect, or bind, which does not change a socket's state).
+#[inline(always)]
+fn owner_in_connect(thread: u64) -> bool {
+    match SYSCALL_STASH.get_ptr(thread) {
+        Some(pending) => {
+            // SAFETY: a map value, valid for this program's run.
+            let types = unsafe { (*pending).event.arg_types };
+            arg_type(types, 1) == ARG_SOCKADDR && arg_type(types, 2) == ARG_INT
+        }
+        None => false,
+    }
+}
+
+/// At the exit of a connect whose outcome was decided inside it: submits the outcome when the
+/// syscall returned EINPROGRESS (so it follows the `in_progress` connect), else forgets it.
+#[inline(always)]
+pub fn connect_exit(thread: u64, in_progress: bool) {
+    let Some(outcome) = CONNECT_OUTCOMES.get_ptr(thread) else {
+        return;
+    };
+    if in_progress {
+        // SAFETY: a map value, valid for this program's run.
+        reserve_submit(NETWORK, unsafe { *outcome });
+    }
+    let _ = CONNECT_OUTCOMES.remove(thread);
 }

@@ -32,22 +32,26 @@ use vigil_common::{
     stats::KernelCounter,
     syscall::{
         ARG_INT, ARG_PTR, ARG_SOCKADDR, ARG_STR, ARG_TYPES_CRED, ARG_TYPES_KEEP_RELATIVE,
-        ARG_TYPES_NO_RECORD, ARG_TYPES_OPEN_HOW, ARG_TYPES_PATH_FILTER, FILE_PREFIX_WORDS,
-        FILE_PREFIXES_MAX, SOCKADDR_MAX, SYSCALL_NR_MAX, SYSCALL_SOCKADDR_UNREADABLE,
-        SYSCALL_STRING_MAX, SYSCALL_STRING_TRUNCATED, SYSCALL_STRING_UNREADABLE,
-        SYSCALL_STRINGS_DROPPED, SYSCALL_STRINGS_MASK, SYSCALL_STRINGS_MAX, SyscallEvent, arg_type,
+        ARG_TYPES_NO_RECORD, ARG_TYPES_OPEN_HOW, ARG_TYPES_PATH_FILTER, ARG_TYPES_SOCKET,
+        FILE_PREFIX_WORDS, FILE_PREFIXES_MAX, SOCKADDR_MAX, SYSCALL_NR_MAX,
+        SYSCALL_SOCKADDR_UNREADABLE, SYSCALL_SOCKET_INFO, SYSCALL_STRING_MAX,
+        SYSCALL_STRING_TRUNCATED, SYSCALL_STRING_UNREADABLE, SYSCALL_STRINGS_DROPPED,
+        SYSCALL_STRINGS_MASK, SYSCALL_STRINGS_MAX, SocketInfo, SyscallEvent, arg_type,
     },
 };
 
-use super::cred;
+use super::{cred, network};
 use crate::{
     emit::{KindCounters, output},
-    helpers::{kread::read_at, task},
+    helpers::{kread::read_at, socket::socket_info, task},
     maps::{
         FILE_PREFIXES, SYSCALL_ARG_TYPES, SYSCALL_CGROUPS, SYSCALL_FILTER, SYSCALL_SCRATCH,
         SYSCALL_STASH, config, count, offset,
     },
 };
+
+/// A non-blocking connect still under way (`-EINPROGRESS`): its socket has its ports.
+const EINPROGRESS: i64 = 115;
 
 const SYSCALL: KindCounters = KindCounters {
     submitted: KernelCounter::SubmittedSyscall,
@@ -330,9 +334,40 @@ fn exit(nr: u32, ret: i64) {
         strings += len;
         event.header.size = (size_of::<SyscallEvent>() + strings) as u32;
     }
+    // The network syscalls: the socket's own addresses (a bound or picked port, the local
+    // address of a connect) once the syscall has acted; a connect in progress has them too.
+    if types & ARG_TYPES_SOCKET != 0 && (ret >= 0 || ret == -EINPROGRESS) {
+        let accept = arg_type(types, 1) == ARG_SOCKADDR && arg_type(types, 2) == ARG_PTR;
+        let fd = if accept {
+            ret
+        } else {
+            i64::from(event.args[0] as i32)
+        };
+        if let Some(info) = socket_info(fd) {
+            // SAFETY: the entry's string area, at a masked offset with room for the info
+            // (`SYSCALL_STRINGS_MASK + size_of::<SocketInfo>() <= SYSCALL_STRINGS_AREA`).
+            unsafe {
+                let area = (&raw mut (*record).strings).cast::<u8>();
+                area.add(strings & SYSCALL_STRINGS_MASK)
+                    .cast::<SocketInfo>()
+                    .write_unaligned(info);
+            }
+            event.flags |= SYSCALL_SOCKET_INFO;
+            strings += size_of::<SocketInfo>();
+            event.header.size = (size_of::<SyscallEvent>() + strings) as u32;
+        }
+    }
     let size = size_of::<SyscallEvent>() + (strings & SYSCALL_STRINGS_MASK);
     // SAFETY: `size <= size_of::<SyscallEvent>() + SYSCALL_STRINGS_MASK`, within the entry.
     let bytes = unsafe { core::slice::from_raw_parts(record.cast::<u8>(), size) };
     output(SYSCALL, bytes);
     let _ = SYSCALL_STASH.remove(key);
+    if types & ARG_TYPES_SOCKET != 0
+        && arg_type(types, 1) == ARG_SOCKADDR
+        && arg_type(types, 2) == ARG_INT
+    {
+        // connect (bind has no outcome waiting): an outcome decided inside it follows the
+        // `in_progress` record, or is dropped when the syscall's result already says it.
+        network::connect_exit(key, ret == -EINPROGRESS);
+    }
 }

@@ -407,6 +407,7 @@ fn task_cgroup(event: &Event) -> Option<u64> {
         Detail::Dns(e) => Some(e.task.cgroup_id),
         Detail::CredChange(e) => Some(e.task.cgroup_id),
         Detail::TcpState(e) => e.owner_known.then_some(e.task.cgroup_id),
+        Detail::Enforcement(e) => (e.cgroup_id != 0).then_some(e.cgroup_id),
         // Findings are made after enrichment, with their event's container.
         Detail::Loss(_) | Detail::Finding(_) => None,
     }

@@ -17,9 +17,10 @@ use crate::{
 
 mod cred;
 mod dns;
+mod enforcement;
 mod file;
 mod finding;
-use self::finding::FindingJson;
+use self::{enforcement::EnforcementJson, finding::FindingJson};
 mod network;
 mod syscall;
 use self::{
@@ -104,6 +105,10 @@ impl JsonRenderer {
                 Detail::Finding(finding) => Some(FindingJson::new(finding)),
                 _ => None,
             },
+            enforcement: match &event.detail {
+                Detail::Enforcement(e) => Some(EnforcementJson::new(e)),
+                _ => None,
+            },
             container: event.container.as_deref().map(ContainerJson::new),
             pod: event.pod.as_deref().map(PodJson::new),
         };
@@ -149,6 +154,9 @@ struct Line<'a> {
     /// The rule that fired and what was done (kind `finding` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     finding: Option<FindingJson<'a>>,
+    /// A containment action and its outcome (kind `enforcement` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enforcement: Option<EnforcementJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     container: Option<ContainerJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]

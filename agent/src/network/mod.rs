@@ -13,8 +13,12 @@ pub use self::{
     dns::{DnsMalformed, DnsQuestion, parse as parse_dns},
     sockaddr::{Sockaddr, SockaddrError, UnixAddr},
 };
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use vigil_common::syscall::{ARG_TYPES_SOCKET, SocketInfo};
+
 use crate::{
-    event::{Network, NetworkOp, Task},
+    event::{Network, NetworkOp, SocketEnds, Task},
     syscall::{Arch, KernelFilter},
 };
 
@@ -51,11 +55,16 @@ impl NetworkConfig {
         if !self.enabled {
             return KernelFilter::default();
         }
-        KernelFilter::new(arch, SYSCALLS.iter().copied()).unwrap_or_else(|name| {
+        let mut filter = KernelFilter::new(arch, SYSCALLS.iter().copied()).unwrap_or_else(|name| {
             // Both tables have all of them (a unit test says so).
             tracing::error!(syscall = name, "A network syscall has no number here.");
             KernelFilter::default()
-        })
+        });
+        // Each also reports its socket's own ends, read from the kernel at exit.
+        for (_, word) in &mut filter.arg_types {
+            *word |= ARG_TYPES_SOCKET;
+        }
+        filter
     }
 }
 
@@ -77,6 +86,7 @@ pub fn from_syscall(
     op: NetworkOp,
     args: &[u64; vigil_common::syscall::SYSCALL_ARGS],
     addr: Option<&[u8]>,
+    info: Option<SocketInfo>,
     ret: i64,
     exit_time_ns: u64,
 ) -> Network {
@@ -86,10 +96,32 @@ pub fn from_syscall(
         fd: args[0] as u32 as i32,
         addr: addr.map(Sockaddr::parse),
         backlog: (op == NetworkOp::Listen).then_some(args[1] as u32 as i32),
+        socket: info.and_then(socket_ends),
         ret,
         exit_time_ns,
     }
 }
+
+/// The ends of an IPv4/IPv6 socket (`None` for other families).
+pub fn socket_ends(info: SocketInfo) -> Option<SocketEnds> {
+    let ip = |addr: [u8; 16]| -> IpAddr {
+        match info.family {
+            AF_INET => Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).into(),
+            _ => Ipv6Addr::from(addr).into(),
+        }
+    };
+    if info.family != AF_INET && info.family != AF_INET6 {
+        return None;
+    }
+    Some(SocketEnds {
+        protocol: info.protocol,
+        local: SocketAddr::new(ip(info.local), info.local_port),
+        remote: (info.remote_port != 0).then(|| SocketAddr::new(ip(info.remote), info.remote_port)),
+    })
+}
+
+const AF_INET: u16 = libc::AF_INET as u16;
+const AF_INET6: u16 = libc::AF_INET6 as u16;
 
 #[cfg(test)]
 mod tests {

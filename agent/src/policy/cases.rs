@@ -559,6 +559,7 @@ fn network(
         op,
         fd: 3,
         addr,
+        socket: None,
         backlog: None,
         ret: m
             .get("ret")

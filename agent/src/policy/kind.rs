@@ -87,7 +87,8 @@ pub fn slot(detail: &Detail) -> Option<usize> {
         "dns" => 10,
         "loss" => 11,
         "cred_change" => 12,
-        "finding" => return None,
+        // Containment's own records: a rule firing on them could act on its own actions.
+        "finding" | "enforcement" => return None,
         _ => OTHER,
     })
 }

@@ -1,9 +1,11 @@
 //! The response stage's contract: what an action is aimed at, and what came of it.
 //!
 //! Monitor mode never calls a responder: the finding reports `would_<action>` with status
-//! `dry_run`. Enforce mode hands the request to a [`Responder`]; until containment is built,
-//! [`DryRunResponder`] answers `not_implemented`. A real responder plugs in here (and may
-//! complete asynchronously: its outcome then says `pending`, and a later event reports it).
+//! `dry_run`. Enforce mode hands the request to a [`Responder`]: the agent's is
+//! `crate::response::EnforceResponder`, which queues the action for its thread and answers
+//! `pending`; the runtime holds such a finding until the result (or the kernel's record)
+//! arrives and emits it with the final status. [`DryRunResponder`] (answers
+//! `not_implemented`) serves tests and tools that run rules without containment.
 
 use std::time::Instant;
 
@@ -57,6 +59,10 @@ pub enum Status {
     Failed,
     /// The event has nothing to act on (a kill without a process, a freeze outside containers).
     NoTarget,
+    /// The responder's queue was full: the action was not taken (counted).
+    Dropped,
+    /// Enforce mode, but `[enforcement] enabled = false`: nothing was done.
+    Disabled,
 }
 
 impl Status {
@@ -69,6 +75,8 @@ impl Status {
             Self::Ok => "ok",
             Self::Failed => "failed",
             Self::NoTarget => "no_target",
+            Self::Dropped => "dropped",
+            Self::Disabled => "disabled",
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub enrich: Option<EnrichStats>,
     /// DNS events whose payload was no DNS message.
     pub dns_malformed: u64,
+    /// Containment actions (kernel and userspace), by action and outcome.
+    pub enforcement: Vec<(&'static str, &'static str, u64)>,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -147,6 +149,18 @@ pub fn render(s: &Snapshot) -> String {
         "Packets to port 53 whose payload was no DNS message (reported as dns events with dns.malformed).",
     );
     sample(&mut out, "vigil_dns_malformed_total", None, s.dns_malformed);
+    family(
+        &mut out,
+        "vigil_enforcement_actions_total",
+        "counter",
+        "Containment actions taken by the kernel or the responder, by action and outcome (dropped: the responder's queue was full).",
+    );
+    for (action, outcome, n) in &s.enforcement {
+        let _ = writeln!(
+            out,
+            "vigil_enforcement_actions_total{{action=\"{action}\",outcome=\"{outcome}\"}} {n}"
+        );
+    }
     if let Some(enrich) = &s.enrich {
         family(
             &mut out,
@@ -180,9 +194,16 @@ mod tests {
             cache_bytes: 4096,
             enrich: Some(EnrichStats::default()),
             dns_malformed: 3,
+            enforcement: vec![("exec_killed", "ok", 2)],
             ..Snapshot::default()
         });
         assert!(text.contains("vigil_dns_malformed_total 3\n"), "{text}");
+        assert!(
+            text.contains(
+                "vigil_enforcement_actions_total{action=\"exec_killed\",outcome=\"ok\"} 2\n"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("vigil_events_total{kind=\"exec\"} 10\n"),
             "{text}"

@@ -1,6 +1,8 @@
-//! `network: {family, src_ip?, src_port?, dst_ip?, dst_port?, path?, fd, result, ...}` of a
-//! connect, accept, bind or listen. The remote end (connect's target, accept's peer) is
-//! `dst_*`; a bound address is `src_*`. A unix address is `path` (abstract names as `@name`).
+//! `network: {family, protocol?, src_ip?, src_port?, dst_ip?, dst_port?, path?, fd, result,
+//! ...}` of a connect, accept, bind or listen. `src_*` is the socket's own end as the kernel
+//! held it at return (a port bind or connect picked, a listener's port; the bind argument
+//! when the socket could not be read); `dst_*` the remote end (connect's target, accept's
+//! peer). A unix address is `path` (abstract names as `@name`).
 
 use std::borrow::Cow;
 
@@ -19,7 +21,7 @@ const EINPROGRESS: i64 = libc::EINPROGRESS as i64;
 pub(super) struct NetworkJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     family: Option<Cow<'static, str>>,
-    /// Known for TCP state changes (`"tcp"`); a syscall does not say.
+    /// `"tcp"`, `"udp"`...: from the socket (syscalls) or the tracepoint (TCP state changes).
     #[serde(skip_serializing_if = "Option::is_none")]
     protocol: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,6 +86,25 @@ impl<'a> NetworkJson<'a> {
             duration_ns: Some(network.exit_time_ns.saturating_sub(network.task.time_ns)),
             tcp_state: None,
         };
+        if let Some(ends) = &network.socket {
+            json.protocol = protocol_name(ends.protocol);
+            json.family = Some(
+                if ends.local.is_ipv4() {
+                    "inet"
+                } else {
+                    "inet6"
+                }
+                .into(),
+            );
+            // Port 0: no local end (never bound, or already closed, e.g. a refused connect).
+            if ends.local.port() != 0 {
+                json.src_ip = Some(ends.local.ip().to_string());
+                json.src_port = Some(ends.local.port());
+            }
+            if let Some(remote) = ends.remote {
+                (json.dst_ip, json.dst_port) = (Some(remote.ip().to_string()), Some(remote.port()));
+            }
+        }
         match &network.addr {
             None => {}
             Some(Err(error)) => json.address_error = Some(error.to_string()),
@@ -100,10 +121,12 @@ impl<'a> NetworkJson<'a> {
                     Sockaddr::Other { .. } => None,
                 };
                 if let Some((ip, port)) = ip_port {
-                    if network.op == NetworkOp::Bind {
-                        (json.src_ip, json.src_port) = (Some(ip), Some(port));
-                    } else {
+                    if network.op != NetworkOp::Bind {
                         (json.dst_ip, json.dst_port) = (Some(ip), Some(port));
+                    } else if network.socket.is_none() {
+                        // The address asked for; the socket's own (with the port the kernel
+                        // picked for port 0) wins when known.
+                        (json.src_ip, json.src_port) = (Some(ip), Some(port));
                     }
                 }
             }
@@ -160,6 +183,18 @@ impl NetworkJson<'static> {
 }
 
 const TCP_ESTABLISHED: u32 = vigil_common::network::TCP_ESTABLISHED;
+
+/// `"tcp"`, `"udp"`... for an IP protocol number.
+fn protocol_name(protocol: u16) -> Option<&'static str> {
+    match i32::from(protocol) {
+        libc::IPPROTO_TCP => Some("tcp"),
+        libc::IPPROTO_UDP => Some("udp"),
+        libc::IPPROTO_ICMP | libc::IPPROTO_ICMPV6 => Some("icmp"),
+        libc::IPPROTO_SCTP => Some("sctp"),
+        libc::IPPROTO_RAW => Some("raw"),
+        _ => None,
+    }
+}
 
 /// The kernel's name of TCP state `state`, without its `TCP_` prefix.
 fn tcp_state_name(state: u32) -> &'static str {

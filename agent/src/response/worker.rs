@@ -1,0 +1,522 @@
+//! The responder thread: owns the [`Enforcer`] and does everything that blocks (bpffs and
+//! /proc, the rule record's lock, cgroup writes, pidfds) off the pipeline task. It
+//! - installs the kernel rules of each policy set put in force and releases the rules of
+//!   removed ones (`reconcile`), publishing what is installed for the responder;
+//! - carries out queued userspace actions (kill, kill_tree, freeze, isolate);
+//! - drains the kernel's enforcement records every [`DRAIN_INTERVAL`];
+//!
+//! and reports each action to the pipeline task, which emits it as an event.
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::{
+        Arc,
+        mpsc::{Receiver, RecvTimeoutError},
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::sync::{mpsc, watch};
+
+use super::{
+    plan::{self, Installed, Scope, Spec},
+    record::{By, Enforcement},
+};
+use crate::{
+    enforce::{EnforceError, Enforcer, Guard, KernelAction, Layout, RateLimit, RuleKind},
+    policy::{Action, PolicySet, Target},
+};
+
+/// How often the kernel's enforcement records are drained.
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Enforcement rules the agent installs for a policy rule carry `policy:<rule name>` as
+/// their origin (`vigil enforcement list`); `cli` marks an operator's.
+pub const ORIGIN_PREFIX: &str = "policy:";
+
+/// A userspace action to carry out.
+pub struct Job {
+    pub rule: String,
+    pub action: Action,
+    pub target: Target,
+    /// The process's start time (its `ProcessKey`), so that a reused pid is never hit.
+    pub start_time_ns: Option<u64>,
+    pub comm: String,
+    pub cgroup_id: u64,
+    pub requested: Instant,
+}
+
+/// What the thread tells the pipeline task.
+#[derive(Debug)]
+pub enum Report {
+    /// The kernel acted; `rule` is the policy rule when the enforcement rule is one of ours.
+    Kernel {
+        action: KernelAction,
+        rule: Option<String>,
+        binary: Option<String>,
+    },
+    /// A userspace action ended.
+    Done(Box<Enforcement>),
+}
+
+pub struct Worker {
+    layout: Layout,
+    guard: Guard,
+    limit: RateLimit,
+    node: String,
+    enforcer: Option<Enforcer>,
+    /// Why there is no enforcer, when installing failed.
+    unavailable: Option<String>,
+    /// Enforcement rule id -> (origin, executable), for kernel records.
+    origins: BTreeMap<u32, (String, Option<String>)>,
+    /// cgroups already frozen or isolated by a rule: (action, cgroup id) -> record id.
+    contained: BTreeMap<(&'static str, u64), u32>,
+    installed: watch::Sender<Installed>,
+}
+
+impl Worker {
+    /// Opens enforcement when it is installed, installs it when `set` needs it, and puts the
+    /// kernel rules of `set` in place, on the calling thread (the start waits for them, so
+    /// that nothing runs unenforced right after it).
+    pub fn new(
+        config: &super::EnforcementConfig,
+        node: String,
+        set: &PolicySet,
+    ) -> (Self, watch::Receiver<Installed>) {
+        let guard = Guard::new(&config.allow_executables, &config.allow_cgroups);
+        let (installed, installed_rx) = watch::channel(Installed::default());
+        let mut worker = Self {
+            layout: config.layout(),
+            guard,
+            limit: RateLimit::new(config.rate_limit_per_minute, config.rate_limit_burst),
+            node,
+            enforcer: None,
+            unavailable: None,
+            origins: BTreeMap::new(),
+            contained: BTreeMap::new(),
+            installed,
+        };
+        match Enforcer::open_existing(worker.layout.clone(), worker.guard.clone()) {
+            Ok(Some(enforcer)) => worker.enforcer = Some(unlimited(enforcer)),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(error = %chain(&error), "Installed enforcement could not be opened; reinstalling.");
+            }
+        }
+        worker.reconcile(set);
+        (worker, installed_rx)
+    }
+
+    /// Runs until the job queue's sender (the responder) is gone.
+    pub fn run(
+        mut self,
+        jobs: Receiver<Job>,
+        mut policies: watch::Receiver<Arc<PolicySet>>,
+        reports: mpsc::Sender<Report>,
+    ) {
+        let mut next_drain = Instant::now() + DRAIN_INTERVAL;
+        loop {
+            let wait = next_drain.saturating_duration_since(Instant::now());
+            let job = match jobs.recv_timeout(wait) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.drain(&reports);
+                    return;
+                }
+            };
+            if policies.has_changed().unwrap_or(false) {
+                let set = policies.borrow_and_update().clone();
+                self.reconcile(&set);
+            }
+            if let Some(job) = job {
+                let done = self.act(job);
+                if reports.blocking_send(Report::Done(Box::new(done))).is_err() {
+                    return;
+                }
+            }
+            if Instant::now() >= next_drain {
+                if !self.drain(&reports) {
+                    return;
+                }
+                next_drain = Instant::now() + DRAIN_INTERVAL;
+            }
+        }
+    }
+
+    /// Forwards the kernel's records; false when the pipeline is gone.
+    fn drain(&mut self, reports: &mpsc::Sender<Report>) -> bool {
+        let Some(enforcer) = self.enforcer.as_mut() else {
+            return true;
+        };
+        for action in enforcer.drain_actions() {
+            if !self.origins.contains_key(&action.rule_id) {
+                self.refresh_origins();
+            }
+            let (origin, binary) = self
+                .origins
+                .get(&action.rule_id)
+                .cloned()
+                .unwrap_or_default();
+            let rule = origin.strip_prefix(ORIGIN_PREFIX).map(str::to_owned);
+            if reports
+                .blocking_send(Report::Kernel {
+                    action,
+                    rule,
+                    binary,
+                })
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn refresh_origins(&mut self) {
+        let Some(enforcer) = &self.enforcer else {
+            return;
+        };
+        if let Ok(list) = enforcer.list() {
+            self.origins = list
+                .into_iter()
+                .map(|v| {
+                    let binary = match &v.rule.kind {
+                        RuleKind::DenyExec { path, .. } => Some(path.display().to_string()),
+                        _ => None,
+                    };
+                    (v.rule.id, (v.rule.origin, binary))
+                })
+                .collect();
+        }
+    }
+
+    fn ensure_installed(&mut self) {
+        if self.enforcer.is_some() {
+            return;
+        }
+        match Enforcer::install(self.layout.clone(), self.guard.clone()) {
+            Ok((enforcer, report)) => {
+                tracing::info!(
+                    attached = ?report.attached,
+                    pins = %self.layout.bpffs_dir.display(),
+                    "Installed enforcement for rules in enforce mode."
+                );
+                self.enforcer = Some(unlimited(enforcer));
+                self.unavailable = None;
+            }
+            Err(error) => {
+                let reason = format!("enforcement could not be installed: {}", chain(&error));
+                tracing::error!(%reason, "Rules in enforce mode cannot act.");
+                self.unavailable = Some(reason);
+            }
+        }
+    }
+
+    /// Installs the kernel rules `set` asks for, keeps those already in place, and releases
+    /// the agent's rules that `set` no longer has.
+    pub fn reconcile(&mut self, set: &PolicySet) {
+        if plan::needs_enforcement(set) {
+            self.ensure_installed();
+        }
+        let plans = plan::plan(set, &self.node);
+        let mut installed = BTreeMap::new();
+        let Some(enforcer) = self.enforcer.as_mut() else {
+            let reason = self
+                .unavailable
+                .clone()
+                .unwrap_or_else(|| "enforcement is not installed".into());
+            for p in plans {
+                installed.insert(p.rule, Err(reason.clone()));
+            }
+            self.installed.send_replace(Arc::new(installed));
+            return;
+        };
+        // The agent's rules in place now, by policy rule: (id, identity).
+        let mut current: BTreeMap<String, Vec<(u32, String)>> = BTreeMap::new();
+        match enforcer.list() {
+            Ok(list) => {
+                for view in list {
+                    if let Some(rule) = view.rule.origin.strip_prefix(ORIGIN_PREFIX) {
+                        current
+                            .entry(rule.to_owned())
+                            .or_default()
+                            .push((view.rule.id, identity_of(&view.rule.kind)));
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = %chain(&error), "Reading the enforcement record failed; kernel rules are left as they are.");
+                return;
+            }
+        }
+        let (mut kept, mut added, mut released) = (0usize, 0usize, 0usize);
+        for p in plans {
+            let have = current.remove(&p.rule).unwrap_or_default();
+            let specs = match p.specs {
+                Ok(specs) => specs,
+                Err(reason) => {
+                    tracing::warn!(rule = %p.rule, %reason, "A kernel action cannot be installed; its findings will say so.");
+                    released += release(enforcer, &have);
+                    installed.insert(p.rule, Err(reason));
+                    continue;
+                }
+            };
+            let wanted: Result<Vec<String>, String> = specs
+                .iter()
+                .map(|s| identity_of_spec(enforcer, s))
+                .collect();
+            let mut have_ids: Vec<&String> = have.iter().map(|(_, k)| k).collect();
+            have_ids.sort();
+            if let Ok(wanted) = &wanted {
+                let mut w: Vec<&String> = wanted.iter().collect();
+                w.sort();
+                if w == have_ids {
+                    kept += have.len();
+                    installed.insert(p.rule, Ok(have.iter().map(|(id, _)| *id).collect()));
+                    continue;
+                }
+            }
+            released += release(enforcer, &have);
+            let origin = format!("{ORIGIN_PREFIX}{}", p.rule);
+            let result: Result<Vec<u32>, String> = specs
+                .iter()
+                .map(|s| install(enforcer, &origin, s))
+                .collect();
+            match result {
+                Ok(ids) => {
+                    added += ids.len();
+                    installed.insert(p.rule, Ok(ids));
+                }
+                Err(reason) => {
+                    // Half a rule is not the rule: take back what went in.
+                    let partial: Vec<(u32, String)> = enforcer
+                        .list()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|v| v.rule.origin == origin)
+                        .map(|v| (v.rule.id, String::new()))
+                        .collect();
+                    release(enforcer, &partial);
+                    tracing::error!(rule = %p.rule, %reason, "Installing a kernel rule failed; its findings will say so.");
+                    installed.insert(p.rule, Err(reason));
+                }
+            }
+        }
+        for (rule, have) in current {
+            tracing::info!(rule = %rule, "Released the kernel rules of a policy rule no longer enforced.");
+            released += release(enforcer, &have);
+        }
+        if kept + added + released > 0 {
+            tracing::info!(
+                kept,
+                added,
+                released,
+                "Kernel enforcement rules reconciled with the policies."
+            );
+        }
+        self.refresh_origins();
+        self.installed.send_replace(Arc::new(installed));
+    }
+
+    fn act(&mut self, job: Job) -> Enforcement {
+        let (tgid, container) = match &job.target {
+            Target::Process { tgid, .. } | Target::ProcessTree { tgid, .. } => (*tgid, None),
+            Target::Container { id } => (0, Some(id.clone())),
+            _ => (0, None),
+        };
+        let origin = format!("{ORIGIN_PREFIX}{}", job.rule);
+        let result: Result<Option<u32>, EnforceError> = if !self.limit.try_acquire() {
+            Err(EnforceError::RateLimited {
+                what: job.action.name(),
+            })
+        } else {
+            match job.action {
+                Action::Kill => {
+                    crate::enforce::kill_process(&self.guard, tgid as i32, job.start_time_ns)
+                        .map(|()| None)
+                }
+                Action::KillTree => {
+                    crate::enforce::kill_tree(&self.guard, tgid as i32, job.start_time_ns)
+                        .map(|_| None)
+                }
+                Action::Freeze | Action::Isolate => self.contain(&job, &origin, container),
+                _ => Err(EnforceError::Refused {
+                    reason: format!("`{}` is not a userspace action", job.action.name()),
+                }),
+            }
+        };
+        let (outcome, rule_id, error) = match result {
+            Ok(id) => ("ok", id, None),
+            Err(e @ EnforceError::Refused { .. }) => ("refused", None, Some(chain(&e))),
+            Err(e @ EnforceError::RateLimited { .. }) => ("rate_limited", None, Some(chain(&e))),
+            Err(e) => ("failed", None, Some(chain(&e))),
+        };
+        if let Some(error) = &error {
+            tracing::warn!(rule = %job.rule, action = job.action.name(), target = %job.target, %error, "A containment action was not carried out.");
+        }
+        Enforcement {
+            action: job.action.name(),
+            by: By::Userspace,
+            rule: Some(job.rule),
+            rule_id,
+            target: job.target.to_string(),
+            tgid,
+            pid: tgid,
+            comm: job.comm,
+            cgroup_id: job.cgroup_id,
+            binary: None,
+            destination: None,
+            outcome,
+            error,
+            latency_ns: u64::try_from(job.requested.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Freeze or isolate a container's cgroup, once per cgroup.
+    fn contain(
+        &mut self,
+        job: &Job,
+        origin: &str,
+        container: Option<String>,
+    ) -> Result<Option<u32>, EnforceError> {
+        let reason = self.unavailable.clone();
+        let enforcer = self
+            .enforcer
+            .as_mut()
+            .ok_or_else(|| EnforceError::Refused {
+                reason: reason.unwrap_or_else(|| "enforcement is not installed".into()),
+            })?;
+        let id = container.ok_or(EnforceError::NoSuchContainer { id: String::new() })?;
+        let cgroup = enforcer.container_cgroup(&id)?;
+        let name = job.action.name();
+        if let Some(&done) = self.contained.get(&(name, cgroup.id)) {
+            return Ok(Some(done));
+        }
+        let rule_id = if job.action == Action::Freeze {
+            enforcer.freeze(origin, Path::new(&cgroup.path))?
+        } else {
+            enforcer.isolate_ref(origin, cgroup.clone())?
+        };
+        self.contained.insert((name, cgroup.id), rule_id);
+        Ok(Some(rule_id))
+    }
+}
+
+/// Policy sets are the operator's configuration, not events: installing their rules is not
+/// rate-limited (per-event actions are, by the worker's own bucket).
+fn unlimited(enforcer: Enforcer) -> Enforcer {
+    enforcer.with_rate_limit(RateLimit::new(u32::MAX, u32::MAX))
+}
+
+fn release(enforcer: &mut Enforcer, rules: &[(u32, String)]) -> usize {
+    let mut n = 0;
+    for (id, _) in rules {
+        match enforcer.release(*id) {
+            Ok(_) => n += 1,
+            Err(error) => {
+                tracing::warn!(id, error = %chain(&error), "Releasing a kernel rule failed.");
+            }
+        }
+    }
+    n
+}
+
+fn install(enforcer: &mut Enforcer, origin: &str, spec: &Spec) -> Result<u32, String> {
+    let result = match spec {
+        Spec::Exec { path, dir, scope } => match scope {
+            None => enforcer.deny_exec(origin, path, *dir, None),
+            Some(scope) => resolve(enforcer, scope)
+                .and_then(|c| enforcer.deny_exec(origin, path, *dir, Some(&c))),
+        },
+        Spec::Connect { scope, cidr, ports } => {
+            resolve(enforcer, scope).and_then(|c| enforcer.deny_connect(origin, &c, cidr, ports))
+        }
+    };
+    result.map_err(|e| chain(&e))
+}
+
+/// The cgroup v2 path of a scope.
+fn resolve(enforcer: &Enforcer, scope: &Scope) -> Result<String, EnforceError> {
+    match scope {
+        Scope::Cgroup(path) => enforcer.cgroup(path).map(|c| c.path),
+        Scope::Container(id) => enforcer.container_cgroup(id).map(|c| c.path),
+    }
+}
+
+/// What makes an installed rule the same rule: the executable's identity now (a replaced
+/// file is a new rule), the cgroup, the destination.
+fn identity_of(kind: &RuleKind) -> String {
+    match kind {
+        RuleKind::DenyExec {
+            path,
+            dir,
+            dev,
+            ino,
+            cgroup,
+        } => format!(
+            "exec {} {dir} {dev}:{ino} {}",
+            path.display(),
+            cgroup.as_ref().map_or("-", |c| c.path.as_str())
+        ),
+        RuleKind::DenyConnect {
+            cgroup,
+            cidr,
+            ports,
+        } => {
+            let mut ports = ports.clone();
+            ports.sort_unstable();
+            ports.dedup();
+            format!("connect {} {cidr} {ports:?}", cgroup.path)
+        }
+        other => format!("other {}", other.name()),
+    }
+}
+
+fn identity_of_spec(enforcer: &Enforcer, spec: &Spec) -> Result<String, String> {
+    let err = |e: EnforceError| chain(&e);
+    Ok(match spec {
+        Spec::Exec { path, dir, scope } => {
+            let key = crate::enforce::file_key_of(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            let cgroup = match scope {
+                None => "-".to_owned(),
+                Some(s) => resolve(enforcer, s).map_err(err)?,
+            };
+            format!(
+                "exec {} {dir} {}:{} {cgroup}",
+                canonical.display(),
+                key.dev,
+                key.ino
+            )
+        }
+        Spec::Connect { scope, cidr, ports } => {
+            let net: ipnet::IpNet = cidr
+                .parse()
+                .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("invalid CIDR {cidr}"))?;
+            let mut ports = ports.clone();
+            ports.sort_unstable();
+            ports.dedup();
+            format!(
+                "connect {} {} {ports:?}",
+                resolve(enforcer, scope).map_err(err)?,
+                net.trunc()
+            )
+        }
+    })
+}
+
+/// An error and its sources, on one line.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
