@@ -2,6 +2,7 @@
 //! this kernel, real processes spawned with known arguments, exact fields asserted.
 //!
 //! - [`binary`]: the `vigil` executable, for tests of the command line.
+//! - [`enforcement`]: the enforcement programs installed under a layout private to one test.
 //! - [`gate`]: whether these tests may run here, and what a test that cannot run does
 //!   (skip with a reason, or fail under `VIGIL_REQUIRE_BPF=1`).
 //! - [`harness`]: an in-process [`vigil::runtime::Agent`] whose events are collected with a
@@ -19,6 +20,7 @@
 
 pub mod binary;
 pub mod containerd;
+pub mod enforcement;
 pub mod gate;
 pub mod harness;
 pub mod image;

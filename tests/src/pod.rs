@@ -203,6 +203,33 @@ impl Pod<'_> {
         id
     }
 
+    /// The host pid of the first process of container `id`, from the runtime's verbose
+    /// `ContainerStatus` (its `info` JSON), as the kubelet's tools read it.
+    #[track_caller]
+    pub fn container_pid(&self, id: &str) -> u32 {
+        let mut client = self.containerd.client.clone();
+        let status = self
+            .containerd
+            .call(
+                "ContainerStatus",
+                client.container_status(api::ContainerStatusRequest {
+                    container_id: id.into(),
+                    verbose: true,
+                }),
+            )
+            .into_inner();
+        let info = status
+            .info
+            .get("info")
+            .unwrap_or_else(|| panic!("no verbose info for container {id}: {status:?}"));
+        let value: serde_json::Value = serde_json::from_str(info).expect("the info is JSON");
+        value["pid"]
+            .as_u64()
+            .and_then(|pid| u32::try_from(pid).ok())
+            .filter(|&pid| pid > 0)
+            .unwrap_or_else(|| panic!("no pid in the info of container {id}: {info}"))
+    }
+
     /// Runs `cmd` in the container `id` (`ExecSync`) and returns its exit code and stdout.
     #[track_caller]
     pub fn exec_sync(&self, id: &str, cmd: &[&str]) -> (i32, String) {

@@ -15,60 +15,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use vigil::{
-    cgroup::CgroupFs,
-    enforce::{Enforcer, Guard, Layout, clear},
-};
+use vigil::cgroup::CgroupFs;
 use vigil_tests::{
     binary::vigil_binary,
+    enforcement::install,
     gate,
     spawn::{TempDir, install_executable, python3, spawn},
 };
 
 const WAIT: Duration = Duration::from_secs(10);
 const SIGKILL: i32 = 9;
-
-/// Enforcement installed under a private layout, cleared on drop.
-struct Installed {
-    enforcer: Enforcer,
-    layout: Layout,
-    _state: TempDir,
-}
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        if let Err(error) = clear(&self.layout) {
-            eprintln!("clearing {}: {error}", self.layout.bpffs_dir.display());
-        }
-    }
-}
-
-fn install(label: &str) -> Option<Installed> {
-    if !gate::privileged() {
-        gate::skip("enforcement needs root (CAP_BPF + CAP_SYS_ADMIN)");
-        return None;
-    }
-    let state = TempDir::new(&format!("enforce-{label}"));
-    let layout = Layout {
-        bpffs_dir: PathBuf::from(format!(
-            "/sys/fs/bpf/vigil-test-{}-{label}",
-            std::process::id()
-        )),
-        state_dir: state.path().to_owned(),
-    };
-    let (enforcer, report) =
-        Enforcer::install(layout.clone(), Guard::new(&[], &[])).expect("enforcement installs");
-    assert!(
-        report.attached.contains(&"enforce_exec"),
-        "attached: {:?}",
-        report.attached
-    );
-    Some(Installed {
-        enforcer,
-        layout,
-        _state: state,
-    })
-}
 
 /// A fresh cgroup v2 directly below the root, removed on drop (its processes must be gone).
 struct TestCgroup {

@@ -1,0 +1,55 @@
+//! Enforcement installed under a private layout: its own bpffs directory
+//! (`/sys/fs/bpf/vigil-test-<pid>-<label>`) and rule record, so tests never see each other's
+//! rules (nor those of an operator or of another checkout's tests), cleared when dropped.
+
+use std::path::PathBuf;
+
+use vigil::enforce::{Enforcer, Guard, Layout, clear};
+
+use crate::{gate, spawn::TempDir};
+
+/// The enforcement programs and maps of one test; [`clear`]ed on drop, which also thaws
+/// the cgroups its rules froze, even when the test failed.
+pub struct Installed {
+    pub enforcer: Enforcer,
+    pub layout: Layout,
+    _state: TempDir,
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        if let Err(error) = clear(&self.layout) {
+            eprintln!("clearing {}: {error}", self.layout.bpffs_dir.display());
+        }
+    }
+}
+
+/// Installs the enforcement programs under a layout private to this test (`label` names it);
+/// `None` (after saying why) without the privileges it needs.
+#[track_caller]
+pub fn install(label: &str) -> Option<Installed> {
+    if !gate::privileged() {
+        gate::skip("enforcement needs root (CAP_BPF + CAP_SYS_ADMIN)");
+        return None;
+    }
+    let state = TempDir::new(&format!("enforce-{label}"));
+    let layout = Layout {
+        bpffs_dir: PathBuf::from(format!(
+            "/sys/fs/bpf/vigil-test-{}-{label}",
+            std::process::id()
+        )),
+        state_dir: state.path().to_owned(),
+    };
+    let (enforcer, report) =
+        Enforcer::install(layout.clone(), Guard::new(&[], &[])).expect("enforcement installs");
+    assert!(
+        report.attached.contains(&"enforce_exec"),
+        "attached: {:?}",
+        report.attached
+    );
+    Some(Installed {
+        enforcer,
+        layout,
+        _state: state,
+    })
+}
