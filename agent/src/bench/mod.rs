@@ -3,9 +3,13 @@
 mod churn;
 mod connect;
 mod exec;
+mod latency;
 mod open;
 mod peer;
 mod report;
+mod response;
+mod response_events;
+mod spawner;
 mod storm;
 mod syscall;
 mod worker;
@@ -60,6 +64,29 @@ pub enum Storm {
         #[arg(long, default_value_t = 1_000_000)]
         count: u32,
     },
+    /// Rules in enforce mode: a userspace `kill` and a kernel `kill_on_exec` on exec of copies
+    /// of `sleep`, `count` children each, one at a time; p50/p90/p99/max from the exec to the
+    /// process gone, the responder's latency, the delivery of the events.
+    Response {
+        #[arg(long, default_value_t = 200)]
+        count: u32,
+    },
+    /// The process that spawns the children of `response` (internal).
+    #[command(hide = true)]
+    ResponseWorker {
+        /// Spawned in turn, `count` children each.
+        #[arg(long, required = true)]
+        binary: Vec<PathBuf>,
+        #[arg(long)]
+        count: u32,
+        #[arg(long)]
+        timeout_ms: u64,
+        #[arg(long)]
+        max_gap_ms: u64,
+        /// The children's arguments.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// A churn of short-lived processes (fork, exec, exit) generated in userspace and fed
     /// through the real pipeline (decode, process cache, JSON): throughput and memory.
     Churn {
@@ -83,6 +110,20 @@ pub async fn run(storm: Storm) -> anyhow::Result<()> {
         Storm::Open { count, runs } => open::run(count, runs).await,
         Storm::StormWorker { kind, count, file } => worker::serve(kind, count, file.as_deref()),
         Storm::Syscalls { count } => syscall::run(count).await,
+        Storm::Response { count } => response::run(count).await,
+        Storm::ResponseWorker {
+            binary,
+            count,
+            timeout_ms,
+            max_gap_ms,
+            args,
+        } => spawner::serve(&spawner::Plan {
+            binaries: &binary,
+            args: &args,
+            count,
+            timeout: std::time::Duration::from_millis(timeout_ms),
+            max_gap: std::time::Duration::from_millis(max_gap_ms),
+        }),
         Storm::Churn {
             count,
             max_entries,
