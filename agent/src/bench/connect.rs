@@ -1,7 +1,8 @@
 //! `vigil bench connect`: a loopback TCP connect storm (connect to a 127.0.0.1 listener,
 //! accept, close both ends), with no tracer, with Vigil's network sensor and with libbpf-tools
-//! `tcpstates`. Vigil reports the connect and accept syscalls plus the connect outcome and the
-//! closes from `sock:inet_sock_set_state`; tcpstates reports every state change, 10 per
+//! `tcpstates`. Vigil reports the connect and accept syscalls (with both ends of the socket)
+//! plus both sides' closes from `sock:inet_sock_set_state` (a blocking connect's outcome is
+//! its syscall's result, not a second line); tcpstates reports every state change, 10 per
 //! connection here (5 per side, the server closing first).
 
 use super::{
@@ -16,7 +17,7 @@ use crate::{
 };
 
 /// Vigil's events of the storm: 0 its connect syscalls to the listener, 1 its accepts,
-/// 2 TCP state events (connect outcome, close) of its connections.
+/// 2 TCP state events (the closes) of its connections.
 fn classify(target: &Target, event: &Event) -> Option<usize> {
     match &event.detail {
         Detail::Network(n) if n.task.key.tgid == target.pid => match (n.op, &n.addr) {
@@ -44,7 +45,7 @@ pub async fn run(count: u32, runs: u32) -> anyhow::Result<()> {
         classes: &[
             ("connect syscalls", 1),
             ("accept syscalls", 1),
-            ("TCP state events (connect outcome, 2 closes)", 3),
+            ("TCP state events (2 closes)", 2),
         ],
         classify,
         peer: peer::TCPSTATES,
