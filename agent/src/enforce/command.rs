@@ -43,13 +43,13 @@ pub enum ContainCommand {
     },
     /// Freeze a cgroup (v2 `cgroup.freeze`, or the v1 freezer) for forensics.
     Freeze {
-        #[arg(long)]
-        cgroup: PathBuf,
+        #[command(flatten)]
+        target: CgroupTarget,
     },
     /// Thaw a frozen cgroup.
     Thaw {
-        #[arg(long)]
-        cgroup: PathBuf,
+        #[command(flatten)]
+        target: CgroupTarget,
     },
     /// SIGKILL a process (through a pidfd), or its whole tree.
     Kill {
@@ -60,6 +60,32 @@ pub enum ContainCommand {
     },
     /// Remove a rule by id (a frozen cgroup is thawed).
     Release { id: u32 },
+}
+
+/// A cgroup named by its path or by the container running in it.
+#[derive(clap::Args)]
+pub struct CgroupTarget {
+    /// A cgroup path below the v2 root (as in /proc/PID/cgroup), or a directory under a cgroup
+    /// mount.
+    #[arg(
+        long,
+        required_unless_present = "container",
+        conflicts_with = "container"
+    )]
+    cgroup: Option<PathBuf>,
+    /// A container id (12+ characters), resolved to its cgroup from cgroup v2 paths.
+    #[arg(long)]
+    container: Option<String>,
+}
+
+impl CgroupTarget {
+    fn resolve(&self, enforcer: &Enforcer) -> anyhow::Result<PathBuf> {
+        match (&self.cgroup, &self.container) {
+            (Some(path), _) => Ok(path.clone()),
+            (None, Some(id)) => Ok(PathBuf::from(enforcer.container_cgroup(id)?.path)),
+            (None, None) => anyhow::bail!("--cgroup or --container is required"),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -116,12 +142,16 @@ pub fn contain(command: ContainCommand) -> anyhow::Result<()> {
             let id = enforcer.isolate_ref(ORIGIN_CLI, target)?;
             println!("rule {id}: isolate {path}");
         }
-        ContainCommand::Freeze { cgroup } => {
-            let id = installed()?.freeze(ORIGIN_CLI, &cgroup)?;
+        ContainCommand::Freeze { target } => {
+            let mut enforcer = installed()?;
+            let cgroup = target.resolve(&enforcer)?;
+            let id = enforcer.freeze(ORIGIN_CLI, &cgroup)?;
             println!("rule {id}: frozen {}", cgroup.display());
         }
-        ContainCommand::Thaw { cgroup } => {
-            installed()?.thaw(&cgroup)?;
+        ContainCommand::Thaw { target } => {
+            let mut enforcer = installed()?;
+            let cgroup = target.resolve(&enforcer)?;
+            enforcer.thaw(&cgroup)?;
             println!("thawed {}", cgroup.display());
         }
         ContainCommand::Kill { pid, tree } => {
