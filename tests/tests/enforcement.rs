@@ -259,3 +259,71 @@ fn a_userspace_kill_is_carried_out_and_reported_with_its_latency() {
         f.outcome.target
     );
 }
+
+/// A cgroup v2 directory made for one test, removed on drop (its processes have exited).
+struct TestCgroup {
+    dir: PathBuf,
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[test]
+fn an_enforced_deny_connect_rule_holds_in_its_cgroup_only() {
+    let Some(root) = vigil::cgroup::CgroupFs::discover().v2_root else {
+        panic!("no cgroup v2 mount: connect deny needs one");
+    };
+    let name = format!("vigil-test-deny-connect-{}", std::process::id());
+    let cgroup = TestCgroup {
+        dir: root.join(&name),
+    };
+    std::fs::create_dir(&cgroup.dir).expect("a test cgroup");
+    let dir = TempDir::new("enforce-connect");
+    let rules = format!(
+        "rules:\n  - name: deny-loopback-from-test-cgroup\n    severity: high\n    match: {{kind: connect, process.cgroup: '/{name}', network.dst_ip: {{cidr: 127.0.0.0/8}}}}\n    action: deny_connect\n    mode: enforce\n"
+    );
+    let (config, _private) = config(dir.path(), "connect", &rules);
+    let Some(mut agent) = Harness::start(&config) else {
+        return;
+    };
+    // One python child joins the test cgroup and then connects to a listener it opened
+    // before; another does the same from its own cgroup. Each prints its errno (0: connected).
+    let script = "import errno, os, socket, sys\n\
+        srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(1)\n\
+        if sys.argv[1]:\n\
+        \x20   open(sys.argv[1] + '/cgroup.procs', 'w').write(str(os.getpid()))\n\
+        c = socket.socket()\n\
+        try:\n\
+        \x20   c.connect(srv.getsockname()); print(0)\n\
+        except OSError as e:\n\
+        \x20   print(e.errno)\n";
+    let run = |cgroup: &str| {
+        let mut child = spawn(
+            Command::new(vigil_tests::spawn::python3())
+                .args(["-c", script, cgroup])
+                .stdout(std::process::Stdio::piped()),
+        );
+        let lines = vigil_tests::spawn::all_lines(&child.stdout_lines(), WAIT);
+        assert!(child.wait(WAIT).success(), "{lines:?}");
+        (child.pid, lines)
+    };
+    let (inside, lines) = run(cgroup.dir.to_str().expect("utf-8 path"));
+    assert_eq!(lines, [libc::EPERM.to_string()], "denied in the cgroup");
+    let (_, lines) = run("");
+    assert_eq!(lines, ["0"], "allowed outside it");
+
+    let enforcement = agent.collect_until("the kernel's record", WAIT, |events| {
+        events
+            .iter()
+            .find(|e| enforcement_of(e, inside).is_some())
+            .cloned()
+    });
+    let e = enforcement_of(&enforcement, inside).expect("enforcement");
+    assert_eq!(e.action, "connect_denied", "{}", json(&enforcement));
+    assert_eq!(e.by, By::Kernel);
+    assert_eq!(e.rule.as_deref(), Some("deny-loopback-from-test-cgroup"));
+    agent.stop();
+}
