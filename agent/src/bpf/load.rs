@@ -126,29 +126,21 @@ impl Sensor {
         }
         if options.tcp_state {
             // Optional: without it, network events still come from the syscalls.
-            match attach_tcp_state(&mut ebpf) {
-                Ok(()) => attached.push(AttachedProgram {
-                    name: programs::NETWORK_TCP_STATE,
-                    hook: TCP_STATE_HOOK,
-                }),
-                Err(problem) => tracing::warn!(
-                    %problem,
-                    "TCP closes and connect outcomes are not reported: the tracepoint is unavailable."
-                ),
-            }
+            let result = attach_tcp_state(&mut ebpf);
+            let (name, hook) = (programs::NETWORK_TCP_STATE, TCP_STATE_HOOK);
+            attach_optional(
+                &mut attached,
+                name,
+                hook,
+                result,
+                "TCP closes, connect outcomes",
+            );
         }
         if let Some(root) = &options.dns_cgroup_root {
             // Optional too: the rest of the network sensor does not depend on it.
-            match attach_dns(&mut ebpf, root) {
-                Ok(()) => attached.push(AttachedProgram {
-                    name: programs::NETWORK_DNS,
-                    hook: DNS_HOOK,
-                }),
-                Err(problem) => tracing::warn!(
-                    %problem,
-                    "DNS queries are not reported: the cgroup_skb program could not be attached."
-                ),
-            }
+            let result = attach_dns(&mut ebpf, root);
+            let (name, hook) = (programs::NETWORK_DNS, DNS_HOOK);
+            attach_optional(&mut attached, name, hook, result, "DNS queries");
         }
         Ok(Self { ebpf, attached })
     }
@@ -173,6 +165,24 @@ impl Sensor {
     /// `kernel.bpf_stats_enabled` is 1).
     pub fn program_stats(&self) -> Vec<(&'static str, Duration, u64)> {
         program_stats(&self.ebpf)
+    }
+}
+
+/// Records an optional program as attached, or warns that the events it gives are missing.
+fn attach_optional(
+    attached: &mut Vec<AttachedProgram>,
+    name: &'static str,
+    hook: &'static str,
+    result: Result<(), String>,
+    missing: &'static str,
+) {
+    match result {
+        Ok(()) => attached.push(AttachedProgram { name, hook }),
+        Err(problem) => tracing::warn!(
+            %problem,
+            missing,
+            "An optional program could not be attached; the events it gives are not reported."
+        ),
     }
 }
 
