@@ -1,4 +1,4 @@
-//! Command line: `vigil run | probe | bench | policy | config | contain | enforcement`.
+//! Command line: `vigil run | probe | bench | policy | config | events | contain | enforcement`.
 
 use std::{
     fs::OpenOptions,
@@ -66,6 +66,21 @@ enum Command {
     Contain {
         #[command(subcommand)]
         action: vigil::enforce::command::ContainCommand,
+    },
+    /// Stream events from a running agent's gRPC API: one line per event (or JSON).
+    Events {
+        /// The agent's API socket (`api.socket`).
+        #[arg(long, default_value = "/run/vigil/vigil.sock")]
+        socket: PathBuf,
+        /// Only these kinds (exec, exit, fork, connect, dns, file, finding...); repeatable.
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// Only processes whose binary path matches this regular expression.
+        #[arg(long)]
+        binary: Option<String>,
+        /// One JSON object per line (the API's message) instead of a readable line.
+        #[arg(long)]
+        json: bool,
     },
     /// Enforcement in force: list it, clear it, read the kernel's action records.
     Enforcement {
@@ -138,6 +153,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { action } => policy_command(action),
+        Command::Events {
+            socket,
+            kinds,
+            binary,
+            json,
+        } => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(events(socket, kinds, binary, json))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Contain { action } => {
             vigil::enforce::command::contain(action)?;
             Ok(ExitCode::SUCCESS)
@@ -157,6 +182,47 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn events(
+    socket: PathBuf,
+    kinds: Vec<String>,
+    binary: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use vigil::api::{client, proto};
+    let mut client = client::connect(&socket)
+        .await
+        .with_context(|| format!("connecting to the agent's API at {}", socket.display()))?;
+    let request = proto::EventsRequest {
+        allow: vec![proto::EventFilter {
+            kinds,
+            binary_regex: binary.unwrap_or_default(),
+            ..Default::default()
+        }],
+        deny: vec![],
+    };
+    let mut stream = client
+        .get_events(request)
+        .await
+        .context("starting the event stream")?
+        .into_inner();
+    let stdout = std::io::stdout();
+    while let Some(event) = stream.message().await.context("reading the event stream")? {
+        let mut out = stdout.lock();
+        let written = if json {
+            serde_json::to_writer(&mut out, &event)
+                .map_err(std::io::Error::other)
+                .and_then(|()| writeln!(out))
+        } else {
+            writeln!(out, "{}", client::line(&event))
+        };
+        // A closed stdout (`| head`) ends the command quietly.
+        if written.and_then(|()| out.flush()).is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn policy_command(action: PolicyAction) -> anyhow::Result<ExitCode> {

@@ -43,6 +43,7 @@ pub struct Config {
     pub credentials: crate::credentials::CredentialsConfig,
     pub policy: crate::policy::PolicyConfig,
     pub enforcement: crate::response::EnforcementConfig,
+    pub api: crate::api::ApiConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -184,6 +185,29 @@ impl Config {
                 "ring_buffer.poll_interval_ms",
                 "must be between 1 and 1000",
             ));
+        }
+        if self.api.buffer == 0 {
+            return Err(invalid("api.buffer", "must be at least 1"));
+        }
+        if self.api.enabled && self.api.socket.as_os_str().is_empty() {
+            return Err(invalid(
+                "api.socket",
+                "must be a path when api.enabled is true",
+            ));
+        }
+        if !self.api.tcp_address.is_empty() {
+            for (field, path) in [
+                ("api.tls_cert", &self.api.tls_cert),
+                ("api.tls_key", &self.api.tls_key),
+                ("api.tls_client_ca", &self.api.tls_client_ca),
+            ] {
+                if path.as_os_str().is_empty() {
+                    return Err(invalid(
+                        field,
+                        "must be set when api.tcp_address is (TCP is mutual TLS only)",
+                    ));
+                }
+            }
         }
         if self.pipeline.queue_capacity == 0 {
             return Err(invalid("pipeline.queue_capacity", "must be at least 1"));

@@ -5,6 +5,7 @@
 //! `pipeline` (`decode` -> `process` cache) -> `export` (JSON lines), with `telemetry`
 //! accounting for every loss and `runtime` supervising it all.
 
+pub mod api;
 pub mod bench;
 pub mod bpf;
 pub mod cgroup;

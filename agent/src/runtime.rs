@@ -33,6 +33,8 @@ pub enum StartError {
     PolicyReload(#[source] std::io::Error),
     #[error("starting the responder thread")]
     Responder(#[source] std::io::Error),
+    #[error("starting the gRPC API")]
+    Api(#[from] crate::api::ApiError),
     #[error("serving metrics on {address} (telemetry.metrics_address)")]
     Metrics {
         address: String,
@@ -67,6 +69,9 @@ pub struct Agent {
     reader: JoinHandle<()>,
     pipeline: JoinHandle<Summary>,
     metrics_addr: Option<std::net::SocketAddr>,
+    /// The gRPC API server, when on.
+    api: Option<crate::api::ApiServer>,
+    api_tcp_addr: Option<std::net::SocketAddr>,
 }
 
 impl Agent {
@@ -138,6 +143,28 @@ impl Agent {
             results
         });
         let policy_updates = start_policies(config, &mut pipeline)?;
+        let api = config.api.enabled.then(|| {
+            let hooks = sensor
+                .attached
+                .iter()
+                .map(|p| format!("{} ({})", p.name, p.hook))
+                .collect();
+            crate::api::Shared::new(
+                &config.api,
+                crate::node::node_name(&config.node_name),
+                hooks,
+            )
+        });
+        if let (Some(api), Some(stage)) = (&api, pipeline.policy_mut()) {
+            api.policies.store(
+                stage.set().rules().len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        let api_server = match &api {
+            Some(shared) => Some(crate::api::start(&config.api, shared.clone())?),
+            None => None,
+        };
         let response = match pipeline.policy_mut() {
             Some(stage) => crate::response::start(
                 &config.enforcement,
@@ -160,6 +187,7 @@ impl Agent {
             metrics: None,
             events_by_kind: std::collections::BTreeMap::new(),
             dns_malformed: 0,
+            api,
         };
         let (task, metrics_addr) =
             start_metrics(task, &config.telemetry.metrics_address, &shutdown)?;
@@ -172,12 +200,19 @@ impl Agent {
             reader,
             pipeline,
             metrics_addr,
+            api_tcp_addr: api_server.as_ref().and_then(|a| a.tcp_addr),
+            api: api_server,
         })
     }
 
     /// Where `/metrics` is served, when it is (the bound port, also for port 0).
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Where the API is served over mutual TLS, when `api.tcp_address` is set.
+    pub fn api_tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.api_tcp_addr
     }
 
     pub fn attached(&self) -> &[AttachedProgram] {
@@ -199,7 +234,12 @@ impl Agent {
         drop(self.sensor.take());
         let _ = self.shutdown.send(true);
         let _ = (&mut self.reader).await;
-        (&mut self.pipeline).await.unwrap_or_default()
+        let summary = (&mut self.pipeline).await.unwrap_or_default();
+        if let Some(api) = self.api.take() {
+            // The pipeline closed the streams; clients get a moment to take the last events.
+            api.join(Duration::from_secs(5)).await;
+        }
+        summary
     }
 }
 
@@ -277,6 +317,8 @@ struct PipelineTask {
     events_by_kind: std::collections::BTreeMap<&'static str, u64>,
     /// DNS events whose payload was no DNS message (reported with the reason, and counted).
     dns_malformed: u64,
+    /// The gRPC API's streams and counters, when the API is on.
+    api: Option<Arc<crate::api::Shared>>,
 }
 
 impl PipelineTask {
@@ -299,6 +341,7 @@ impl PipelineTask {
                     }
                     self.pipeline.tick(boot_now_ns());
                     self.publish_metrics(losses.kernel_totals());
+                    self.publish_api_counters();
                 }
                 result = crate::enrich::next_result(&mut self.lookups) => {
                     self.pipeline.on_lookup(result, boot_now_ns(), &mut out);
@@ -310,6 +353,9 @@ impl PipelineTask {
                     if let Some(response) = &self.response {
                         // The responder thread installs and releases the kernel rules.
                         response.policies.send_replace(set.clone());
+                    }
+                    if let Some(api) = &self.api {
+                        api.policies.store(set.rules().len() as u64, std::sync::atomic::Ordering::Relaxed);
                     }
                     self.pipeline.replace_policies(set);
                 }
@@ -335,6 +381,9 @@ impl PipelineTask {
         summary.enrich = self.pipeline.enrich_stats();
         summary.kernel = *losses.kernel_totals();
         summary.lost += losses_total(&summary.kernel, &self.counters);
+        if let Some(api) = &self.api {
+            api.close();
+        }
         summary
     }
 
@@ -352,6 +401,7 @@ impl PipelineTask {
             cache_bytes: cache.bytes(),
             enrich: self.pipeline.enrich_stats(),
             dns_malformed: self.dns_malformed,
+            api_dropped: self.api.as_ref().map(|a| a.dropped()),
             enforcement: self
                 .response
                 .as_ref()
@@ -361,6 +411,14 @@ impl PipelineTask {
         let _ = metrics.send(crate::telemetry::metrics::render(&snapshot).into());
     }
 
+    fn publish_api_counters(&self) {
+        if let Some(api) = &self.api
+            && let Ok(mut by_kind) = api.by_kind.lock()
+        {
+            by_kind.clone_from(&self.events_by_kind);
+        }
+    }
+
     fn report_loss(&mut self, losses: &mut LossTracker, out: &mut Vec<crate::event::Event>) {
         let kernel = read_kernel_totals(&self.stats, losses.kernel_totals());
         if let Some(loss) = losses.update(kernel, self.counters.snapshot()) {
@@ -368,6 +426,10 @@ impl PipelineTask {
                 lost = loss.total(),
                 "Events were lost; see the loss event for causes."
             );
+            if let Some(api) = &self.api {
+                api.losses
+                    .fetch_add(loss.total(), std::sync::atomic::Ordering::Relaxed);
+            }
             out.push(Pipeline::loss_event(loss, boot_now_ns()));
         }
     }
@@ -397,6 +459,9 @@ impl PipelineTask {
             }
         }
         let result = self.exporter.export(out);
+        if let Some(api) = &self.api {
+            api.publish(out);
+        }
         out.clear();
         result
     }

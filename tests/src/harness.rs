@@ -126,6 +126,11 @@ impl Harness {
         self.agent.as_ref().and_then(Agent::metrics_addr)
     }
 
+    /// Where the agent serves its API over mutual TLS, when `api.tcp_address` is set.
+    pub fn api_tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.agent.as_ref().and_then(Agent::api_tcp_addr)
+    }
+
     /// Cumulative run time and run count of each attached program (advancing only while
     /// `kernel.bpf_stats_enabled` is 1).
     pub fn program_stats(&self) -> Vec<(&'static str, Duration, u64)> {

@@ -32,7 +32,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     // The k8s-cri crate (CRI client for pod metadata) compiles the CRI .proto at build time.
     (
         "protobuf-compiler",
-        "protoc, run by the k8s-cri crate's build script",
+        "protoc, run by the k8s-cri crate's and the agent's build scripts",
     ),
     // The container tests start a private containerd (CRI plugin) with `ctr` to import images.
     (
@@ -42,6 +42,13 @@ pub const PACKAGES: &[(&str, &str)] = &[
     // Debian's own interpreter at /usr/bin/python3: the privileged tests' trigger scripts
     // (memfd and deleted-file execs, sockets, raw syscalls through ctypes).
     ("python3", "trigger scripts of the privileged tests"),
+    // The API test's own Python venv (grpcio, grpcurl): see `crate::python`.
+    (
+        "python3-venv",
+        "the venv of the gRPC API test's Python client",
+    ),
+    // Certificates for the API's mutual-TLS test.
+    ("openssl", "test certificates for the API's mutual TLS"),
     // The peer that `vigil bench exec` measures side by side (execsnoop, CO-RE, no headers).
     ("libbpf-tools", "execsnoop, the peer of the exec benchmark"),
     // containerd's OCI runtime.

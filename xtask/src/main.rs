@@ -13,6 +13,7 @@ mod debian_rust;
 mod linker;
 mod privilege;
 mod privileged_tests;
+mod python;
 mod setup;
 mod toolchain;
 

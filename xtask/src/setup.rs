@@ -58,6 +58,7 @@ pub fn run() -> Result<BuildEnv> {
     apt.ensure_packages()?;
     let toolchain = toolchain::ensure(&cache, &mut apt)?;
     let linker = linker::ensure(&cache)?;
+    let venv = crate::python::ensure(&cache)?;
     println!("setup: done in {:.1} s", started.elapsed().as_secs_f64());
     println!(
         "setup: eBPF compiler: rustup toolchain `{}` ({:?})",
@@ -76,6 +77,7 @@ pub fn run() -> Result<BuildEnv> {
         linker::VERSION,
         linker.display()
     );
+    println!("setup: Python venv for the API tests: {}", venv.display());
     Ok(BuildEnv { toolchain, linker })
 }
 

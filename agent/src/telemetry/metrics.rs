@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub enrich: Option<EnrichStats>,
     /// DNS events whose payload was no DNS message.
     pub dns_malformed: u64,
+    /// Events the gRPC API dropped for clients that fell behind (`None`: API off).
+    pub api_dropped: Option<u64>,
     /// Containment actions (kernel and userspace), by action and outcome.
     pub enforcement: Vec<(&'static str, &'static str, u64)>,
 }
@@ -149,6 +151,15 @@ pub fn render(s: &Snapshot) -> String {
         "Packets to port 53 whose payload was no DNS message (reported as dns events with dns.malformed).",
     );
     sample(&mut out, "vigil_dns_malformed_total", None, s.dns_malformed);
+    if let Some(dropped) = s.api_dropped {
+        family(
+            &mut out,
+            "vigil_api_dropped_total",
+            "counter",
+            "Events not delivered to gRPC API clients that fell behind (each got a loss event).",
+        );
+        sample(&mut out, "vigil_api_dropped_total", None, dropped);
+    }
     family(
         &mut out,
         "vigil_enforcement_actions_total",
@@ -194,10 +205,12 @@ mod tests {
             cache_bytes: 4096,
             enrich: Some(EnrichStats::default()),
             dns_malformed: 3,
+            api_dropped: Some(4),
             enforcement: vec![("exec_killed", "ok", 2)],
             ..Snapshot::default()
         });
         assert!(text.contains("vigil_dns_malformed_total 3\n"), "{text}");
+        assert!(text.contains("vigil_api_dropped_total 4\n"), "{text}");
         assert!(
             text.contains(
                 "vigil_enforcement_actions_total{action=\"exec_killed\",outcome=\"ok\"} 2\n"

@@ -1,0 +1,77 @@
+//! A client of the API over its unix socket (`vigil events`, tests).
+
+use std::path::{Path, PathBuf};
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint};
+
+use super::proto::sensor_client::SensorClient;
+
+/// Connects to the API served on `socket`.
+pub async fn connect(socket: &Path) -> Result<SensorClient<Channel>, tonic::transport::Error> {
+    let socket: PathBuf = socket.to_owned();
+    // The URI is required by the endpoint but unused: the connector dials the socket.
+    let channel = Endpoint::from_static("http://vigil.sock")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let socket = socket.clone();
+            async move {
+                tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map(TokioIo::new)
+            }
+        }))
+        .await?;
+    Ok(SensorClient::new(channel))
+}
+
+/// One readable line for `event`: time, kind, pid, binary and the detail's gist.
+pub fn line(event: &super::proto::Event) -> String {
+    use super::proto::event::Detail;
+    let (pid, binary) = event
+        .process
+        .as_ref()
+        .map(|p| (p.pid, p.binary.as_str()))
+        .unwrap_or((0, ""));
+    let gist = match &event.detail {
+        Some(Detail::Exec(_)) => event
+            .process
+            .as_ref()
+            .map(|p| p.args.join(" "))
+            .unwrap_or_default(),
+        Some(Detail::Exit(e)) => match (e.exit_code, e.signal) {
+            (Some(code), _) => format!("code={code}"),
+            (_, Some(signal)) => format!("signal={signal}"),
+            _ => String::new(),
+        },
+        Some(Detail::Fork(f)) => format!("caller={}", f.caller_pid),
+        Some(Detail::Network(n)) => format!(
+            "{} {} -> {} ret={}",
+            n.op,
+            n.local,
+            if n.remote.is_empty() {
+                &n.address
+            } else {
+                &n.remote
+            },
+            n.ret
+        ),
+        Some(Detail::Dns(d)) => format!("{} {} -> {}", d.name, d.qtype, d.dst),
+        Some(Detail::Syscall(s)) => format!("{} ret={}", s.name, s.ret),
+        Some(Detail::File(f)) => format!("{} {} ret={}", f.op, f.path, f.ret),
+        Some(Detail::CredChange(c)) => format!("{} ret={}", c.syscall, c.ret),
+        Some(Detail::Finding(f)) => format!(
+            "rule={} severity={} action={}:{}",
+            f.rule, f.severity, f.action, f.action_status
+        ),
+        Some(Detail::Enforcement(e)) => format!(
+            "{} by {} target={} outcome={}",
+            e.action, e.by, e.target, e.outcome
+        ),
+        Some(Detail::Loss(l)) => format!("lost={}", l.total),
+        None => String::new(),
+    };
+    format!(
+        "{} {:<11} pid={pid} {binary} {gist}",
+        event.time, event.kind
+    )
+}
