@@ -4,22 +4,17 @@
 //! from what `vigil enforcement list` shows.
 
 use std::{
-    collections::BTreeMap,
     net::IpAddr,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
 
-use aya::maps::{
-    Array, HashMap, Map, MapData, PerCpuArray, RingBuf,
-    lpm_trie::{Key, LpmTrie},
-};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf, lpm_trie::LpmTrie};
 use serde::Serialize;
 use vigil_common::{
     enforce::{
-        EXEC_RULE_DIR, EXEC_RULE_FILE, EXEC_SCOPES_MAX, EnforceAction, EnforceControl,
-        EnforceCounter, EnforceRecord, ExecRule, FileKey, NET_CIDRS, NET_ISOLATE, NET_PORTS_MAX,
-        NetKeyV4, NetKeyV6, NetPolicy, NetRule,
+        EnforceAction, EnforceControl, EnforceCounter, EnforceRecord, ExecRule, FileKey,
+        NET_PORTS_MAX, NetKeyV4, NetKeyV6, NetPolicy, NetRule,
     },
     maps::{
         ENFORCE_CONTROL, ENFORCE_EVENTS, ENFORCE_STATS, EXEC_DENY, NET_DENY_V4, NET_DENY_V6,
@@ -36,6 +31,9 @@ use super::{
     rules::{self, Locked, RuleSet},
 };
 use crate::cgroup::CgroupFs;
+
+mod sync;
+pub use sync::parse_cidr;
 
 /// Who asks for operator commands; any other origin is automated and rate-limited.
 pub const ORIGIN_CLI: &str = "cli";
@@ -501,279 +499,6 @@ impl Enforcer {
         locked.save()?;
         Ok(out)
     }
-
-    /// Rewrites the kernel maps to match `set`.
-    fn sync(&mut self, set: &RuleSet) -> Result<(), EnforceError> {
-        let desired = Desired::of(set)?;
-        let map_err = |name| move |source| EnforceError::Map { name, source };
-        // Exec.
-        let stale: Vec<FileKey> = self
-            .maps
-            .exec
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !desired.exec.contains_key(&(k.dev, k.ino)))
-            .collect();
-        for key in stale {
-            let _ = self.maps.exec.remove(&key);
-        }
-        for (&(dev, ino), rule) in &desired.exec {
-            let key = FileKey { dev, _pad: 0, ino };
-            let mut rule = *rule;
-            rule.hits = self.maps.exec.get(&key, 0).map(|r| r.hits).unwrap_or(0);
-            self.maps
-                .exec
-                .insert(key, rule, 0)
-                .map_err(map_err(EXEC_DENY))?;
-        }
-        // Network tries first, then the policies that point at them.
-        let stale: Vec<Key<NetKeyV4>> = self
-            .maps
-            .v4
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| {
-                !desired
-                    .v4
-                    .contains_key(&(k.prefix_len(), k.data().cgroup_id, k.data().addr))
-            })
-            .collect();
-        for key in stale {
-            let _ = self.maps.v4.remove(&key);
-        }
-        for (&(prefix, cgroup_id, addr), rule) in &desired.v4 {
-            let key = Key::new(
-                prefix,
-                NetKeyV4 {
-                    cgroup_id,
-                    addr,
-                    _pad: [0; 4],
-                },
-            );
-            self.maps
-                .v4
-                .insert(&key, rule, 0)
-                .map_err(map_err(NET_DENY_V4))?;
-        }
-        let stale: Vec<Key<NetKeyV6>> = self
-            .maps
-            .v6
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| {
-                !desired
-                    .v6
-                    .contains_key(&(k.prefix_len(), k.data().cgroup_id, k.data().addr))
-            })
-            .collect();
-        for key in stale {
-            let _ = self.maps.v6.remove(&key);
-        }
-        for (&(prefix, cgroup_id, addr), rule) in &desired.v6 {
-            let key = Key::new(prefix, NetKeyV6 { cgroup_id, addr });
-            self.maps
-                .v6
-                .insert(&key, rule, 0)
-                .map_err(map_err(NET_DENY_V6))?;
-        }
-        let stale: Vec<u64> = self
-            .maps
-            .policy
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !desired.policy.contains_key(k))
-            .collect();
-        for key in stale {
-            let _ = self.maps.policy.remove(&key);
-        }
-        for (&cgroup, policy) in &desired.policy {
-            let mut policy = *policy;
-            policy.hits = self
-                .maps
-                .policy
-                .get(&cgroup, 0)
-                .map(|p| p.hits)
-                .unwrap_or(0);
-            self.maps
-                .policy
-                .insert(cgroup, policy, 0)
-                .map_err(map_err(NET_POLICY))?;
-        }
-        let control = EnforceControl {
-            exec_rules: desired.exec.len() as u32,
-            exec_dir_rules: desired
-                .exec
-                .values()
-                .filter(|r| r.flags & EXEC_RULE_DIR != 0)
-                .count() as u32,
-            net_policies: desired.policy.len() as u32,
-            _pad: 0,
-        };
-        self.maps
-            .control
-            .set(0, control, 0)
-            .map_err(map_err(ENFORCE_CONTROL))
-    }
-}
-
-/// The kernel entries a rule set asks for.
-#[derive(Default)]
-struct Desired {
-    exec: BTreeMap<(u32, u64), ExecRule>,
-    policy: BTreeMap<u64, NetPolicy>,
-    v4: BTreeMap<(u32, u64, [u8; 4]), NetRule>,
-    v6: BTreeMap<(u32, u64, [u8; 16]), NetRule>,
-}
-
-impl Desired {
-    fn of(set: &RuleSet) -> Result<Self, EnforceError> {
-        let mut d = Self::default();
-        // Exec: rules on one inode merge; any node-wide rule makes the entry node-wide.
-        let mut node_wide: BTreeMap<(u32, u64), bool> = BTreeMap::new();
-        for rule in &set.rules {
-            let RuleKind::DenyExec {
-                dir,
-                dev,
-                ino,
-                cgroup,
-                ..
-            } = &rule.kind
-            else {
-                continue;
-            };
-            let entry = d.exec.entry((*dev, *ino)).or_default();
-            entry.rule_id = rule.id;
-            entry.flags |= if *dir { EXEC_RULE_DIR } else { EXEC_RULE_FILE };
-            match cgroup {
-                None => {
-                    node_wide.insert((*dev, *ino), true);
-                }
-                Some(c) => {
-                    let n = entry.nscopes as usize;
-                    if !entry.scopes[..n].contains(&c.id) {
-                        if n == EXEC_SCOPES_MAX {
-                            return Err(EnforceError::TooMany {
-                                what: "cgroup scopes of one executable",
-                                max: EXEC_SCOPES_MAX,
-                            });
-                        }
-                        entry.scopes[n] = c.id;
-                        entry.nscopes += 1;
-                    }
-                }
-            }
-        }
-        for (key, wide) in node_wide {
-            if let (true, Some(entry)) = (wide, d.exec.get_mut(&key)) {
-                entry.nscopes = 0;
-                entry.scopes = [0; EXEC_SCOPES_MAX];
-            }
-        }
-        for rule in &set.rules {
-            match &rule.kind {
-                RuleKind::Isolate { cgroup } => {
-                    let p = d.policy.entry(cgroup.id).or_default();
-                    p.flags |= NET_ISOLATE;
-                    p.rule_id = rule.id;
-                }
-                RuleKind::DenyConnect {
-                    cgroup,
-                    cidr,
-                    ports,
-                } => {
-                    let p = d.policy.entry(cgroup.id).or_default();
-                    p.flags |= NET_CIDRS;
-                    let (addr, prefix) = parse_cidr(cidr)?;
-                    let merged = |r: &mut NetRule| -> Result<(), EnforceError> {
-                        r.rule_id = rule.id;
-                        merge_ports(r, ports)
-                    };
-                    match addr {
-                        IpAddr::V4(a) => {
-                            let e =
-                                d.v4.entry((64 + u32::from(prefix), cgroup.id, a.octets()))
-                                    .or_insert_with(|| NetRule {
-                                        nports: u32::MAX,
-                                        ..NetRule::default()
-                                    });
-                            merged(e)?;
-                        }
-                        IpAddr::V6(a) => {
-                            let e =
-                                d.v6.entry((64 + u32::from(prefix), cgroup.id, a.octets()))
-                                    .or_insert_with(|| NetRule {
-                                        nports: u32::MAX,
-                                        ..NetRule::default()
-                                    });
-                            merged(e)?;
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(d)
-    }
-}
-
-/// Merges `ports` into a CIDR entry; `nports == u32::MAX` marks an entry not yet set. Any
-/// rule with every port makes the entry every port (`nports == 0`).
-fn merge_ports(rule: &mut NetRule, ports: &[u16]) -> Result<(), EnforceError> {
-    if ports.is_empty() || rule.nports == 0 {
-        rule.nports = 0;
-        rule.ports = [0; NET_PORTS_MAX];
-        return Ok(());
-    }
-    if rule.nports == u32::MAX {
-        rule.nports = 0;
-    }
-    for &port in ports {
-        let n = rule.nports as usize;
-        if rule.ports[..n].contains(&port) {
-            continue;
-        }
-        if n == NET_PORTS_MAX {
-            return Err(EnforceError::TooMany {
-                what: "ports of one CIDR",
-                max: NET_PORTS_MAX,
-            });
-        }
-        rule.ports[n] = port;
-        rule.nports += 1;
-    }
-    Ok(())
-}
-
-/// `a.b.c.d/n`, `x::y/n`, or a bare address (a host prefix). Host bits are cleared.
-pub fn parse_cidr(text: &str) -> Result<(IpAddr, u8), EnforceError> {
-    let error = || EnforceError::Cidr {
-        text: text.to_owned(),
-    };
-    let (addr, prefix) = match text.split_once('/') {
-        Some((a, p)) => (
-            a.parse::<IpAddr>().map_err(|_| error())?,
-            Some(p.parse::<u8>().map_err(|_| error())?),
-        ),
-        None => (text.parse::<IpAddr>().map_err(|_| error())?, None),
-    };
-    Ok(match addr {
-        IpAddr::V4(a) => {
-            let p = prefix.unwrap_or(32);
-            if p > 32 {
-                return Err(error());
-            }
-            let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
-            (IpAddr::V4((u32::from(a) & mask).into()), p)
-        }
-        IpAddr::V6(a) => {
-            let p = prefix.unwrap_or(128);
-            if p > 128 {
-                return Err(error());
-            }
-            let mask = if p == 0 { 0 } else { u128::MAX << (128 - p) };
-            (IpAddr::V6((u128::from(a) & mask).into()), p)
-        }
-    })
 }
 
 fn decode_action(raw: &EnforceRecord) -> KernelAction {
@@ -808,71 +533,5 @@ fn decode_action(raw: &EnforceRecord) -> KernelAction {
         dev: raw.file.dev,
         ino: raw.file.ino,
         destination,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cg(id: u64) -> CgroupRef {
-        CgroupRef {
-            path: format!("/t{id}"),
-            id,
-        }
-    }
-
-    #[test]
-    fn cidrs_parse_and_lose_their_host_bits() {
-        assert_eq!(
-            parse_cidr("10.1.2.3/8").expect("v4"),
-            ("10.0.0.0".parse().expect("ip"), 8)
-        );
-        assert_eq!(
-            parse_cidr("127.0.0.1").expect("host"),
-            ("127.0.0.1".parse().expect("ip"), 32)
-        );
-        assert_eq!(
-            parse_cidr("fd00::1/16").expect("v6"),
-            ("fd00::".parse().expect("ip"), 16)
-        );
-        assert!(parse_cidr("10.0.0.0/33").is_err());
-        assert!(parse_cidr("nonsense").is_err());
-    }
-
-    #[test]
-    fn rules_merge_into_kernel_entries() {
-        let mut set = RuleSet::default();
-        let exec = |cgroup| RuleKind::DenyExec {
-            path: "/x".into(),
-            dir: false,
-            dev: 1,
-            ino: 2,
-            cgroup,
-        };
-        set.add("cli", exec(Some(cg(5))));
-        set.add("cli", exec(Some(cg(6))));
-        let d = Desired::of(&set).expect("merges");
-        assert_eq!(d.exec[&(1, 2)].nscopes, 2);
-        set.add("cli", exec(None));
-        let d = Desired::of(&set).expect("merges");
-        assert_eq!(d.exec[&(1, 2)].nscopes, 0, "a node-wide rule wins");
-
-        let connect = |ports: &[u16]| RuleKind::DenyConnect {
-            cgroup: cg(9),
-            cidr: "127.0.0.0/8".into(),
-            ports: ports.to_vec(),
-        };
-        set.add("cli", connect(&[80]));
-        set.add("cli", connect(&[443, 80]));
-        let d = Desired::of(&set).expect("merges");
-        let rule = d.v4[&(72, 9, [127, 0, 0, 0])];
-        assert_eq!((rule.nports, &rule.ports[..2]), (2, &[80, 443][..]));
-        assert_eq!(d.policy[&9].flags, NET_CIDRS);
-        set.add("cli", connect(&[]));
-        set.add("cli", RuleKind::Isolate { cgroup: cg(9) });
-        let d = Desired::of(&set).expect("merges");
-        assert_eq!(d.v4[&(72, 9, [127, 0, 0, 0])].nports, 0);
-        assert_eq!(d.policy[&9].flags, NET_CIDRS | NET_ISOLATE);
     }
 }
