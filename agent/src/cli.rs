@@ -82,6 +82,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A reference collector: receive the agents' forwarded records (`[forward.collector]`),
+    /// acknowledge them, and write each once as a JSON line.
+    Collect {
+        /// Address to listen on; plaintext only on loopback unless --insecure.
+        #[arg(long, default_value = "127.0.0.1:50052")]
+        listen: std::net::SocketAddr,
+        /// The JSON-lines file to append to (created 0600).
+        #[arg(long)]
+        out: PathBuf,
+        /// PEM certificate chain and key of this collector: serve TLS.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Require client certificates signed by this CA (mutual TLS).
+        #[arg(long, requires = "tls_cert")]
+        tls_client_ca: Option<PathBuf>,
+        /// Allow plaintext on a non-loopback address.
+        #[arg(long)]
+        insecure: bool,
+    },
     /// Enforcement in force: list it, clear it, read the kernel's action records.
     Enforcement {
         #[command(subcommand)]
@@ -167,6 +188,27 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             vigil::enforce::command::contain(action)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Collect {
+            listen,
+            out,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+            insecure,
+        } => {
+            let options = vigil::forward::collect::CollectOptions {
+                listen: Some(listen),
+                out,
+                tls_cert,
+                tls_key,
+                tls_client_ca,
+                insecure,
+            };
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let (written, duplicates) = rt.block_on(collect(options))?;
+            eprintln!("vigil collect: {written} records written, {duplicates} duplicates skipped");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Enforcement { action } => {
             vigil::enforce::command::enforcement(action)?;
             Ok(ExitCode::SUCCESS)
@@ -182,6 +224,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Serves until SIGINT or SIGTERM.
+async fn collect(options: vigil::forward::collect::CollectOptions) -> anyhow::Result<(u64, u64)> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    let (bound, _) = tokio::sync::oneshot::channel();
+    Ok(vigil::forward::collect::serve(options, bound, shutdown).await?)
 }
 
 async fn events(

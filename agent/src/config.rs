@@ -44,6 +44,7 @@ pub struct Config {
     pub policy: crate::policy::PolicyConfig,
     pub enforcement: crate::response::EnforcementConfig,
     pub api: crate::api::ApiConfig,
+    pub forward: crate::forward::ForwardConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -231,6 +232,9 @@ impl Config {
             return Err(invalid(field, &problem));
         }
         if let Some((field, problem)) = self.syscalls.invalid_field() {
+            return Err(invalid(field, &problem));
+        }
+        if let Some((field, problem)) = self.forward.invalid_field() {
             return Err(invalid(field, &problem));
         }
         if let Some((field, problem)) = self.files.invalid_field() {

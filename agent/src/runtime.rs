@@ -35,6 +35,8 @@ pub enum StartError {
     Responder(#[source] std::io::Error),
     #[error("starting the gRPC API")]
     Api(#[from] crate::api::ApiError),
+    #[error("starting the forwarder")]
+    Forward(#[from] crate::forward::ForwardError),
     #[error("serving metrics on {address} (telemetry.metrics_address)")]
     Metrics {
         address: String,
@@ -174,8 +176,14 @@ impl Agent {
             .map_err(StartError::Responder)?,
             None => None,
         };
+        let forward = crate::forward::Forwarder::start(
+            &config.forward,
+            crate::node::node_name(&config.node_name),
+            counters.clone(),
+        )?;
         let task = PipelineTask {
             rx,
+            forward,
             lookups,
             policy_updates,
             response,
@@ -319,6 +327,8 @@ struct PipelineTask {
     dns_malformed: u64,
     /// The gRPC API's streams and counters, when the API is on.
     api: Option<Arc<crate::api::Shared>>,
+    /// The spool and links to collectors, when a destination is configured.
+    forward: Option<crate::forward::Forwarder>,
 }
 
 impl PipelineTask {
@@ -383,6 +393,10 @@ impl PipelineTask {
         summary.lost += losses_total(&summary.kernel, &self.counters);
         if let Some(api) = &self.api {
             api.close();
+        }
+        if let Some(forward) = self.forward.take() {
+            // Joins its thread: the spool is written and closed before the agent exits.
+            let _ = tokio::task::spawn_blocking(move || forward.stop()).await;
         }
         summary
     }
@@ -461,6 +475,9 @@ impl PipelineTask {
         let result = self.exporter.export(out);
         if let Some(api) = &self.api {
             api.publish(out);
+        }
+        if let Some(forward) = &self.forward {
+            forward.offer(out);
         }
         out.clear();
         result

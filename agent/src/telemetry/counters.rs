@@ -16,10 +16,18 @@ pub enum Drop {
     QueueFullSyscall,
     QueueFullNetwork,
     QueueFullCred,
+    /// The forwarder's queue was full (its spool writer is stuck on the disk).
+    ForwardQueueFull,
+    /// The forwarding spool reached its size limit before delivery.
+    ForwardSpoolFull,
+    /// Spooled records reached the age limit before delivery.
+    ForwardSpoolAge,
+    /// Writing the forwarding spool failed.
+    ForwardSpoolError,
 }
 
 impl Drop {
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 15] = [
         Self::QueueFullExec,
         Self::QueueFullFork,
         Self::QueueFullExit,
@@ -31,6 +39,10 @@ impl Drop {
         Self::QueueFullSyscall,
         Self::QueueFullNetwork,
         Self::QueueFullCred,
+        Self::ForwardQueueFull,
+        Self::ForwardSpoolFull,
+        Self::ForwardSpoolAge,
+        Self::ForwardSpoolError,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -46,6 +58,10 @@ impl Drop {
             Self::QueueFullSyscall => "queue_full_syscall",
             Self::QueueFullNetwork => "queue_full_network",
             Self::QueueFullCred => "queue_full_cred",
+            Self::ForwardQueueFull => "forward_queue_full",
+            Self::ForwardSpoolFull => "forward_spool_full",
+            Self::ForwardSpoolAge => "forward_spool_age",
+            Self::ForwardSpoolError => "forward_spool_error",
         }
     }
 
@@ -68,7 +84,11 @@ pub struct Counters {
 
 impl Counters {
     pub fn count(&self, cause: Drop) {
-        self.drops[cause as usize].fetch_add(1, Ordering::Relaxed);
+        self.count_n(cause, 1);
+    }
+
+    pub fn count_n(&self, cause: Drop, n: u64) {
+        self.drops[cause as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     /// Totals since start, in [`Drop::ALL`] order.

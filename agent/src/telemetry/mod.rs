@@ -9,3 +9,15 @@ pub mod metrics;
 pub use counters::{Counters, Drop};
 pub use kernel::{KernelStats, read_kernel_totals};
 pub use loss::LossTracker;
+
+/// `error` and its sources on one line, joined by `: ` (transport errors say little alone).
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        text.push_str(": ");
+        text.push_str(&current.to_string());
+        cause = current.source();
+    }
+    text
+}
