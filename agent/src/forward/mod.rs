@@ -9,6 +9,7 @@
 //! - the spool reaches its size or age limit: the oldest records are dropped, counted
 //!   (`forward_spool_full`, `forward_spool_age`) and a loss record takes their place in the
 //!   stream.
+//!
 //! Both are also in the local loss events.
 
 pub mod channel;

@@ -214,7 +214,7 @@ fn workload(event: &proto::Event) -> Vec<KeyValue> {
         if !c.image_digest.is_empty() {
             out.push(strings(
                 "container.image.repo_digests",
-                &[c.image_digest.clone()],
+                std::slice::from_ref(&c.image_digest),
             ));
         }
     }
