@@ -11,6 +11,7 @@
 //! - [`json`]: events rendered as `vigil run` writes them, and read back.
 //! - [`spawn`]: temporary directories, children that are killed if a test fails, and what
 //!   `/proc` and `stat` say about them, to compare with what the kernel programs report.
+//! - [`pki`]: CAs and certificates for the mutual-TLS tests.
 //! - [`scrape`]: the agent's `/metrics` endpoint.
 //! - [`select`]: picking one's own events out of everything the machine does.
 //! - [`containerd`], [`pod`], [`image`]: a private containerd started by the test, pods and
@@ -27,6 +28,7 @@ pub mod gate;
 pub mod harness;
 pub mod image;
 pub mod json;
+pub mod pki;
 pub mod pod;
 pub mod scrape;
 pub mod select;

@@ -15,6 +15,7 @@ use vigil::{
 };
 use vigil_tests::{
     EVENT_TIMEOUT, Harness, gate,
+    pki::{ca, leaf},
     spawn::{TempDir, canonical_bytes, install_executable, next_line, run_to_end, spawn},
 };
 
@@ -265,86 +266,6 @@ fn vigil_events_prints_one_line_per_filtered_event() {
         return;
     }
     panic!("`vigil events` printed nothing for 20 runs of the target");
-}
-
-/// Runs openssl with `args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl (Debian openssl, installed by `cargo xtask setup`)");
-    assert!(output.status.success(), "openssl {args:?}: {output:?}");
-}
-
-/// A CA named `name` in `dir` (`name.pem`, `name.key`), and a certificate `leaf` it signs with
-/// `ext` (an extensions line).
-fn ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ],
-    );
-}
-
-fn leaf(dir: &Path, ca: &str, leaf: &str, ext: &str) {
-    std::fs::write(dir.join(format!("{leaf}.ext")), ext).expect("write ext");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{leaf}.key"),
-            "-out",
-            &format!("{leaf}.csr"),
-            "-subj",
-            &format!("/CN={leaf}"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{leaf}.csr"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-out",
-            &format!("{leaf}.pem"),
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{leaf}.ext"),
-        ],
-    );
 }
 
 #[test]

@@ -17,6 +17,7 @@ use vigil_tests::{
     binary::vigil_binary,
     daemon::{Daemon, free_port, json_lines, wait_until},
     gate,
+    pki::{ca, leaf},
     spawn::{TempDir, canonical_bytes, install_executable},
 };
 
@@ -75,6 +76,27 @@ impl Setup {
         )
         .expect("config");
         path
+    }
+
+    fn collector_tls(&self, port: u16) -> Daemon {
+        let d = self.dir.path();
+        let mut collector = Daemon::start(
+            Command::new(&self.vigil)
+                .arg("collect")
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--out")
+                .arg(self.path("collected.jsonl"))
+                .arg("--tls-cert")
+                .arg(d.join("collector.pem"))
+                .arg("--tls-key")
+                .arg(d.join("collector.key"))
+                .arg("--tls-client-ca")
+                .arg(d.join("ca.pem")),
+            &self.path("collector.log"),
+        );
+        collector.wait_for_log("Collecting.", 1, DELIVERY);
+        collector
     }
 
     /// Starts the agent and waits until its hooks are attached and its forwarder runs.
@@ -244,6 +266,61 @@ fn collector_outages_and_an_agent_crash_lose_nothing_and_duplicate_nothing() {
             .filter(|l| l.contains("records written"))
             .collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn mutual_tls_refuses_an_agent_of_another_ca_and_its_findings_wait_in_the_spool() {
+    let Some(setup) = setup("forward-mtls") else {
+        return;
+    };
+    let d = setup.dir.path();
+    ca(d, "ca");
+    ca(d, "rogue-ca");
+    leaf(
+        d,
+        "ca",
+        "collector",
+        "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    );
+    leaf(d, "ca", "agent", "extendedKeyUsage=clientAuth\n");
+    leaf(d, "rogue-ca", "intruder", "extendedKeyUsage=clientAuth\n");
+    let port = free_port();
+    let destination = |client: &str| {
+        format!(
+            "[forward.collector]\nendpoint = \"https://127.0.0.1:{port}\"\n\
+             tls_server_name = \"localhost\"\ntls_ca = \"{ca}\"\n\
+             tls_cert = \"{cert}\"\ntls_key = \"{key}\"\n",
+            ca = d.join("ca.pem").display(),
+            cert = d.join(format!("{client}.pem")).display(),
+            key = d.join(format!("{client}.key")).display(),
+        )
+    };
+    let out = setup.path("collected.jsonl");
+    let collector = setup.collector_tls(port);
+
+    // A certificate from another CA: the handshake fails, nothing is stored, the finding waits.
+    let config = setup.config(&destination("intruder"));
+    let mut agent = setup.agent(&config, 1);
+    setup.storm("p1");
+    setup.wait_exported("p1");
+    agent.wait_for_log("Forwarding destination unavailable", 1, DELIVERY);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        json_lines(&out).is_empty(),
+        "nothing from a client of another CA"
+    );
+    agent.interrupt(DELIVERY);
+
+    // The right certificate: what waited in the spool arrives, and what follows.
+    let config = setup.config(&destination("agent"));
+    let agent = setup.agent(&config, 2);
+    setup.storm("p2");
+    wait_collected(&out, &["p1", "p2"]);
+    agent.interrupt(DELIVERY);
+    collector.interrupt(DELIVERY);
+    let args = collected_args(&out);
+    assert!(args.values().all(|&n| n == 1), "each once: {args:?}");
+    assert_eq!(args.len(), 2 * PER_PHASE);
 }
 
 /// The OTLP receiver: the official Python definitions and grpcio; writes each export
