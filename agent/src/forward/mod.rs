@@ -140,6 +140,9 @@ impl Forwarder {
     }
 }
 
+#[cfg(test)]
+mod tests;
+
 fn selected(select: Select, event: &Event) -> bool {
     match select {
         Select::All => true,

@@ -115,12 +115,13 @@ impl Writer {
         let mut tick =
             tokio::time::interval(Duration::from_millis(self.config.fsync_interval_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let state = State {
+        let mut state = State {
             stream,
             node: self.node,
             clock: self.clock,
             counters: self.counters,
             stats: self.stats,
+            losses: std::collections::BTreeMap::new(),
         };
         loop {
             tokio::select! {
@@ -167,6 +168,10 @@ struct State {
     clock: BootClock,
     counters: Arc<Counters>,
     stats: Arc<ForwardStats>,
+    /// Loss records in the spool: sequence number -> (first sequence number, events) they
+    /// report. (Not rebuilt after a restart: a loss record dropped then counts as one record
+    /// and its range is not carried.)
+    losses: std::collections::BTreeMap<u64, (u64, u64)>,
 }
 
 impl State {
@@ -184,52 +189,80 @@ impl State {
         .encode_to_vec()
     }
 
-    fn loss_record(&self, seq: u64, dropped: Dropped) -> Vec<u8> {
-        proto::Record {
-            node: self.node.clone(),
-            stream: self.stream.clone(),
-            seq,
-            body: Some(proto::record::Body::Loss(proto::SpoolLoss {
-                first_seq: dropped.first_seq,
-                last_seq: dropped.last_seq,
-                count: dropped.count,
-                cause: dropped.cause.name().to_owned(),
-            })),
+    /// Counts what a limit dropped and appends a loss record saying so. A loss record that
+    /// is itself dropped before delivery passes its count on to the next one, so the counts
+    /// that reach a destination add up to every event lost.
+    fn report_dropped(&mut self, spool: &RefCell<Spool>, mut dropped: Dropped) {
+        loop {
+            let unacked_from = dropped.last_seq + 1 - dropped.count;
+            let mut carried = 0;
+            let mut loss_records = 0;
+            let mut first_seq = dropped.first_seq;
+            let gone: Vec<u64> = self
+                .losses
+                .range(..=dropped.last_seq)
+                .map(|(s, _)| *s)
+                .collect();
+            for seq in gone {
+                let Some((first, count)) = self.losses.remove(&seq) else {
+                    continue;
+                };
+                if seq >= unacked_from {
+                    carried += count;
+                    loss_records += 1;
+                    first_seq = first_seq.min(first);
+                }
+            }
+            let events = dropped.count - loss_records;
+            let cause = match dropped.cause {
+                super::spool::DropCause::Full => Drop::ForwardSpoolFull,
+                super::spool::DropCause::Age => Drop::ForwardSpoolAge,
+            };
+            self.counters.count_n(cause, events);
+            tracing::error!(
+                first_seq = dropped.first_seq,
+                last_seq = dropped.last_seq,
+                undelivered = events,
+                cause = dropped.cause.name(),
+                "The forwarding spool dropped its oldest records."
+            );
+            let report = Dropped {
+                first_seq,
+                count: events + carried,
+                ..dropped
+            };
+            let mut at = 0;
+            let result = spool.borrow_mut().append([report], |seq, d| {
+                at = seq;
+                loss_record(&self.node, &self.stream, seq, d)
+            });
+            match result {
+                Ok(next) => {
+                    self.losses.insert(at, (report.first_seq, report.count));
+                    // The loss record's frame can tip the spool over its limit again.
+                    match next {
+                        Some(next) => dropped = next,
+                        None => return,
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(error = %crate::telemetry::chain(&error), "Writing a loss record to the spool failed.");
+                    return;
+                }
+            }
         }
-        .encode_to_vec()
     }
 
     /// Counts and reports what a limit dropped, and publishes the spool's gauges.
     fn after_append(
-        &self,
+        &mut self,
         spool: &RefCell<Spool>,
         result: Result<Option<Dropped>, super::spool::SpoolError>,
         batch: u64,
     ) {
         match result {
             Ok(None) => {}
-            Ok(Some(dropped)) => {
-                let cause = match dropped.cause {
-                    super::spool::DropCause::Full => Drop::ForwardSpoolFull,
-                    super::spool::DropCause::Age => Drop::ForwardSpoolAge,
-                };
-                self.counters.count_n(cause, dropped.count);
-                tracing::error!(
-                    first_seq = dropped.first_seq,
-                    last_seq = dropped.last_seq,
-                    undelivered = dropped.count,
-                    cause = dropped.cause.name(),
-                    "The forwarding spool dropped its oldest records."
-                );
-                // The loss record cannot itself push the spool over (it is one small frame
-                // in a fresh tail), so its own result only needs logging.
-                if let Err(error) = spool
-                    .borrow_mut()
-                    .append([dropped], |seq, d| self.loss_record(seq, d))
-                {
-                    tracing::error!(error = %crate::telemetry::chain(&error), "Writing a loss record to the spool failed.");
-                }
-            }
+            Ok(Some(dropped)) => self.report_dropped(spool, dropped),
             Err(error) => {
                 self.counters.count_n(Drop::ForwardSpoolError, batch);
                 tracing::error!(error = %crate::telemetry::chain(&error), "Writing the forwarding spool failed; records of this batch are lost.");
@@ -239,4 +272,19 @@ impl State {
         self.stats.last_seq.store(spool.next_seq() - 1, Relaxed);
         self.stats.spool_bytes.store(spool.bytes(), Relaxed);
     }
+}
+
+fn loss_record(node: &str, stream: &str, seq: u64, dropped: Dropped) -> Vec<u8> {
+    proto::Record {
+        node: node.to_owned(),
+        stream: stream.to_owned(),
+        seq,
+        body: Some(proto::record::Body::Loss(proto::SpoolLoss {
+            first_seq: dropped.first_seq,
+            last_seq: dropped.last_seq,
+            count: dropped.count,
+            cause: dropped.cause.name().to_owned(),
+        })),
+    }
+    .encode_to_vec()
 }
