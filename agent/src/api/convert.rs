@@ -19,7 +19,8 @@ fn sockaddr(addr: &Result<crate::network::Sockaddr, crate::network::SockaddrErro
     match addr {
         Ok(Sockaddr::Inet { ip, port }) => format!("{ip}:{port}"),
         Ok(Sockaddr::Inet6 { ip, port }) => format!("[{ip}]:{port}"),
-        Ok(other) => format!("{other:?}"),
+        Ok(Sockaddr::Unix(unix)) => crate::export::escape::unix_addr(unix).into_owned(),
+        Ok(Sockaddr::Other { family }) => format!("af_{family}"),
         Err(error) => format!("unreadable: {error:?}"),
     }
 }

@@ -31,6 +31,16 @@ pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A unix socket address as text: its path, `@name` for an abstract name, "" when unnamed.
+pub fn unix_addr(unix: &crate::network::UnixAddr) -> Cow<'_, str> {
+    use crate::network::UnixAddr;
+    match unix {
+        UnixAddr::Path(path) => escape(path),
+        UnixAddr::Abstract(name) => format!("@{}", escape(name)).into(),
+        UnixAddr::Unnamed => "".into(),
+    }
+}
+
 /// Recovers the bytes from [`escape`]d text; `None` if the text is not valid escaped output.
 pub fn unescape(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len());

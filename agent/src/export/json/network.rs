@@ -10,8 +10,7 @@ use serde::Serialize;
 
 use crate::{
     event::{Network, NetworkOp, TcpState},
-    export::escape::escape,
-    network::{Sockaddr, UnixAddr},
+    network::Sockaddr,
     syscall::names::errno_name,
 };
 
@@ -115,7 +114,7 @@ impl<'a> NetworkJson<'a> {
                     Sockaddr::Inet { ip, port } => Some((ip.to_string(), *port)),
                     Sockaddr::Inet6 { ip, port } => Some((ip.to_string(), *port)),
                     Sockaddr::Unix(unix) => {
-                        json.path = Some(unix_path(unix));
+                        json.path = Some(crate::export::escape::unix_addr(unix));
                         None
                     }
                     Sockaddr::Other { .. } => None,
@@ -214,14 +213,6 @@ fn tcp_state_name(state: u32) -> &'static str {
         "NEW_SYN_RECV",
     ];
     NAMES.get(state as usize).copied().unwrap_or("UNKNOWN")
-}
-
-fn unix_path(unix: &UnixAddr) -> Cow<'_, str> {
-    match unix {
-        UnixAddr::Path(path) => escape(path),
-        UnixAddr::Abstract(name) => format!("@{}", escape(name)).into(),
-        UnixAddr::Unnamed => "".into(),
-    }
 }
 
 fn result(network: &Network) -> Cow<'static, str> {
