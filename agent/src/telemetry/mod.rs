@@ -2,10 +2,15 @@
 //! and moved counters become `loss` events.
 
 mod counters;
+mod fdinfo;
 mod kernel;
 mod loss;
 pub mod metrics;
+mod programs;
+mod ring;
 
 pub use counters::{Counters, Drop};
 pub use kernel::{KernelStats, read_kernel_totals};
 pub use loss::LossTracker;
+pub use programs::{ProgramRun, ProgramRuns};
+pub use ring::RingFill;
