@@ -1,7 +1,6 @@
 //! Command line: `vigil run | probe | bench | policy | config | events | contain | enforcement`.
 
 use std::{
-    fs::OpenOptions,
     io::{BufWriter, Write},
     path::PathBuf,
     process::ExitCode,
@@ -14,7 +13,7 @@ use vigil::{
     bpf::probe,
     clock::BootClock,
     config::{Config, DEFAULT_TOML},
-    export::{Exporter, JsonLines, json::JsonRenderer},
+    export::{Exporter, JsonLines, file::RotatingFile, json::JsonRenderer},
     node::node_name,
     runtime::Agent,
 };
@@ -353,12 +352,10 @@ fn run(config: Option<PathBuf>, output: Option<String>) -> anyhow::Result<ExitCo
     let exporter: Box<dyn Exporter> = if config.output.target == "stdout" {
         Box::new(JsonLines::new(renderer, BufWriter::new(std::io::stdout())))
     } else {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&config.output.target)
-            .with_context(|| format!("opening output file {}", config.output.target))?;
-        Box::new(JsonLines::new(renderer, BufWriter::new(file)))
+        // Not buffered: the exporter hands it each batch whole, and it rotates between lines.
+        let file = RotatingFile::open(&config.output.target, config.output.rotation())
+            .context("opening the output")?;
+        Box::new(JsonLines::new(renderer, file))
     };
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {

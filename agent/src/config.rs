@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// More rotated output files than this is a typo: each rotation renames every one of them.
+const MAX_BACKUPS: usize = 1000;
+
 /// The embedded default configuration, as shipped.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -51,6 +54,26 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct OutputConfig {
     pub target: String,
+    /// File targets only: rotate before the file would pass this many bytes; 0: never.
+    pub max_bytes: u64,
+    /// File targets only: rotate before writing to a file older than this, s; 0: never.
+    pub max_age_s: u64,
+    /// Rotated files kept (`<target>.1` newest).
+    pub backups: usize,
+    /// Gzip rotated files (`<target>.N.gz`), off the pipeline thread.
+    pub compress: bool,
+}
+
+impl OutputConfig {
+    /// How the file target rotates.
+    pub fn rotation(&self) -> crate::export::file::Rotation {
+        crate::export::file::Rotation {
+            max_bytes: self.max_bytes,
+            max_age: (self.max_age_s > 0).then(|| std::time::Duration::from_secs(self.max_age_s)),
+            backups: self.backups,
+            compress: self.compress,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -89,6 +112,10 @@ impl Default for OutputConfig {
     fn default() -> Self {
         Self {
             target: "stdout".into(),
+            max_bytes: 100 * 1024 * 1024,
+            max_age_s: 0,
+            backups: 5,
+            compress: false,
         }
     }
 }
@@ -261,6 +288,12 @@ impl Config {
         if self.output.target.is_empty() {
             return Err(invalid("output.target", "must be `stdout` or a file path"));
         }
+        if self.output.backups > MAX_BACKUPS {
+            return Err(invalid(
+                "output.backups",
+                &format!("must be at most {MAX_BACKUPS}"),
+            ));
+        }
         Ok(())
     }
 }
@@ -419,6 +452,28 @@ mod tests {
             err.to_string()
                 .starts_with("c.toml: line 2: `enforcement.allow_cgroups`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn output_rotation_defaults_and_overrides() {
+        let rotation = Config::default().output.rotation();
+        assert_eq!(rotation.max_bytes, 100 * 1024 * 1024);
+        assert_eq!((rotation.max_age, rotation.backups), (None, 5));
+        assert!(!rotation.compress);
+        let text = "[output]\ntarget = \"/var/log/vigil.jsonl\"\nmax_bytes = 0\nmax_age_s = 3600\nbackups = 2\ncompress = true\n";
+        let rotation = Config::parse(text, "c.toml")
+            .expect("parses")
+            .output
+            .rotation();
+        assert_eq!(rotation.max_bytes, 0);
+        assert_eq!(rotation.max_age, Some(std::time::Duration::from_secs(3600)));
+        assert_eq!(rotation.backups, 2);
+        assert!(rotation.compress);
+        let err = Config::parse("[output]\nbackups = 5000\n", "c.toml").expect_err("too many");
+        assert_eq!(
+            err.to_string(),
+            "c.toml: line 2: `output.backups` must be at most 1000"
         );
     }
 

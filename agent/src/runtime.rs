@@ -113,6 +113,14 @@ impl Agent {
         })?;
         let ring = sensor.take_events()?;
         let stats = sensor.take_stats()?;
+        // The metrics read the ring's fill and the programs' run times on their own handles:
+        // the reader owns the ring, the supervisor the programs.
+        let ring_fill = crate::telemetry::RingFill::new(&ring)
+            .inspect_err(|error| {
+                tracing::warn!(%error, "Cannot map the ring buffer's positions; its fill is not reported.");
+            })
+            .ok();
+        let program_runs = crate::telemetry::ProgramRuns::new(sensor.program_fds());
         let counters = Arc::new(Counters::default());
         let queue_batches = (config.pipeline.queue_capacity / 1024).max(1);
         let (tx, rx) = mpsc::channel(queue_batches);
@@ -194,8 +202,11 @@ impl Agent {
             loss_interval: Duration::from_millis(config.telemetry.loss_report_interval_ms),
             metrics: None,
             events_by_kind: std::collections::BTreeMap::new(),
+            findings: std::collections::BTreeMap::new(),
             dns_malformed: 0,
             api,
+            ring_fill,
+            program_runs,
         };
         let (task, metrics_addr) =
             start_metrics(task, &config.telemetry.metrics_address, &shutdown)?;
@@ -323,12 +334,16 @@ struct PipelineTask {
     metrics: Option<watch::Sender<Arc<str>>>,
     /// Events handed to the exporter, by kind.
     events_by_kind: std::collections::BTreeMap<&'static str, u64>,
+    /// Findings handed to the exporter, by rule and severity.
+    findings: std::collections::BTreeMap<(String, &'static str), u64>,
     /// DNS events whose payload was no DNS message (reported with the reason, and counted).
     dns_malformed: u64,
     /// The gRPC API's streams and counters, when the API is on.
     api: Option<Arc<crate::api::Shared>>,
     /// The spool and links to collectors, when a destination is configured.
     forward: Option<crate::forward::Forwarder>,
+    ring_fill: Option<crate::telemetry::RingFill>,
+    program_runs: crate::telemetry::ProgramRuns,
 }
 
 impl PipelineTask {
@@ -406,14 +421,28 @@ impl PipelineTask {
             return;
         };
         let cache = self.pipeline.cache();
-        let snapshot = crate::telemetry::metrics::Snapshot {
+        use crate::telemetry::metrics::{EnrichMetrics, RingUsage, Snapshot};
+        let snapshot = Snapshot {
             events: self.events_by_kind.iter().map(|(k, n)| (*k, *n)).collect(),
             kernel: *kernel,
             drops: self.counters.snapshot(),
+            findings: self
+                .findings
+                .iter()
+                .map(|((rule, severity), n)| (rule.clone(), *severity, *n))
+                .collect(),
+            ring: self.ring_fill.as_ref().map(|ring| RingUsage {
+                used_bytes: ring.used_bytes(),
+                size_bytes: ring.size_bytes(),
+            }),
             cache: cache.stats(),
             cache_entries: cache.len(),
             cache_bytes: cache.bytes(),
-            enrich: self.pipeline.enrich_stats(),
+            enrich: self.pipeline.enricher().map(|e| EnrichMetrics {
+                stats: e.stats(),
+                pending_events: e.pending_len(),
+                containers: e.containers_len(),
+            }),
             dns_malformed: self.dns_malformed,
             api_dropped: self.api.as_ref().map(|a| a.dropped()),
             enforcement: self
@@ -421,6 +450,7 @@ impl PipelineTask {
                 .as_ref()
                 .map(|r| r.correlator.actions())
                 .unwrap_or_default(),
+            programs: self.program_runs.sample(),
         };
         let _ = metrics.send(crate::telemetry::metrics::render(&snapshot).into());
     }
@@ -470,6 +500,13 @@ impl PipelineTask {
                 && dns.question.is_err()
             {
                 self.dns_malformed += 1;
+            }
+            if let crate::event::Detail::Finding(finding) = &event.detail {
+                let rule = &finding.rule;
+                *self
+                    .findings
+                    .entry((rule.name.clone(), rule.severity.name()))
+                    .or_default() += 1;
             }
         }
         let result = self.exporter.export(out);

@@ -12,7 +12,8 @@ pub fn get(addr: SocketAddr, path: &str) -> String {
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("read timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send request");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read response");
     response

@@ -166,6 +166,17 @@ impl Sensor {
     pub fn program_stats(&self) -> Vec<(&'static str, Duration, u64)> {
         program_stats(&self.ebpf)
     }
+
+    /// Duplicates of the attached programs' fds, to read their statistics elsewhere.
+    pub fn program_fds(&self) -> Vec<(&'static str, aya::programs::ProgramFd)> {
+        self.attached
+            .iter()
+            .filter_map(|p| {
+                let fd = self.ebpf.program(p.name)?.fd().ok()?.try_clone().ok()?;
+                Some((p.name, fd))
+            })
+            .collect()
+    }
 }
 
 /// Records an optional program as attached, or warns that the events it gives are missing.

@@ -1,6 +1,8 @@
 //! Enrichment's counters: every event that leaves without the metadata it should have had is
 //! counted with its cause, and so is every lookup that failed.
 
+use crate::telemetry::metrics::families::{self as f, Family};
+
 /// One counter, named as the Prometheus sample it becomes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EnrichCounter {
@@ -54,29 +56,26 @@ impl EnrichCounter {
         Self::CgroupPathsFromProc,
     ];
 
-    /// The metric name and its label, if any.
-    pub const fn metric(self) -> (&'static str, Option<(&'static str, &'static str)>) {
-        const LOOKUPS: &str = "vigil_enrich_lookups_total";
-        const FAILURES: &str = "vigil_enrich_lookup_failures_total";
-        const INCOMPLETE: &str = "vigil_enrich_incomplete_total";
+    /// The metric family and the value of its one label, if it has one.
+    pub const fn metric(self) -> (&'static Family, Option<&'static str>) {
         match self {
-            Self::LookupsRequested => (LOOKUPS, Some(("result", "requested"))),
-            Self::LookupsFound => (LOOKUPS, Some(("result", "found"))),
-            Self::LookupFailedUnavailable => (FAILURES, Some(("cause", "unavailable"))),
-            Self::LookupFailedTimeout => (FAILURES, Some(("cause", "timeout"))),
-            Self::LookupFailedNotFound => (FAILURES, Some(("cause", "not_found"))),
-            Self::LookupFailedInvalid => (FAILURES, Some(("cause", "invalid"))),
-            Self::LookupFailedError => (FAILURES, Some(("cause", "error"))),
-            Self::LookupRequestsDropped => ("vigil_enrich_lookup_requests_dropped_total", None),
-            Self::EventsHeld => ("vigil_enrich_events_held_total", None),
-            Self::IncompleteTimeout => (INCOMPLETE, Some(("cause", "timeout"))),
-            Self::IncompleteLookupFailed => (INCOMPLETE, Some(("cause", "lookup_failed"))),
-            Self::IncompleteOverflow => (INCOMPLETE, Some(("cause", "pending_overflow"))),
-            Self::IncompleteUnresolved => (INCOMPLETE, Some(("cause", "unresolved"))),
-            Self::IncompleteShutdown => (INCOMPLETE, Some(("cause", "shutdown"))),
-            Self::ContainersGone => ("vigil_enrich_containers_gone_total", None),
-            Self::CacheEvictions => ("vigil_enrich_cache_evictions_total", None),
-            Self::CgroupPathsFromProc => ("vigil_enrich_cgroup_paths_from_proc_total", None),
+            Self::LookupsRequested => (&f::ENRICH_LOOKUPS, Some("requested")),
+            Self::LookupsFound => (&f::ENRICH_LOOKUPS, Some("found")),
+            Self::LookupFailedUnavailable => (&f::ENRICH_LOOKUP_FAILURES, Some("unavailable")),
+            Self::LookupFailedTimeout => (&f::ENRICH_LOOKUP_FAILURES, Some("timeout")),
+            Self::LookupFailedNotFound => (&f::ENRICH_LOOKUP_FAILURES, Some("not_found")),
+            Self::LookupFailedInvalid => (&f::ENRICH_LOOKUP_FAILURES, Some("invalid")),
+            Self::LookupFailedError => (&f::ENRICH_LOOKUP_FAILURES, Some("error")),
+            Self::LookupRequestsDropped => (&f::ENRICH_LOOKUP_REQUESTS_DROPPED, None),
+            Self::EventsHeld => (&f::ENRICH_EVENTS_HELD, None),
+            Self::IncompleteTimeout => (&f::ENRICH_INCOMPLETE, Some("timeout")),
+            Self::IncompleteLookupFailed => (&f::ENRICH_INCOMPLETE, Some("lookup_failed")),
+            Self::IncompleteOverflow => (&f::ENRICH_INCOMPLETE, Some("pending_overflow")),
+            Self::IncompleteUnresolved => (&f::ENRICH_INCOMPLETE, Some("unresolved")),
+            Self::IncompleteShutdown => (&f::ENRICH_INCOMPLETE, Some("shutdown")),
+            Self::ContainersGone => (&f::ENRICH_CONTAINERS_GONE, None),
+            Self::CacheEvictions => (&f::ENRICH_CACHE_EVICTIONS, None),
+            Self::CgroupPathsFromProc => (&f::ENRICH_CGROUP_PATHS_FROM_PROC, None),
         }
     }
 
@@ -124,21 +123,6 @@ impl EnrichStats {
         .map(|&c| self.get(c))
         .sum()
     }
-
-    /// Prometheus text samples (`name{label="value"} n`), one per counter.
-    pub fn samples(&self) -> Vec<String> {
-        EnrichCounter::ALL
-            .iter()
-            .map(|&counter| {
-                let (name, label) = counter.metric();
-                let value = self.get(counter);
-                match label {
-                    Some((key, label)) => format!("{name}{{{key}=\"{label}\"}} {value}"),
-                    None => format!("{name} {value}"),
-                }
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -147,15 +131,18 @@ mod tests {
 
     #[test]
     fn every_counter_has_its_own_sample() {
-        let mut names: Vec<String> = EnrichStats::default()
-            .samples()
-            .into_iter()
-            .map(|s| s.rsplit_once(' ').map(|(n, _)| n.to_owned()).unwrap_or(s))
+        let mut samples: Vec<(&str, Option<&str>)> = EnrichCounter::ALL
+            .iter()
+            .map(|c| {
+                let (family, label) = c.metric();
+                assert!(family.name.starts_with("vigil_enrich_"));
+                assert_eq!(family.labels.len(), usize::from(label.is_some()));
+                (family.name, label)
+            })
             .collect();
-        assert!(names.iter().all(|n| n.starts_with("vigil_enrich_")));
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), EnrichCounter::ALL.len());
+        samples.sort();
+        samples.dedup();
+        assert_eq!(samples.len(), EnrichCounter::ALL.len());
         for (i, counter) in EnrichCounter::ALL.iter().enumerate() {
             assert_eq!(*counter as usize, i, "ALL is in declaration order");
         }

@@ -1,6 +1,7 @@
 //! Exporters: where events leave the agent.
 
 pub mod escape;
+pub mod file;
 pub mod json;
 pub mod metrics_http;
 

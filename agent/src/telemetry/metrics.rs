@@ -1,12 +1,18 @@
 //! The agent's metrics in the Prometheus text format. The pipeline task renders a snapshot
 //! once per tick (`render`); the HTTP endpoint (`export/metrics_http.rs`) serves the latest
-//! one, so scraping never touches the pipeline's state.
+//! one, so scraping never touches the pipeline's state. Names, types and help: `families.rs`
+//! (documented in docs/metrics.md); a new family is a const there, a field in [`Snapshot`]
+//! and a few lines in [`render`].
 
-use std::fmt::Write as _;
+pub mod families;
+#[cfg(test)]
+mod tests;
+pub mod text;
 
 use vigil_common::stats::KernelCounter;
 
-use super::{Drop, KernelStats};
+use self::{families as f, text::Text};
+use super::{Drop, KernelStats, programs::ProgramRun};
 use crate::{enrich::EnrichStats, process::CacheStats};
 
 /// Everything one scrape shows.
@@ -16,222 +22,156 @@ pub struct Snapshot {
     pub events: Vec<(&'static str, u64)>,
     pub kernel: KernelStats,
     pub drops: [u64; Drop::ALL.len()],
+    /// Findings emitted, by rule and severity.
+    pub findings: Vec<(String, &'static str, u64)>,
+    /// The kernel ring buffer's fill (`None`: its positions could not be mapped).
+    pub ring: Option<RingUsage>,
     pub cache: CacheStats,
     pub cache_entries: usize,
     pub cache_bytes: usize,
-    pub enrich: Option<EnrichStats>,
+    /// Container enrichment (`None`: off).
+    pub enrich: Option<EnrichMetrics>,
     /// DNS events whose payload was no DNS message.
     pub dns_malformed: u64,
     /// Events the gRPC API dropped for clients that fell behind (`None`: API off).
     pub api_dropped: Option<u64>,
     /// Containment actions (kernel and userspace), by action and outcome.
     pub enforcement: Vec<(&'static str, &'static str, u64)>,
+    /// Per-program run totals (`None`: kernel BPF statistics off).
+    pub programs: Option<Vec<ProgramRun>>,
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    // Writing to a String cannot fail.
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingUsage {
+    pub used_bytes: u64,
+    pub size_bytes: u64,
 }
 
-fn sample(out: &mut String, name: &str, label: Option<(&str, &str)>, value: u64) {
-    let _ = match label {
-        Some((key, val)) => writeln!(out, "{name}{{{key}=\"{val}\"}} {value}"),
-        None => writeln!(out, "{name} {value}"),
-    };
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnrichMetrics {
+    pub stats: EnrichStats,
+    /// Events in the pending queue now.
+    pub pending_events: usize,
+    /// Containers cached now.
+    pub containers: usize,
 }
 
-/// The text exposition of `s`.
+/// The text exposition of `s`. Every family is listed, with no samples when its part of the
+/// agent is off.
 pub fn render(s: &Snapshot) -> String {
-    let mut out = String::with_capacity(4096);
-    family(
-        &mut out,
-        "vigil_events_total",
-        "counter",
-        "Events handed to the exporters, by kind.",
-    );
+    let mut t = Text::with_capacity(8192);
+    t.family(&f::EVENTS);
     for (kind, n) in &s.events {
-        sample(&mut out, "vigil_events_total", Some(("kind", kind)), *n);
+        t.sample(&f::EVENTS, &[kind], *n);
     }
-    family(
-        &mut out,
-        "vigil_lost_events_total",
-        "counter",
-        "Events lost before the exporters, by cause (kernel ring buffer, queue, decode).",
-    );
-    for counter in KernelCounter::ALL.iter().filter(|c| c.is_loss()) {
-        let n = s.kernel[*counter as usize];
-        sample(
-            &mut out,
-            "vigil_lost_events_total",
-            Some(("cause", counter.name())),
-            n,
-        );
-    }
-    for (i, cause) in Drop::ALL.iter().enumerate() {
-        sample(
-            &mut out,
-            "vigil_lost_events_total",
-            Some(("cause", cause.name())),
-            s.drops[i],
-        );
-    }
-    family(
-        &mut out,
-        "vigil_kernel_records_total",
-        "counter",
-        "Records the kernel side submitted, and field-level read failures, by counter.",
-    );
+    render_losses(&mut t, s);
+    t.family(&f::KERNEL_RECORDS);
     for counter in KernelCounter::ALL.iter().filter(|c| !c.is_loss()) {
         let n = s.kernel[*counter as usize];
-        sample(
-            &mut out,
-            "vigil_kernel_records_total",
-            Some(("counter", counter.name())),
-            n,
-        );
+        t.sample(&f::KERNEL_RECORDS, &[counter.name()], n);
     }
-    family(
-        &mut out,
-        "vigil_process_cache_entries",
-        "gauge",
-        "Processes in the cache.",
-    );
-    sample(
-        &mut out,
-        "vigil_process_cache_entries",
-        None,
-        s.cache_entries as u64,
-    );
-    family(
-        &mut out,
-        "vigil_process_cache_bytes",
-        "gauge",
-        "Accounted memory of the process cache.",
-    );
-    sample(
-        &mut out,
-        "vigil_process_cache_bytes",
-        None,
-        s.cache_bytes as u64,
-    );
-    family(
-        &mut out,
-        "vigil_process_cache_removals_total",
-        "counter",
-        "Processes removed from the cache, by reason.",
-    );
+    t.family(&f::FINDINGS);
+    for (rule, severity, n) in &s.findings {
+        t.sample(&f::FINDINGS, &[rule, severity], *n);
+    }
+    for (family, value) in [
+        (&f::RING_BUFFER_USED, s.ring.map(|r| r.used_bytes)),
+        (&f::RING_BUFFER_SIZE, s.ring.map(|r| r.size_bytes)),
+    ] {
+        t.family(family);
+        if let Some(value) = value {
+            t.sample(family, &[], value);
+        }
+    }
+    render_process_cache(&mut t, s);
+    t.family(&f::DNS_MALFORMED);
+    t.sample(&f::DNS_MALFORMED, &[], s.dns_malformed);
+    t.family(&f::API_DROPPED);
+    if let Some(dropped) = s.api_dropped {
+        t.sample(&f::API_DROPPED, &[], dropped);
+    }
+    t.family(&f::ENFORCEMENT_ACTIONS);
+    for (action, outcome, n) in &s.enforcement {
+        t.sample(&f::ENFORCEMENT_ACTIONS, &[action, outcome], *n);
+    }
+    render_enrich(&mut t, s.enrich.as_ref());
+    render_programs(&mut t, s.programs.as_deref());
+    t.finish()
+}
+
+fn render_losses(t: &mut Text, s: &Snapshot) {
+    t.family(&f::LOST_EVENTS);
+    for counter in KernelCounter::ALL.iter().filter(|c| c.is_loss()) {
+        let n = s.kernel[*counter as usize];
+        t.sample(&f::LOST_EVENTS, &[counter.name()], n);
+    }
+    for (i, cause) in Drop::ALL.iter().enumerate() {
+        t.sample(&f::LOST_EVENTS, &[cause.name()], s.drops[i]);
+    }
+    if let Some(dropped) = s.api_dropped {
+        // The cause the client's own loss event names.
+        t.sample(&f::LOST_EVENTS, &["api_client_lagged"], dropped);
+    }
+}
+
+fn render_process_cache(t: &mut Text, s: &Snapshot) {
+    t.family(&f::PROCESS_CACHE_ENTRIES);
+    t.sample(&f::PROCESS_CACHE_ENTRIES, &[], s.cache_entries as u64);
+    t.family(&f::PROCESS_CACHE_BYTES);
+    t.sample(&f::PROCESS_CACHE_BYTES, &[], s.cache_bytes as u64);
+    t.family(&f::PROCESS_CACHE_REMOVALS);
     for (reason, n) in [
         ("evicted", s.cache.evictions),
         ("evicted_ancestor", s.cache.evicted_ancestors),
         ("expired", s.cache.expired),
     ] {
-        sample(
-            &mut out,
-            "vigil_process_cache_removals_total",
-            Some(("reason", reason)),
-            n,
-        );
+        t.sample(&f::PROCESS_CACHE_REMOVALS, &[reason], n);
     }
-    family(
-        &mut out,
-        "vigil_process_cache_misses_total",
-        "counter",
-        "Events whose process or parent was not in the cache.",
-    );
-    sample(
-        &mut out,
-        "vigil_process_cache_misses_total",
-        None,
-        s.cache.misses,
-    );
-    family(
-        &mut out,
-        "vigil_dns_malformed_total",
-        "counter",
-        "Packets to port 53 whose payload was no DNS message (reported as dns events with dns.malformed).",
-    );
-    sample(&mut out, "vigil_dns_malformed_total", None, s.dns_malformed);
-    if let Some(dropped) = s.api_dropped {
-        family(
-            &mut out,
-            "vigil_api_dropped_total",
-            "counter",
-            "Events not delivered to gRPC API clients that fell behind (each got a loss event).",
-        );
-        sample(&mut out, "vigil_api_dropped_total", None, dropped);
-    }
-    family(
-        &mut out,
-        "vigil_enforcement_actions_total",
-        "counter",
-        "Containment actions taken by the kernel or the responder, by action and outcome (dropped: the responder's queue was full).",
-    );
-    for (action, outcome, n) in &s.enforcement {
-        let _ = writeln!(
-            out,
-            "vigil_enforcement_actions_total{{action=\"{action}\",outcome=\"{outcome}\"}} {n}"
-        );
-    }
-    if let Some(enrich) = &s.enrich {
-        family(
-            &mut out,
-            "vigil_enrich",
-            "counter",
-            "Container enrichment: lookups, failures by cause, events released without metadata by cause.",
-        );
-        for line in enrich.samples() {
-            out.push_str(&line);
-            out.push('\n');
-        }
-    }
-    out
+    t.family(&f::PROCESS_CACHE_MISSES);
+    t.sample(&f::PROCESS_CACHE_MISSES, &[], s.cache.misses);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_every_family_with_labels() {
-        let mut kernel = [0; KernelCounter::ALL.len()];
-        kernel[KernelCounter::RingbufFullExec as usize] = 7;
-        let mut drops = [0; Drop::ALL.len()];
-        drops[Drop::QueueFullFork as usize] = 2;
-        let text = render(&Snapshot {
-            events: vec![("exec", 10), ("exit", 9)],
-            kernel,
-            drops,
-            cache_entries: 5,
-            cache_bytes: 4096,
-            enrich: Some(EnrichStats::default()),
-            dns_malformed: 3,
-            api_dropped: Some(4),
-            enforcement: vec![("exec_killed", "ok", 2)],
-            ..Snapshot::default()
-        });
-        assert!(text.contains("vigil_dns_malformed_total 3\n"), "{text}");
-        assert!(text.contains("vigil_api_dropped_total 4\n"), "{text}");
-        assert!(
-            text.contains(
-                "vigil_enforcement_actions_total{action=\"exec_killed\",outcome=\"ok\"} 2\n"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains("vigil_events_total{kind=\"exec\"} 10\n"),
-            "{text}"
-        );
-        assert!(text.contains("vigil_lost_events_total{cause=\"ringbuf_full_exec\"} 7\n"));
-        assert!(text.contains("vigil_lost_events_total{cause=\"queue_full_fork\"} 2\n"));
-        assert!(text.contains("vigil_process_cache_entries 5\n"));
-        assert!(
-            text.contains("vigil_enrich_incomplete_total{cause=\"timeout\"} 0\n"),
-            "{text}"
-        );
-        assert!(text.contains("# TYPE vigil_process_cache_bytes gauge\n"));
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let value = line.rsplit(' ').next().expect("a value");
-            assert!(value.parse::<u64>().is_ok(), "{line}");
+fn render_enrich(t: &mut Text, enrich: Option<&EnrichMetrics>) {
+    use crate::enrich::EnrichCounter;
+    for family in [
+        &f::ENRICH_LOOKUPS,
+        &f::ENRICH_LOOKUP_FAILURES,
+        &f::ENRICH_LOOKUP_REQUESTS_DROPPED,
+        &f::ENRICH_EVENTS_HELD,
+        &f::ENRICH_INCOMPLETE,
+        &f::ENRICH_CONTAINERS_GONE,
+        &f::ENRICH_CACHE_EVICTIONS,
+        &f::ENRICH_CGROUP_PATHS_FROM_PROC,
+    ] {
+        t.family(family);
+        let Some(enrich) = enrich else { continue };
+        for &counter in &EnrichCounter::ALL {
+            let (of, label) = counter.metric();
+            if of == family {
+                let labels: &[&str] = label.as_slice();
+                t.sample(family, labels, enrich.stats.get(counter));
+            }
         }
+    }
+    for (family, value) in [
+        (&f::ENRICH_PENDING_EVENTS, enrich.map(|e| e.pending_events)),
+        (&f::ENRICH_CONTAINERS, enrich.map(|e| e.containers)),
+    ] {
+        t.family(family);
+        if let Some(value) = value {
+            t.sample(family, &[], value as u64);
+        }
+    }
+}
+
+fn render_programs(t: &mut Text, programs: Option<&[ProgramRun]>) {
+    t.family(&f::BPF_PROGRAM_RUN_SECONDS);
+    for p in programs.unwrap_or_default() {
+        let seconds = p.run_time.as_secs_f64();
+        t.sample(&f::BPF_PROGRAM_RUN_SECONDS, &[p.name], seconds);
+    }
+    t.family(&f::BPF_PROGRAM_RUNS);
+    for p in programs.unwrap_or_default() {
+        t.sample(&f::BPF_PROGRAM_RUNS, &[p.name], p.runs);
     }
 }
