@@ -451,6 +451,10 @@ impl PipelineTask {
                 .map(|r| r.correlator.actions())
                 .unwrap_or_default(),
             programs: self.program_runs.sample(),
+            forward: self
+                .forward
+                .as_ref()
+                .map(|f| crate::telemetry::metrics::ForwardMetrics::of(f.stats())),
         };
         let _ = metrics.send(crate::telemetry::metrics::render(&snapshot).into());
     }

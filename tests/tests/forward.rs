@@ -18,6 +18,7 @@ use vigil_tests::{
     daemon::{Daemon, free_port, json_lines, wait_until},
     gate,
     pki::{ca, leaf},
+    scrape::{metrics_until, value},
     spawn::{TempDir, canonical_bytes, install_executable},
 };
 
@@ -194,10 +195,14 @@ fn collector_outages_and_an_agent_crash_lose_nothing_and_duplicate_nothing() {
         return;
     };
     let port = free_port();
+    let metrics: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let config = setup.config(&format!(
-        "[forward.collector]\nendpoint = \"http://127.0.0.1:{port}\"\n"
+        "[telemetry]\nmetrics_address = \"{metrics}\"\nloss_report_interval_ms = 200\n\
+         [forward.collector]\nendpoint = \"http://127.0.0.1:{port}\"\n"
     ));
     let out = setup.path("collected.jsonl");
+    let lag = "vigil_forward_lag_records{destination=\"collector\"}";
+    let connected = "vigil_forward_connected{destination=\"collector\"}";
 
     let collector = setup.collector(port);
     let agent = setup.agent(&config, 1);
@@ -208,6 +213,12 @@ fn collector_outages_and_an_agent_crash_lose_nothing_and_duplicate_nothing() {
     collector.kill();
     setup.storm("p2");
     setup.wait_exported("p2");
+    // The metrics show the outage: disconnected, with the phase's findings waiting.
+    metrics_until(metrics, DELIVERY, |body| {
+        value(body, connected) == Some(0)
+            && value(body, lag).is_some_and(|n| n >= PER_PHASE as u64)
+            && value(body, "vigil_forward_spool_bytes").is_some_and(|n| n > 0)
+    });
     let collector = setup.collector(port);
     wait_collected(&out, &["p1", "p2"]);
 
@@ -231,6 +242,9 @@ fn collector_outages_and_an_agent_crash_lose_nothing_and_duplicate_nothing() {
     setup.wait_exported("p4");
     let collector = setup.collector(port);
     wait_collected(&out, &["p1", "p2", "p3", "p4"]);
+    metrics_until(metrics, DELIVERY, |body| {
+        value(body, connected) == Some(1) && value(body, lag) == Some(0)
+    });
     agent.interrupt(DELIVERY);
     collector.interrupt(DELIVERY);
 

@@ -39,6 +39,45 @@ pub struct Snapshot {
     pub enforcement: Vec<(&'static str, &'static str, u64)>,
     /// Per-program run totals (`None`: kernel BPF statistics off).
     pub programs: Option<Vec<ProgramRun>>,
+    /// The forwarder (`None`: no destination configured).
+    pub forward: Option<ForwardMetrics>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ForwardMetrics {
+    pub spool_bytes: u64,
+    pub destinations: Vec<DestinationMetrics>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DestinationMetrics {
+    pub name: &'static str,
+    pub lag: u64,
+    pub connected: u64,
+    pub sent: u64,
+    pub errors: u64,
+    pub rejected: u64,
+}
+
+impl ForwardMetrics {
+    /// A snapshot of the forwarder's counters.
+    pub fn of(stats: &crate::forward::ForwardStats) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        Self {
+            spool_bytes: stats.spool_bytes.load(Relaxed),
+            destinations: stats
+                .destinations()
+                .map(|(name, d)| DestinationMetrics {
+                    name,
+                    lag: stats.lag(d),
+                    connected: d.connected.load(Relaxed),
+                    sent: d.sent_total.load(Relaxed),
+                    errors: d.errors_total.load(Relaxed),
+                    rejected: d.rejected_total.load(Relaxed),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -96,6 +135,7 @@ pub fn render(s: &Snapshot) -> String {
     }
     render_enrich(&mut t, s.enrich.as_ref());
     render_programs(&mut t, s.programs.as_deref());
+    render_forward(&mut t, s.forward.as_ref());
     t.finish()
 }
 
@@ -160,6 +200,29 @@ fn render_enrich(t: &mut Text, enrich: Option<&EnrichMetrics>) {
         t.family(family);
         if let Some(value) = value {
             t.sample(family, &[], value as u64);
+        }
+    }
+}
+
+fn render_forward(t: &mut Text, forward: Option<&ForwardMetrics>) {
+    t.family(&f::FORWARD_SPOOL_BYTES);
+    if let Some(forward) = forward {
+        t.sample(&f::FORWARD_SPOOL_BYTES, &[], forward.spool_bytes);
+    }
+    let destinations = forward
+        .map(|f| f.destinations.as_slice())
+        .unwrap_or_default();
+    let per_destination: [(&f::Family, fn(&DestinationMetrics) -> u64); 5] = [
+        (&f::FORWARD_LAG, |d| d.lag),
+        (&f::FORWARD_CONNECTED, |d| d.connected),
+        (&f::FORWARD_SENT, |d| d.sent),
+        (&f::FORWARD_ERRORS, |d| d.errors),
+        (&f::FORWARD_REJECTED, |d| d.rejected),
+    ];
+    for (family, value) in per_destination {
+        t.family(family);
+        for d in destinations {
+            t.sample(family, &[d.name], value(d));
         }
     }
 }

@@ -192,6 +192,43 @@ pub const BPF_PROGRAM_RUNS: Family = family(
     "Runs of each of the sensor's programs (counted only while kernel BPF statistics are on).",
 );
 
+pub const FORWARD_SPOOL_BYTES: Family = family(
+    "vigil_forward_spool_bytes",
+    Gauge,
+    &[],
+    "Bytes in the forwarding spool (records not yet acknowledged by every destination, by whole segments).",
+);
+pub const FORWARD_LAG: Family = family(
+    "vigil_forward_lag_records",
+    Gauge,
+    &["destination"],
+    "Records spooled and not yet acknowledged by the destination.",
+);
+pub const FORWARD_CONNECTED: Family = family(
+    "vigil_forward_connected",
+    Gauge,
+    &["destination"],
+    "1 while a session with the destination is up.",
+);
+pub const FORWARD_SENT: Family = family(
+    "vigil_forward_sent_total",
+    Counter,
+    &["destination"],
+    "Records sent to the destination, resends after a reconnect included.",
+);
+pub const FORWARD_ERRORS: Family = family(
+    "vigil_forward_errors_total",
+    Counter,
+    &["destination"],
+    "Failed connects and broken sessions with the destination.",
+);
+pub const FORWARD_REJECTED: Family = family(
+    "vigil_forward_rejected_total",
+    Counter,
+    &["destination"],
+    "Records the destination read and refused (OTLP partial success).",
+);
+
 /// Every family, in the order of the exposition.
 pub const ALL: &[&Family] = &[
     &EVENTS,
@@ -219,4 +256,10 @@ pub const ALL: &[&Family] = &[
     &ENRICH_CONTAINERS,
     &BPF_PROGRAM_RUN_SECONDS,
     &BPF_PROGRAM_RUNS,
+    &FORWARD_SPOOL_BYTES,
+    &FORWARD_LAG,
+    &FORWARD_CONNECTED,
+    &FORWARD_SENT,
+    &FORWARD_ERRORS,
+    &FORWARD_REJECTED,
 ];
