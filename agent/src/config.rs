@@ -48,6 +48,7 @@ pub struct Config {
     pub enforcement: crate::response::EnforcementConfig,
     pub api: crate::api::ApiConfig,
     pub forward: crate::forward::ForwardConfig,
+    pub recorder: crate::forensics::RecorderConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -259,6 +260,9 @@ impl Config {
             return Err(invalid(field, &problem));
         }
         if let Some((field, problem)) = self.syscalls.invalid_field() {
+            return Err(invalid(field, &problem));
+        }
+        if let Some((field, problem)) = self.recorder.invalid_field() {
             return Err(invalid(field, &problem));
         }
         if let Some((field, problem)) = self.forward.invalid_field() {

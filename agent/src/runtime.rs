@@ -37,6 +37,8 @@ pub enum StartError {
     Api(#[from] crate::api::ApiError),
     #[error("starting the forwarder")]
     Forward(#[from] crate::forward::ForwardError),
+    #[error("starting the flight recorder's dump writer, or its SIGUSR1 handler")]
+    Recorder(#[source] std::io::Error),
     #[error("serving metrics on {address} (telemetry.metrics_address)")]
     Metrics {
         address: String,
@@ -189,9 +191,12 @@ impl Agent {
             crate::node::node_name(&config.node_name),
             counters.clone(),
         )?;
+        let (recorder, dump_signal) = start_recorder(config)?;
         let task = PipelineTask {
             rx,
             forward,
+            recorder,
+            dump_signal,
             lookups,
             policy_updates,
             response,
@@ -287,6 +292,39 @@ fn start_policies(
         .map_err(StartError::PolicyReload)
 }
 
+/// The flight recorder and its SIGUSR1 trigger, when `[recorder]` is on.
+fn start_recorder(
+    config: &Config,
+) -> Result<
+    (
+        Option<crate::forensics::stage::RecorderStage>,
+        Option<tokio::signal::unix::Signal>,
+    ),
+    StartError,
+> {
+    if !config.recorder.enabled {
+        return Ok((None, None));
+    }
+    let writer = crate::forensics::dump::DumpWriter {
+        dir: config.recorder.dir.clone(),
+        node: crate::node::node_name(&config.node_name),
+        clock: crate::clock::BootClock::now(),
+    };
+    let stage = crate::forensics::stage::RecorderStage::start(&config.recorder, writer)
+        .map_err(StartError::Recorder)?;
+    let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .map_err(StartError::Recorder)?;
+    Ok((Some(stage), Some(signal)))
+}
+
+/// The next SIGUSR1, or never when there is no handler.
+async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Binds the metrics endpoint when an address is configured and connects it to `task`.
 fn start_metrics(
     mut task: PipelineTask,
@@ -342,6 +380,10 @@ struct PipelineTask {
     api: Option<Arc<crate::api::Shared>>,
     /// The spool and links to collectors, when a destination is configured.
     forward: Option<crate::forward::Forwarder>,
+    /// The flight recorder, when on.
+    recorder: Option<crate::forensics::stage::RecorderStage>,
+    /// SIGUSR1: dump the flight recorder.
+    dump_signal: Option<tokio::signal::unix::Signal>,
     ring_fill: Option<crate::telemetry::RingFill>,
     program_runs: crate::telemetry::ProgramRuns,
 }
@@ -365,6 +407,9 @@ impl PipelineTask {
                         response.correlator.expire(boot_now_ns(), &mut out);
                     }
                     self.pipeline.tick(boot_now_ns());
+                    if let Some(recorder) = &mut self.recorder {
+                        recorder.tick(boot_now_ns());
+                    }
                     self.publish_metrics(losses.kernel_totals());
                     self.publish_api_counters();
                 }
@@ -373,6 +418,19 @@ impl PipelineTask {
                 }
                 _ = crate::enrich::sleep_until(self.pipeline.enrich_deadline()) => {
                     self.pipeline.release_due(boot_now_ns(), &mut out);
+                }
+                Some(()) = next_signal(&mut self.dump_signal) => {
+                    if let Some(recorder) = &mut self.recorder {
+                        tracing::info!("SIGUSR1: dumping the flight recorder.");
+                        let request = crate::forensics::DumpRequest {
+                            id: 0,
+                            reason: "signal".into(),
+                            pre_ns: recorder.pre_ns(),
+                            post_ns: 0,
+                            scope: crate::forensics::Scope::All,
+                        };
+                        recorder.ask(crate::forensics::stage::Ask { request, reply: None }, boot_now_ns());
+                    }
                 }
                 set = crate::policy::reload::next(&mut self.policy_updates) => {
                     if let Some(response) = &self.response {
@@ -408,6 +466,10 @@ impl PipelineTask {
         summary.lost += losses_total(&summary.kernel, &self.counters);
         if let Some(api) = &self.api {
             api.close();
+        }
+        if let Some(recorder) = self.recorder.take() {
+            // Writes the dumps still collecting their post-trigger window.
+            let _ = tokio::task::spawn_blocking(move || recorder.stop()).await;
         }
         if let Some(forward) = self.forward.take() {
             // Joins its thread: the spool is written and closed before the agent exits.
@@ -519,6 +581,9 @@ impl PipelineTask {
         }
         if let Some(forward) = &self.forward {
             forward.offer(out);
+        }
+        if let Some(recorder) = &mut self.recorder {
+            recorder.after_flush(out, boot_now_ns());
         }
         out.clear();
         result

@@ -1,0 +1,196 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::{
+    event::{Creds, Fork, Network, NetworkOp, SocketEnds, Task, WalkedPath},
+    forensics::Scope,
+    process::{ExecId, Origin, Process, ProcessKey},
+};
+
+const SEC: u64 = 1_000_000_000;
+
+fn process(tgid: u32, parent: Option<u32>) -> Arc<Process> {
+    let key = ProcessKey::new(tgid, 1);
+    Arc::new(Process {
+        key,
+        exec_id: ExecId::new(key, 2),
+        ppid: parent.unwrap_or(1),
+        parent: parent.map(|p| ProcessKey::new(p, 1)),
+        parent_exec_id: None,
+        binary: WalkedPath {
+            path: format!("/bin/p{tgid}").into_bytes(),
+            truncated: false,
+        },
+        args: vec![],
+        args_truncated: false,
+        cwd: WalkedPath::default(),
+        creds: Creds::default(),
+        comm: vec![],
+        cgroup_id: 1,
+        cgroup_path: vec![],
+        origin: Origin::Exec,
+    })
+}
+
+/// A fork event of `tgid` (child of `parent`) at `time_s`.
+fn fork(time_s: u64, tgid: u32, parent: u32) -> Event {
+    let child = process(tgid, Some(parent));
+    Event::new(
+        time_s * SEC,
+        tgid,
+        Some(child.clone()),
+        Some(process(parent, None)),
+        Detail::Fork(Fork {
+            task: Task {
+                pid: tgid,
+                key: child.key,
+                cgroup_id: 1,
+                time_ns: time_s * SEC,
+            },
+            parent: ProcessKey::new(parent, 1),
+            caller_pid: parent,
+            thread: false,
+        }),
+    )
+}
+
+fn connect(time_s: u64, tgid: u32, local: &str, remote: &str) -> Event {
+    let p = process(tgid, None);
+    Event::new(
+        time_s * SEC,
+        tgid,
+        Some(p.clone()),
+        None,
+        Detail::Network(Network {
+            task: Task {
+                pid: tgid,
+                key: p.key,
+                cgroup_id: 1,
+                time_ns: time_s * SEC,
+            },
+            op: NetworkOp::Connect,
+            fd: 3,
+            addr: None,
+            backlog: None,
+            socket: Some(SocketEnds {
+                protocol: 6,
+                local: local.parse().expect("addr"),
+                remote: Some(remote.parse().expect("addr")),
+            }),
+            ret: 0,
+            exit_time_ns: time_s * SEC,
+        }),
+    )
+}
+
+fn limits() -> RecorderLimits {
+    RecorderLimits {
+        max_bytes: 1 << 20,
+        max_age_ns: 60 * SEC,
+    }
+}
+
+fn request(pre_s: u64, post_s: u64, scope: Scope) -> DumpRequest {
+    DumpRequest {
+        id: 1,
+        reason: "test".into(),
+        pre_ns: pre_s * SEC,
+        post_ns: post_s * SEC,
+        scope,
+    }
+}
+
+fn tgids(dump: &Dump) -> Vec<u32> {
+    dump.events.iter().map(|e| e.pid).collect()
+}
+
+#[test]
+fn a_dump_holds_the_pre_window_and_what_follows_until_the_post_window_ends() {
+    let mut recorder = Recorder::new(limits());
+    let mut done = Vec::new();
+    recorder.record(
+        &[fork(1, 10, 1), fork(5, 11, 1), fork(8, 12, 1)],
+        8 * SEC,
+        &mut done,
+    );
+    recorder.trigger(request(4, 3, Scope::All), 9 * SEC, &mut done);
+    assert!(done.is_empty(), "collecting until 12 s");
+    recorder.record(&[fork(10, 13, 1)], 10 * SEC, &mut done);
+    recorder.record(&[fork(13, 14, 1)], 13 * SEC, &mut done);
+    assert_eq!(done.len(), 1);
+    // 5 s and 8 s are within 4 s of the trigger at 9 s; 10 s is after it; the 13 s batch
+    // came after the window closed (it is released on that batch, without it).
+    assert_eq!(tgids(&done[0]), vec![11, 12, 13]);
+    assert_eq!(done[0].trigger_ns, 9 * SEC);
+}
+
+#[test]
+fn the_ring_is_bounded_by_age_and_by_bytes() {
+    let mut recorder = Recorder::new(limits());
+    let mut done = Vec::new();
+    for t in 0..100 {
+        recorder.record(&[fork(t, 100 + t as u32, 1)], t * SEC, &mut done);
+    }
+    assert_eq!(
+        recorder.len(),
+        61,
+        "events from 39 s to 99 s are within 60 s"
+    );
+    let one = approx_bytes(&fork(0, 1, 1));
+    let mut small = Recorder::new(RecorderLimits {
+        max_bytes: one * 10,
+        max_age_ns: 3600 * SEC,
+    });
+    for t in 0..100 {
+        small.record(&[fork(t, 100 + t as u32, 1)], t * SEC, &mut done);
+    }
+    assert_eq!(small.len(), 10);
+    assert!(small.bytes() <= one * 10);
+    assert_eq!(small.evicted(), 90);
+}
+
+#[test]
+fn a_tree_scope_keeps_descendants_ancestors_and_local_peers_only() {
+    let mut recorder = Recorder::new(limits());
+    let mut done = Vec::new();
+    // 20 is the trigger's process; 21 its child, 22 a grandchild; 30 unrelated; 31 connects
+    // to a port 21 listens on; 1 is 20's parent.
+    let trigger = fork(4, 20, 1);
+    recorder.record(
+        &[
+            fork(1, 20, 1),
+            fork(2, 21, 20),
+            fork(2, 30, 1),
+            connect(3, 21, "127.0.0.1:8080", "127.0.0.1:40000"),
+            fork(3, 22, 21),
+        ],
+        3 * SEC,
+        &mut done,
+    );
+    recorder.trigger(request(60, 5, Scope::tree_of(&trigger)), 4 * SEC, &mut done);
+    recorder.record(
+        &[
+            connect(5, 31, "127.0.0.1:40000", "127.0.0.1:8080"),
+            connect(5, 32, "10.0.0.1:5555", "10.0.0.2:443"),
+            fork(6, 23, 22),
+        ],
+        6 * SEC,
+        &mut done,
+    );
+    recorder.expire(10 * SEC, &mut done);
+    assert_eq!(done.len(), 1);
+    assert_eq!(tgids(&done[0]), vec![20, 21, 21, 22, 31, 23]);
+}
+
+#[test]
+fn a_tree_named_by_pid_only_is_found_through_its_events() {
+    let mut recorder = Recorder::new(limits());
+    let mut done = Vec::new();
+    recorder.record(
+        &[fork(1, 40, 1), fork(2, 41, 40), fork(2, 50, 1)],
+        2 * SEC,
+        &mut done,
+    );
+    recorder.trigger(request(60, 0, Scope::tree_of_pid(40)), 3 * SEC, &mut done);
+    assert_eq!(tgids(&done[0]), vec![40, 41]);
+}
