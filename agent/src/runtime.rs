@@ -576,14 +576,18 @@ impl PipelineTask {
             }
         }
         let result = self.exporter.export(out);
-        if let Some(api) = &self.api {
-            api.publish(out);
-        }
         if let Some(forward) = &self.forward {
             forward.offer(out);
         }
         if let Some(recorder) = &mut self.recorder {
-            recorder.after_flush(out, boot_now_ns());
+            // Moved into `Arc`s once, for the recorder and the API's streams alike.
+            let shared: Vec<Arc<crate::event::Event>> = out.drain(..).map(Arc::new).collect();
+            if let Some(api) = &self.api {
+                api.publish_shared(&shared);
+            }
+            recorder.after_flush(&shared, boot_now_ns());
+        } else if let Some(api) = &self.api {
+            api.publish(out);
         }
         out.clear();
         result

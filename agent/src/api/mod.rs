@@ -122,6 +122,18 @@ impl Shared {
         }
     }
 
+    /// [`Shared::publish`] for a batch already shared (with the flight recorder).
+    pub fn publish_shared(&self, events: &[Arc<Event>]) {
+        self.events
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        if self.events_tx.receiver_count() == 0 {
+            return;
+        }
+        for event in events {
+            let _ = self.events_tx.send(event.clone());
+        }
+    }
+
     /// No more events will come: the streams end once they have sent what they hold.
     pub fn close(&self) {
         self.closed.send_replace(true);

@@ -43,20 +43,26 @@ fn lifecycle(i: u32, batch: &mut Batch) {
     batch.push(&encode::exit(ids(key, t + 500), 0, true));
 }
 
-pub fn run(count: u32, max_entries: usize, max_bytes: usize) {
-    let rss_start = super::status_kib("VmRSS");
-    let mut pipeline = Pipeline::new(
-        ProcessCacheConfig {
-            max_entries,
-            max_bytes,
-            exit_grace_ns: 5_000_000_000,
-            ancestors: 0,
-        },
-        Arc::new(Counters::default()),
-    );
+struct Pass {
+    elapsed: f64,
+    events: u64,
+    peak_len: usize,
+    peak_bytes: usize,
+    pipeline: Pipeline,
+}
+
+/// `count` lifecycles through the pipeline and JSON; with `recorder`, each batch is also
+/// kept by the flight recorder as the pipeline task does (moved into `Arc`s).
+fn pass(
+    count: u32,
+    cache: ProcessCacheConfig,
+    mut recorder: Option<&mut crate::forensics::Recorder>,
+) -> Pass {
+    let mut pipeline = Pipeline::new(cache, Arc::new(Counters::default()));
     let renderer = JsonRenderer::new("bench".into(), BootClock::now());
     let mut out = Vec::with_capacity(4096);
     let mut json = Vec::with_capacity(1 << 20);
+    let mut dumps = Vec::new();
     let mut events = 0u64;
     let mut peak_len = 0;
     let mut peak_bytes = 0;
@@ -74,12 +80,50 @@ pub fn run(count: u32, max_entries: usize, max_bytes: usize) {
             renderer.render(event, &mut json);
         }
         events += out.len() as u64;
-        out.clear();
-        pipeline.tick(10_000 + u64::from(i) * 1_000);
+        let now = 10_000 + u64::from(i) * 1_000;
+        match recorder.as_deref_mut() {
+            Some(recorder) => {
+                let shared: Vec<Arc<crate::event::Event>> = out.drain(..).map(Arc::new).collect();
+                recorder.record(&shared, now, &mut dumps);
+            }
+            None => out.clear(),
+        }
+        pipeline.tick(now);
         peak_len = peak_len.max(pipeline.cache().len());
         peak_bytes = peak_bytes.max(pipeline.cache().bytes());
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    Pass {
+        elapsed: started.elapsed().as_secs_f64(),
+        events,
+        peak_len,
+        peak_bytes,
+        pipeline,
+    }
+}
+
+pub fn run(count: u32, max_entries: usize, max_bytes: usize) {
+    let rss_start = super::status_kib("VmRSS");
+    let cache = ProcessCacheConfig {
+        max_entries,
+        max_bytes,
+        exit_grace_ns: 5_000_000_000,
+        ancestors: 0,
+    };
+    let Pass {
+        elapsed,
+        events,
+        peak_len,
+        peak_bytes,
+        pipeline,
+    } = pass(count, cache, None);
+    let rss_end = super::status_kib("VmRSS");
+    let rss_peak = super::status_kib("VmHWM");
+    // The same again with the flight recorder at its defaults: what keeping the last minute
+    // of events costs.
+    let recorder_config = crate::forensics::RecorderConfig::default();
+    let mut recorder = crate::forensics::Recorder::new(recorder_config.limits());
+    let with = pass(count, cache, Some(&mut recorder));
+    let per_event = |elapsed: f64, events: u64| elapsed * 1e9 / events as f64;
     let stats = pipeline.cache().stats();
     println!(
         "churn: {count} processes (fork+exec+exit), {events} events through decode, process cache and JSON"
@@ -87,7 +131,17 @@ pub fn run(count: u32, max_entries: usize, max_bytes: usize) {
     println!(
         "  throughput        {:.0} events/s on one core ({:.0} ns/event)",
         events as f64 / elapsed,
-        elapsed * 1e9 / events as f64
+        per_event(elapsed, events)
+    );
+    println!(
+        "  flight recorder   {:.0} ns/event with it on: {:+.0} ns/event ({:+.1}%); ring {} events, {} bytes (bound {} bytes, {} s)",
+        per_event(with.elapsed, with.events),
+        per_event(with.elapsed, with.events) - per_event(elapsed, events),
+        (with.elapsed / elapsed - 1.0) * 100.0,
+        recorder.len(),
+        recorder.bytes(),
+        recorder_config.max_bytes,
+        recorder_config.max_age_s
     );
     println!("  cache bound       {max_entries} entries, {max_bytes} bytes");
     println!(
@@ -99,9 +153,7 @@ pub fn run(count: u32, max_entries: usize, max_bytes: usize) {
         stats.evictions, stats.expired, stats.misses
     );
     println!(
-        "  RSS               start {} KiB, end {} KiB, peak {} KiB",
-        rss_start,
-        super::status_kib("VmRSS"),
+        "  RSS               start {rss_start} KiB, end {rss_end} KiB, peak {rss_peak} KiB (without the recorder); peak {} KiB with it",
         super::status_kib("VmHWM")
     );
 }

@@ -83,6 +83,11 @@ fn connect(time_s: u64, tgid: u32, local: &str, remote: &str) -> Event {
     )
 }
 
+/// A batch as the pipeline hands it over.
+fn batch(events: Vec<Event>) -> Vec<Arc<Event>> {
+    events.into_iter().map(Arc::new).collect()
+}
+
 fn limits() -> RecorderLimits {
     RecorderLimits {
         max_bytes: 1 << 20,
@@ -109,14 +114,14 @@ fn a_dump_holds_the_pre_window_and_what_follows_until_the_post_window_ends() {
     let mut recorder = Recorder::new(limits());
     let mut done = Vec::new();
     recorder.record(
-        &[fork(1, 10, 1), fork(5, 11, 1), fork(8, 12, 1)],
+        &batch(vec![fork(1, 10, 1), fork(5, 11, 1), fork(8, 12, 1)]),
         8 * SEC,
         &mut done,
     );
     recorder.trigger(request(4, 3, Scope::All), 9 * SEC, &mut done);
     assert!(done.is_empty(), "collecting until 12 s");
-    recorder.record(&[fork(10, 13, 1)], 10 * SEC, &mut done);
-    recorder.record(&[fork(13, 14, 1)], 13 * SEC, &mut done);
+    recorder.record(&batch(vec![fork(10, 13, 1)]), 10 * SEC, &mut done);
+    recorder.record(&batch(vec![fork(13, 14, 1)]), 13 * SEC, &mut done);
     assert_eq!(done.len(), 1);
     // 5 s and 8 s are within 4 s of the trigger at 9 s; 10 s is after it; the 13 s batch
     // came after the window closed (it is released on that batch, without it).
@@ -129,7 +134,7 @@ fn the_ring_is_bounded_by_age_and_by_bytes() {
     let mut recorder = Recorder::new(limits());
     let mut done = Vec::new();
     for t in 0..100 {
-        recorder.record(&[fork(t, 100 + t as u32, 1)], t * SEC, &mut done);
+        recorder.record(&batch(vec![fork(t, 100 + t as u32, 1)]), t * SEC, &mut done);
     }
     assert_eq!(
         recorder.len(),
@@ -142,7 +147,7 @@ fn the_ring_is_bounded_by_age_and_by_bytes() {
         max_age_ns: 3600 * SEC,
     });
     for t in 0..100 {
-        small.record(&[fork(t, 100 + t as u32, 1)], t * SEC, &mut done);
+        small.record(&batch(vec![fork(t, 100 + t as u32, 1)]), t * SEC, &mut done);
     }
     assert_eq!(small.len(), 10);
     assert!(small.bytes() <= one * 10);
@@ -157,23 +162,23 @@ fn a_tree_scope_keeps_descendants_ancestors_and_local_peers_only() {
     // to a port 21 listens on; 1 is 20's parent.
     let trigger = fork(4, 20, 1);
     recorder.record(
-        &[
+        &batch(vec![
             fork(1, 20, 1),
             fork(2, 21, 20),
             fork(2, 30, 1),
             connect(3, 21, "127.0.0.1:8080", "127.0.0.1:40000"),
             fork(3, 22, 21),
-        ],
+        ]),
         3 * SEC,
         &mut done,
     );
     recorder.trigger(request(60, 5, Scope::tree_of(&trigger)), 4 * SEC, &mut done);
     recorder.record(
-        &[
+        &batch(vec![
             connect(5, 31, "127.0.0.1:40000", "127.0.0.1:8080"),
             connect(5, 32, "10.0.0.1:5555", "10.0.0.2:443"),
             fork(6, 23, 22),
-        ],
+        ]),
         6 * SEC,
         &mut done,
     );
@@ -187,7 +192,7 @@ fn a_tree_named_by_pid_only_is_found_through_its_events() {
     let mut recorder = Recorder::new(limits());
     let mut done = Vec::new();
     recorder.record(
-        &[fork(1, 40, 1), fork(2, 41, 40), fork(2, 50, 1)],
+        &batch(vec![fork(1, 40, 1), fork(2, 41, 40), fork(2, 50, 1)]),
         2 * SEC,
         &mut done,
     );

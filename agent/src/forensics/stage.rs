@@ -72,7 +72,7 @@ impl RecorderStage {
     }
 
     /// Records an exported batch and starts a dump for each capture finding in it.
-    pub fn after_flush(&mut self, events: &[Event], now_ns: u64) {
+    pub fn after_flush(&mut self, events: &[Arc<Event>], now_ns: u64) {
         self.recorder.record(events, now_ns, &mut self.done);
         for event in events {
             if let Detail::Finding(finding) = &event.detail
