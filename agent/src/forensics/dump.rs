@@ -15,12 +15,8 @@ pub enum DumpError {
         #[source]
         source: std::io::Error,
     },
-    #[error("writing the capture file {path}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Capture(#[from] super::capture::CaptureError),
 }
 
 /// What a dump became.
@@ -79,10 +75,25 @@ fn file_name(node: &str, clock: &BootClock, dump: &Dump) -> String {
     )
 }
 
-fn write_capture(path: &Path, node: &str, clock: &BootClock, dump: &Dump) -> Result<(), DumpError> {
-    let _ = (node, clock, dump);
-    Err(DumpError::Write {
-        path: path.to_owned(),
-        source: std::io::Error::other("the capture format is not wired yet"),
-    })
+fn write_capture(
+    path: &Path,
+    node: &str,
+    clock: &BootClock,
+    dump: &Dump,
+) -> Result<(), DumpError> {
+    let mut header = super::capture::header(node);
+    let request = &dump.request;
+    header.metadata.extend([
+        ("trigger".to_owned(), request.reason.clone()),
+        ("trigger_time".to_owned(), clock.rfc3339(dump.trigger_ns)),
+        ("pre_trigger_s".to_owned(), (request.pre_ns / 1_000_000_000).to_string()),
+        ("post_trigger_s".to_owned(), (request.post_ns / 1_000_000_000).to_string()),
+        ("scope".to_owned(), request.scope.describe()),
+    ]);
+    let mut writer = super::capture::CaptureWriter::create(path, &header)?;
+    for event in &dump.events {
+        writer.write(&crate::api::convert::event(event, node, clock))?;
+    }
+    writer.finish()?;
+    Ok(())
 }

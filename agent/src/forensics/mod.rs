@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod dump;
+pub mod inspect;
 pub mod recorder;
 pub mod scope;
 pub mod stage;

@@ -60,6 +60,16 @@ impl Scope {
         })
     }
 
+    /// How a capture file's header names this scope.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::All => "all".into(),
+            Self::Tree(tree) => format!("tree:{}", tree.root),
+            Self::Container(id) => format!("container:{id}"),
+            Self::Pod { namespace, name } => format!("pod:{namespace}/{name}"),
+        }
+    }
+
     /// Whether `event` belongs to the dump; a tree learns its members and socket ends from
     /// the events it keeps, so feed events in order.
     pub fn learn_and_keep(&mut self, event: &Event) -> bool {
