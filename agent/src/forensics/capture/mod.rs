@@ -11,6 +11,7 @@
 //! file cannot make it allocate without bound.
 
 mod damage;
+mod dir;
 mod error;
 pub mod format;
 mod header;
@@ -19,6 +20,7 @@ mod summary;
 mod writer;
 
 pub use damage::{Damage, DamageReason};
+pub use dir::{CaptureDir, RotateLimits};
 pub use error::CaptureError;
 pub use header::{RECORD_TYPE, header};
 pub use reader::{CaptureReader, Events, Frame, FrameKind};

@@ -1,7 +1,8 @@
-//! Tests of the capture format: round trips, damage of every kind, randomized mutations.
-//! Helpers here build events and files.
+//! Tests of the capture format: round trips, damage of every kind, randomized mutations,
+//! directories of rotated files. Helpers here build events and files.
 
 mod damage;
+mod dir;
 mod errors;
 mod fuzz;
 mod round_trip;
