@@ -24,7 +24,8 @@ fn main() -> anyhow::Result<()> {
 /// Server and client code for the API, plus the descriptor set that reflection serves.
 fn build_api() -> anyhow::Result<()> {
     let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
-    let protos = ["sensor", "collector"].map(|name| format!("{proto_dir}/vigil/v1/{name}.proto"));
+    let protos =
+        ["sensor", "collector", "capture"].map(|name| format!("{proto_dir}/vigil/v1/{name}.proto"));
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");
     }

@@ -75,19 +75,20 @@ fn file_name(node: &str, clock: &BootClock, dump: &Dump) -> String {
     )
 }
 
-fn write_capture(
-    path: &Path,
-    node: &str,
-    clock: &BootClock,
-    dump: &Dump,
-) -> Result<(), DumpError> {
+fn write_capture(path: &Path, node: &str, clock: &BootClock, dump: &Dump) -> Result<(), DumpError> {
     let mut header = super::capture::header(node);
     let request = &dump.request;
     header.metadata.extend([
         ("trigger".to_owned(), request.reason.clone()),
         ("trigger_time".to_owned(), clock.rfc3339(dump.trigger_ns)),
-        ("pre_trigger_s".to_owned(), (request.pre_ns / 1_000_000_000).to_string()),
-        ("post_trigger_s".to_owned(), (request.post_ns / 1_000_000_000).to_string()),
+        (
+            "pre_trigger_s".to_owned(),
+            (request.pre_ns / 1_000_000_000).to_string(),
+        ),
+        (
+            "post_trigger_s".to_owned(),
+            (request.post_ns / 1_000_000_000).to_string(),
+        ),
         ("scope".to_owned(), request.scope.describe()),
     ]);
     let mut writer = super::capture::CaptureWriter::create(path, &header)?;

@@ -91,7 +91,10 @@ pub fn tree(events: &[proto::Event], root: &Root) -> Vec<Node> {
     roots.sort_by_key(|n| n.start_time_ns);
     match root {
         Root::All => roots,
-        Root::Pid(pid) => roots.iter().filter_map(|r| find(r, &|n| n.pid == *pid)).collect(),
+        Root::Pid(pid) => roots
+            .iter()
+            .filter_map(|r| find(r, &|n| n.pid == *pid))
+            .collect(),
         Root::Container(id) => {
             let mut out = Vec::new();
             for r in &roots {
@@ -146,15 +149,25 @@ fn activity(event: &proto::Event) -> Option<String> {
             } else {
                 String::new()
             };
-            Some(format!("{} {peer}{result}", event.kind).trim_end().to_owned())
+            Some(
+                format!("{} {peer}{result}", event.kind)
+                    .trim_end()
+                    .to_owned(),
+            )
         }
         Detail::File(f) if f.new_path.is_empty() => Some(format!("{} {}", f.op, f.path)),
         Detail::File(f) => Some(format!("{} {} -> {}", f.op, f.path, f.new_path)),
         Detail::Dns(d) => Some(format!("dns {} {}", d.name, d.qtype)),
         Detail::Syscall(s) => Some(format!("syscall {} = {}", s.name, s.ret)),
         Detail::CredChange(c) => Some(format!("cred_change {} = {}", c.syscall, c.ret)),
-        Detail::Finding(f) => Some(format!("finding {} ({}): {}", f.rule, f.severity, f.description)),
-        Detail::Enforcement(e) => Some(format!("enforcement {} {} {}", e.action, e.target, e.outcome)),
+        Detail::Finding(f) => Some(format!(
+            "finding {} ({}): {}",
+            f.rule, f.severity, f.description
+        )),
+        Detail::Enforcement(e) => Some(format!(
+            "enforcement {} {} {}",
+            e.action, e.target, e.outcome
+        )),
         Detail::Exec(_) | Detail::Exit(_) | Detail::Fork(_) | Detail::Loss(_) => None,
     }
 }
@@ -179,14 +192,21 @@ fn render_node(node: &Node, depth: usize, out: &mut String) {
     let container = if node.container.is_empty() {
         String::new()
     } else {
-        format!(" container={}", &node.container[..node.container.len().min(12)])
+        format!(
+            " container={}",
+            &node.container[..node.container.len().min(12)]
+        )
     };
     let exit = node
         .exit
         .as_ref()
         .map(|e| format!(" exit={e}"))
         .unwrap_or_default();
-    let _ = writeln!(out, "{indent}{} {}{args}{container}{exit}", node.pid, node.binary);
+    let _ = writeln!(
+        out,
+        "{indent}{} {}{args}{container}{exit}",
+        node.pid, node.binary
+    );
     for line in &node.activity {
         let _ = writeln!(out, "{indent}  · {line}");
     }
@@ -199,7 +219,14 @@ fn render_node(node: &Node, depth: usize, out: &mut String) {
 mod tests {
     use super::*;
 
-    fn event(kind: &str, tgid: u32, ppid: u32, start: u64, binary: &str, detail: Option<Detail>) -> proto::Event {
+    fn event(
+        kind: &str,
+        tgid: u32,
+        ppid: u32,
+        start: u64,
+        binary: &str,
+        detail: Option<Detail>,
+    ) -> proto::Event {
         proto::Event {
             kind: kind.into(),
             process: Some(proto::Process {
@@ -208,7 +235,10 @@ mod tests {
                 ppid,
                 start_time_ns: start,
                 binary: binary.into(),
-                args: vec![binary.rsplit('/').next().unwrap_or_default().into(), "-x".into()],
+                args: vec![
+                    binary.rsplit('/').next().unwrap_or_default().into(),
+                    "-x".into(),
+                ],
                 ..Default::default()
             }),
             detail,
@@ -218,8 +248,22 @@ mod tests {
 
     fn chain() -> Vec<proto::Event> {
         vec![
-            event("exec", 10, 1, 100, "/bin/sh", Some(Detail::Exec(Default::default()))),
-            event("exec", 11, 10, 200, "/usr/bin/curl", Some(Detail::Exec(Default::default()))),
+            event(
+                "exec",
+                10,
+                1,
+                100,
+                "/bin/sh",
+                Some(Detail::Exec(Default::default())),
+            ),
+            event(
+                "exec",
+                11,
+                10,
+                200,
+                "/usr/bin/curl",
+                Some(Detail::Exec(Default::default())),
+            ),
             event(
                 "connect",
                 11,
@@ -232,7 +276,14 @@ mod tests {
                     ..Default::default()
                 })),
             ),
-            event("exec", 12, 10, 300, "/bin/cat", Some(Detail::Exec(Default::default()))),
+            event(
+                "exec",
+                12,
+                10,
+                300,
+                "/bin/cat",
+                Some(Detail::Exec(Default::default())),
+            ),
             event(
                 "file",
                 12,
@@ -245,8 +296,22 @@ mod tests {
                     ..Default::default()
                 })),
             ),
-            event("exec", 13, 11, 400, "/bin/true", Some(Detail::Exec(Default::default()))),
-            event("exec", 20, 1, 150, "/usr/sbin/cron", Some(Detail::Exec(Default::default()))),
+            event(
+                "exec",
+                13,
+                11,
+                400,
+                "/bin/true",
+                Some(Detail::Exec(Default::default())),
+            ),
+            event(
+                "exec",
+                20,
+                1,
+                150,
+                "/usr/sbin/cron",
+                Some(Detail::Exec(Default::default())),
+            ),
             event(
                 "exit",
                 13,

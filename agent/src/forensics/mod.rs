@@ -1,6 +1,7 @@
 //! Forensics: the flight recorder (the last minute of events, dumped around a trigger),
-//! capture files, and what reads them offline.
+//! capture files (`.vcap`), and what reads them offline (`vigil inspect`, `vigil replay`).
 
+pub mod capture;
 pub mod config;
 pub mod dump;
 pub mod inspect;
