@@ -1,6 +1,7 @@
 //! Builds the eBPF object (`agent-ebpf`, target bpfel-unknown-none) with aya-build and leaves
 //! it in OUT_DIR, where `src/bpf/object.rs` embeds it; and generates the gRPC API
-//! (`proto/vigil/v1/sensor.proto`, with protoc from Debian protobuf-compiler) for `src/api`.
+//! (`proto/vigil/v1/{sensor,response}.proto`, with protoc from Debian protobuf-compiler) for
+//! `src/api`.
 //!
 //! The toolchain is a rustup toolchain name from `VIGIL_EBPF_TOOLCHAIN` (default `nightly`):
 //! `cargo xtask` picks rustup nightly with rust-src, or links Debian's rustc-web as a rustup
@@ -24,13 +25,15 @@ fn main() -> anyhow::Result<()> {
 /// Server and client code for the API, plus the descriptor set that reflection serves.
 fn build_api() -> anyhow::Result<()> {
     let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
-    let proto = format!("{proto_dir}/vigil/v1/sensor.proto");
-    println!("cargo:rerun-if-changed={proto}");
+    let protos = ["sensor", "response"].map(|name| format!("{proto_dir}/vigil/v1/{name}.proto"));
+    for proto in &protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").context("OUT_DIR")?);
     tonic_prost_build::configure()
         // `vigil events --json` prints the messages as they are.
         .type_attribute(".vigil.v1", "#[derive(serde::Serialize)]")
         .file_descriptor_set_path(out_dir.join("vigil_v1_descriptor.bin"))
-        .compile_protos(&[proto.as_str()], &[proto_dir])
-        .with_context(|| format!("compiling {proto} (protoc comes from Debian protobuf-compiler: `cargo xtask setup`)"))
+        .compile_protos(&protos.each_ref().map(String::as_str), &[proto_dir])
+        .with_context(|| format!("compiling {protos:?} (protoc comes from Debian protobuf-compiler: `cargo xtask setup`)"))
 }
