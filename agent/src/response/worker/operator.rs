@@ -40,6 +40,12 @@ impl Subject {
     fn cgroup(&mut self, cgroup: &CgroupRef) {
         self.cgroup_id = cgroup.id;
         self.container = cgroup_path::parse(cgroup.path.as_bytes());
+        // A container named by a prefix of its id is reported by its whole id.
+        if let Some(c) = &self.container
+            && self.target.starts_with("container:")
+        {
+            self.target = format!("container:{}", c.id);
+        }
     }
 
     /// The rule `id` made, as it is now listed.
@@ -138,6 +144,15 @@ impl Worker {
             return Err(OperatorError::at(field)(EnforceError::RateLimited {
                 what: action.name(),
             }));
+        }
+        if let OperatorAction::Release { id } = action {
+            // Nothing to release where nothing is installed: no reason to install it.
+            self.open_existing();
+            if self.enforcer.is_none() {
+                return Err(OperatorError::at("release.id")(EnforceError::NoSuchRule {
+                    id: *id,
+                }));
+            }
         }
         self.ensure_installed();
         let unavailable = self.unavailable.clone();
