@@ -278,11 +278,16 @@ impl Worker {
             self.installed.send_replace(Arc::new(installed));
             return;
         };
-        // The agent's rules in place now, by policy rule: (id, identity).
+        // The agent's kernel rules in place now, by policy rule: (id, identity). What a rule's
+        // userspace action froze or isolated is not the set's to take back: it stays until an
+        // operator releases it, across reloads and restarts.
         let mut current: BTreeMap<String, Vec<(u32, String)>> = BTreeMap::new();
         match enforcer.list() {
             Ok(list) => {
-                for view in list {
+                for view in list
+                    .into_iter()
+                    .filter(|v| plan::is_kernel_rule(&v.rule.kind))
+                {
                     if let Some(rule) = view.rule.origin.strip_prefix(ORIGIN_PREFIX) {
                         current
                             .entry(rule.to_owned())
