@@ -155,6 +155,11 @@ impl Worker {
                 self.reconcile(&set);
             }
             if let Some(work) = job {
+                // The kernel's records so far first: an operator's release must not overtake
+                // the records of the rule it removes (they would lose its details).
+                if matches!(work, Work::Operator(_)) && !self.drain(&reports) {
+                    return;
+                }
                 let report = match work {
                     Work::Policy(job) => Report::Done(Box::new(self.act(job))),
                     Work::Operator(job) => self.operate(job),
