@@ -1,6 +1,7 @@
 //! Builds the eBPF object (`agent-ebpf`, target bpfel-unknown-none) with aya-build and leaves
 //! it in OUT_DIR, where `src/bpf/object.rs` embeds it; and generates the gRPC API
-//! (`proto/vigil/v1/{sensor,collector}.proto`, with protoc from Debian protobuf-compiler) for `src/api`.
+//! (`proto/vigil/v1/{sensor,collector,capture,response}.proto`, with protoc from Debian
+//! protobuf-compiler) for `src/api`.
 //!
 //! The toolchain is a rustup toolchain name from `VIGIL_EBPF_TOOLCHAIN` (default `nightly`):
 //! `cargo xtask` picks rustup nightly with rust-src, or links Debian's rustc-web as a rustup
@@ -24,8 +25,8 @@ fn main() -> anyhow::Result<()> {
 /// Server and client code for the API, plus the descriptor set that reflection serves.
 fn build_api() -> anyhow::Result<()> {
     let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
-    let protos =
-        ["sensor", "collector", "capture"].map(|name| format!("{proto_dir}/vigil/v1/{name}.proto"));
+    let protos = ["sensor", "collector", "capture", "response"]
+        .map(|name| format!("{proto_dir}/vigil/v1/{name}.proto"));
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");
     }

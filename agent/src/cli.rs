@@ -60,12 +60,9 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
-    /// Incident response: kill-on-exec, connect deny, isolate, freeze, kill (root; works on
-    /// the pinned enforcement maps, with or without a running agent).
-    Contain {
-        #[command(subcommand)]
-        action: vigil::enforce::command::ContainCommand,
-    },
+    /// Incident response: kill-on-exec, connect deny, isolate, freeze, kill, through the
+    /// running agent's API (each action is an event); --direct: on the pinned maps, no agent.
+    Contain(vigil::enforce::command::ContainArgs),
     /// Stream events from a running agent's gRPC API: one line per event (or JSON).
     Events {
         /// The agent's API socket (`api.socket`).
@@ -103,10 +100,7 @@ enum Command {
         insecure: bool,
     },
     /// Enforcement in force: list it, clear it, read the kernel's action records.
-    Enforcement {
-        #[command(subcommand)]
-        action: vigil::enforce::command::EnforcementCommand,
-    },
+    Enforcement(vigil::enforce::command::EnforcementArgs),
 }
 
 #[derive(Subcommand)]
@@ -183,8 +177,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(events(socket, kinds, binary, json))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Contain { action } => {
-            vigil::enforce::command::contain(action)?;
+        Command::Contain(args) => {
+            vigil::enforce::command::contain(args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Collect {
@@ -208,8 +202,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("vigil collect: {written} records written, {duplicates} duplicates skipped");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Enforcement { action } => {
-            vigil::enforce::command::enforcement(action)?;
+        Command::Enforcement(args) => {
+            vigil::enforce::command::enforcement(args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Config { action } => {

@@ -177,15 +177,18 @@ impl Agent {
             Some(shared) => Some(crate::api::start(&config.api, shared.clone())?),
             None => None,
         };
-        let response = match pipeline.policy_mut() {
-            Some(stage) => crate::response::start(
+        let response = crate::response::start(
+            &config.enforcement,
+            pipeline.policy_mut(),
+            crate::node::node_name(&config.node_name),
+        )
+        .map_err(StartError::Responder)?;
+        if let Some(api) = &api {
+            api.set_operator(crate::response::operator_handle(
                 &config.enforcement,
-                stage,
-                crate::node::node_name(&config.node_name),
-            )
-            .map_err(StartError::Responder)?,
-            None => None,
-        };
+                response.as_ref(),
+            ));
+        }
         let forward = crate::forward::Forwarder::start(
             &config.forward,
             crate::node::node_name(&config.node_name),
@@ -444,7 +447,7 @@ impl PipelineTask {
                 }
                 report = crate::response::next_report(&mut self.response) => {
                     if let Some(response) = &mut self.response {
-                        response.correlator.on_report(report, boot_now_ns(), &mut out);
+                        response.on_report(report, &self.pipeline, boot_now_ns(), &mut out);
                     }
                 }
             }

@@ -75,3 +75,69 @@ pub fn python_venv() -> Option<PathBuf> {
     let venv = cache.join("py");
     venv.join("bin/python").exists().then_some(venv)
 }
+
+/// What one run of the `vigil` command did.
+#[derive(Debug)]
+pub struct Run {
+    /// The command's pid (as the agent sees it on its API socket).
+    pub pid: u32,
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The output, when the command succeeded; panics with its stderr otherwise.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert!(self.status.success(), "vigil failed: {self:?}");
+        &self.stdout
+    }
+
+    /// The error it printed, when it failed; panics when it succeeded.
+    #[track_caller]
+    pub fn failed(&self) -> &str {
+        assert!(!self.status.success(), "vigil succeeded: {self:?}");
+        self.stderr.trim_end()
+    }
+}
+
+/// Runs `vigil ARGS` to its end (within 60 s).
+#[track_caller]
+pub fn run(vigil: &Path, args: &[&str]) -> Run {
+    use std::{io::Read as _, process::Stdio};
+    let mut child = std::process::Command::new(vigil)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running vigil {args:?}: {e}"));
+    let pid = child.id();
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        text
+    });
+    let _ = out.read_to_string(&mut stdout);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for vigil") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("vigil {args:?} did not end within 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    stderr.push_str(&reader.join().unwrap_or_default());
+    Run {
+        pid,
+        status,
+        stdout,
+        stderr,
+    }
+}

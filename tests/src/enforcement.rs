@@ -2,7 +2,7 @@
 //! (`/sys/fs/bpf/vigil-test-<pid>-<label>`) and rule record, so tests never see each other's
 //! rules (nor those of an operator or of another checkout's tests), cleared when dropped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use vigil::enforce::{Enforcer, Guard, Layout, clear};
 
@@ -52,4 +52,38 @@ pub fn install(label: &str) -> Option<Installed> {
         layout,
         _state: state,
     })
+}
+
+/// A layout private to one test (`label` names it), with its rule record in `state_dir`, for
+/// an agent to install enforcement in; [`clear`]ed (and what it froze thawed) on drop.
+pub struct PrivateLayout {
+    pub layout: Layout,
+}
+
+impl PrivateLayout {
+    pub fn new(label: &str, state_dir: &Path) -> Self {
+        Self {
+            layout: Layout {
+                bpffs_dir: PathBuf::from(format!(
+                    "/sys/fs/bpf/vigil-test-{}-{label}",
+                    std::process::id()
+                )),
+                state_dir: state_dir.to_owned(),
+            },
+        }
+    }
+
+    /// Sets `[enforcement] bpffs_dir` and `state_dir` of `config` to this layout.
+    pub fn apply(&self, config: &mut vigil::config::Config) {
+        config.enforcement.bpffs_dir = self.layout.bpffs_dir.clone();
+        config.enforcement.state_dir = self.layout.state_dir.clone();
+    }
+}
+
+impl Drop for PrivateLayout {
+    fn drop(&mut self) {
+        if let Err(error) = clear(&self.layout) {
+            eprintln!("clearing {}: {error}", self.layout.bpffs_dir.display());
+        }
+    }
 }

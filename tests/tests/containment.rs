@@ -4,7 +4,8 @@
 //!
 //! Each library test installs its own enforcement programs under a private bpffs directory
 //! (`/sys/fs/bpf/vigil-test-*`) and clears them when it ends, so tests never see each
-//! other's rules; the command-line test uses the default layout, as an operator would.
+//! other's rules; the command-line test uses the default layout, as an operator would, with
+//! `--direct` (no agent runs; `vigil enforcement list` then reads the pins itself).
 
 use std::{
     io::Read as _,
@@ -445,7 +446,8 @@ fn enforcement_holds_with_no_agent_until_cleared() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let denied_str = denied.to_str().expect("utf-8 path");
-    run(&["contain", "deny-exec", denied_str]);
+    // --direct: no agent runs; the command works on the pins itself.
+    run(&["contain", "--direct", "deny-exec", denied_str]);
     // The vigil process that installed the rule has exited: only the pins hold it.
     let marker = dir.path().join("marker");
     let status = spawn(Command::new(&denied).arg(&marker)).wait(WAIT);

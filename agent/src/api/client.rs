@@ -1,4 +1,4 @@
-//! A client of the API over its unix socket (`vigil events`, tests).
+//! A client of the API over its unix socket (`vigil events`, `vigil contain`, tests).
 
 use std::path::{Path, PathBuf};
 
@@ -7,11 +7,11 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::proto::sensor_client::SensorClient;
 
-/// Connects to the API served on `socket`.
-pub async fn connect(socket: &Path) -> Result<SensorClient<Channel>, tonic::transport::Error> {
+/// A connection to the API served on `socket`, for any of its services.
+pub async fn channel(socket: &Path) -> Result<Channel, tonic::transport::Error> {
     let socket: PathBuf = socket.to_owned();
     // The URI is required by the endpoint but unused: the connector dials the socket.
-    let channel = Endpoint::from_static("http://vigil.sock")
+    Endpoint::from_static("http://vigil.sock")
         .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
             let socket = socket.clone();
             async move {
@@ -20,8 +20,12 @@ pub async fn connect(socket: &Path) -> Result<SensorClient<Channel>, tonic::tran
                     .map(TokioIo::new)
             }
         }))
-        .await?;
-    Ok(SensorClient::new(channel))
+        .await
+}
+
+/// Connects to the `Sensor` service served on `socket`.
+pub async fn connect(socket: &Path) -> Result<SensorClient<Channel>, tonic::transport::Error> {
+    Ok(SensorClient::new(channel(socket).await?))
 }
 
 /// One readable line for `event`: time, kind, pid, binary and the detail's gist.
@@ -63,10 +67,22 @@ pub fn line(event: &super::proto::Event) -> String {
             "rule={} severity={} action={}:{}",
             f.rule, f.severity, f.action, f.action_status
         ),
-        Some(Detail::Enforcement(e)) => format!(
-            "{} by {} target={} outcome={}",
-            e.action, e.by, e.target, e.outcome
-        ),
+        Some(Detail::Enforcement(e)) => {
+            let mut gist = format!(
+                "{} by {} target={} outcome={}",
+                e.action, e.by, e.target, e.outcome
+            );
+            if let Some(id) = e.rule_id {
+                gist.push_str(&format!(" rule_id={id}"));
+            }
+            if !e.requested_by.is_empty() {
+                gist.push_str(&format!(" requested_by=\"{}\"", e.requested_by));
+            }
+            if !e.error.is_empty() {
+                gist.push_str(&format!(" error=\"{}\"", e.error));
+            }
+            gist
+        }
         Some(Detail::Loss(l)) => format!("lost={}", l.total),
         None => String::new(),
     };

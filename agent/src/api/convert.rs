@@ -6,6 +6,7 @@ use crate::{
     event::{Detail, Event, TaskCreds},
     export::escape::escape,
     process::{Origin, Process},
+    response::Enforcement,
 };
 
 use super::proto::{self, event::Detail as Pd};
@@ -222,14 +223,33 @@ fn detail(event: &Event, node: &str, clock: &BootClock) -> Pd {
                 trigger: Some(Box::new(self::event(&trigger, node, clock))),
             }))
         }
-        Detail::Enforcement(e) => Pd::Enforcement(proto::Enforcement {
-            action: e.action.to_owned(),
-            by: e.by.name().to_owned(),
-            rule: e.rule.clone().unwrap_or_default(),
-            target: e.target.clone(),
-            outcome: e.outcome.to_owned(),
-            error: e.error.clone().unwrap_or_default(),
-        }),
+        Detail::Enforcement(e) => Pd::Enforcement(enforcement(e)),
+    }
+}
+
+/// An enforcement event's detail (also the answer to an operator's request).
+pub fn enforcement(e: &Enforcement) -> proto::Enforcement {
+    let operator = e.operator.as_deref();
+    proto::Enforcement {
+        action: e.action.to_owned(),
+        by: e.by.name().to_owned(),
+        rule: e.rule.clone().unwrap_or_default(),
+        target: e.target.clone(),
+        outcome: e.outcome.to_owned(),
+        error: e.error.clone().unwrap_or_default(),
+        rule_id: e.rule_id,
+        tgid: e.tgid,
+        pid: e.pid,
+        comm: e.comm.clone(),
+        cgroup_id: e.cgroup_id,
+        binary: e.binary.clone().unwrap_or_default(),
+        destination: e.destination.map(|d| d.to_string()).unwrap_or_default(),
+        latency_ns: e.latency_ns,
+        requested_by: operator.map(|o| o.requested_by.clone()).unwrap_or_default(),
+        reason: operator.map(|o| o.reason.clone()).unwrap_or_default(),
+        record: operator
+            .and_then(|o| o.record.as_ref())
+            .map(|r| super::rules::rule(r, None)),
     }
 }
 

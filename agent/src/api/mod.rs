@@ -3,17 +3,22 @@
 //! only while a client is subscribed; each stream filters and converts on its own task, so a
 //! slow client loses events (counted in `vigil_api_dropped_total`, and told with a `loss`
 //! event) while the pipeline and the other clients go on.
+//!
+//! The same listeners serve `proto/vigil/v1/response.proto` (`response`): operators'
+//! containment requests, handed to the responder thread.
 
 pub mod client;
 pub mod convert;
 pub mod filter;
+pub mod response;
+pub mod rules;
 mod server;
 
 use std::{
     collections::BTreeMap,
     path::PathBuf,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Instant,
@@ -89,6 +94,8 @@ pub struct Shared {
     /// Turns true when the pipeline has delivered its last event: streams end, the server
     /// stops.
     closed: watch::Sender<bool>,
+    /// Operators' requests to the responder thread; set once the thread runs.
+    operator: OnceLock<crate::response::OperatorHandle>,
 }
 
 impl Shared {
@@ -105,7 +112,19 @@ impl Shared {
             policies: AtomicU64::new(0),
             by_kind: Mutex::new(BTreeMap::new()),
             closed: watch::channel(false).0,
+            operator: OnceLock::new(),
         })
+    }
+
+    /// Connects the `Response` service to the responder thread (once; later calls are
+    /// ignored).
+    pub fn set_operator(&self, handle: crate::response::OperatorHandle) {
+        let _ = self.operator.set(handle);
+    }
+
+    /// The responder thread's handle, once the agent has started it.
+    pub fn operator(&self) -> Option<&crate::response::OperatorHandle> {
+        self.operator.get()
     }
 
     /// Hands a batch to the streams: a clone of each event only when someone listens.

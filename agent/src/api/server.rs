@@ -1,4 +1,4 @@
-//! The tonic service and its unix socket.
+//! The tonic services (`Sensor` here, `Response` in `response`) and their listeners.
 
 use std::{
     os::unix::fs::PermissionsExt as _,
@@ -165,7 +165,7 @@ impl sensor_server::Sensor for Service {
     }
 }
 
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(c) = cause {
@@ -229,6 +229,9 @@ impl ApiServer {
 }
 
 fn router(service: Service) -> Result<tonic::service::Routes, ApiError> {
+    let response = super::response::Service {
+        shared: service.shared.clone(),
+    };
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -238,6 +241,7 @@ fn router(service: Service) -> Result<tonic::service::Routes, ApiError> {
     let reflection = reflection().build_v1().map_err(ApiError::Reflection)?;
     Ok(
         tonic::service::Routes::new(sensor_server::SensorServer::new(service))
+            .add_service(proto::response_server::ResponseServer::new(response))
             .add_service(reflection)
             .add_service(reflection_v1alpha),
     )

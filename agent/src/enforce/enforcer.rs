@@ -380,13 +380,20 @@ impl Enforcer {
         })
     }
 
-    /// Thaws a cgroup and drops the freeze rules that name it.
-    pub fn thaw(&mut self, cgroup: &Path) -> Result<(), EnforceError> {
+    /// Thaws a cgroup and drops the freeze rules that name it; returns their ids.
+    pub fn thaw(&mut self, cgroup: &Path) -> Result<Vec<u32>, EnforceError> {
         let (dir, _) = freeze::thaw(cgroup)?;
         self.change(|set| {
-            set.rules
-                .retain(|r| !matches!(&r.kind, RuleKind::Freeze { cgroup, .. } if *cgroup == dir));
-            Ok(())
+            let names =
+                |r: &Rule| matches!(&r.kind, RuleKind::Freeze { cgroup, .. } if *cgroup == dir);
+            let ids = set
+                .rules
+                .iter()
+                .filter(|r| names(r))
+                .map(|r| r.id)
+                .collect();
+            set.rules.retain(|r| !names(r));
+            Ok(ids)
         })
     }
 

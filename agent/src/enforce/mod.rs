@@ -25,11 +25,11 @@ pub mod command;
 pub mod probe;
 
 pub use devno::{file_key_of, kernel_dev};
-pub use enforcer::{Enforcer, KernelAction, RuleView};
+pub use enforcer::{Enforcer, KernelAction, RuleView, parse_cidr};
 pub use error::EnforceError;
 pub use freeze::{FreezeMode, freeze, thaw};
 pub use guard::{Guard, RateLimit};
 pub use install::{InstallReport, clear, installed_links, program_stats};
 pub use layout::Layout;
-pub use process::{kill_process, kill_tree};
+pub use process::{ProcessFacts, facts as process_facts, kill_process, kill_tree};
 pub use rules::{CgroupRef, Rule, RuleKind};

@@ -65,6 +65,28 @@ fn start_time_ns(pid: i32) -> Option<u64> {
     Some(ticks * 1_000_000_000 / hz)
 }
 
+/// What /proc says of a process before it is acted on: its start time (tick-precise), its
+/// command name and its cgroup v2 id, for the action's report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessFacts {
+    pub start_time_ns: u64,
+    pub comm: String,
+    pub cgroup_id: u64,
+}
+
+/// [`ProcessFacts`] of `pid`, when it exists.
+pub fn facts(pid: i32) -> Option<ProcessFacts> {
+    let dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+    Some(ProcessFacts {
+        start_time_ns: start_time_ns(pid)?,
+        comm: comm.trim_end_matches('\n').to_owned(),
+        cgroup_id: crate::cgroup::CgroupFs::discover()
+            .cgroup_id_of_pid(&dir)
+            .unwrap_or(0),
+    })
+}
+
 /// Parent pid of `pid`, from `/proc/PID/stat`.
 fn parent_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -190,6 +212,9 @@ mod tests {
     fn reads_its_own_start_time_and_ancestry() {
         let me = std::process::id() as i32;
         assert!(start_time_ns(me).is_some());
+        let own = facts(me).expect("facts of this process");
+        assert_eq!(Some(own.start_time_ns), start_time_ns(me));
+        assert!(!own.comm.is_empty() && !own.comm.ends_with('\n'));
         assert!(is_ancestor(1, me));
         assert!(is_ancestor(me, me));
         assert!(!is_ancestor(me, 1));

@@ -122,6 +122,21 @@ impl Enricher {
         self.containers.len()
     }
 
+    /// The container `id` and its pod, as far as they are known now (no lookup is asked
+    /// for): for events made outside the ring, such as an operator's action on a container.
+    pub fn known(&self, id: &ContainerId) -> Option<(Arc<Container>, Option<Arc<Pod>>)> {
+        let entry = self.containers.get(id)?;
+        Some((entry.container.clone(), entry.pod.clone()))
+    }
+
+    /// [`Enricher::known`] of the container of `cgroup_id`, when that cgroup is known.
+    pub fn known_of_cgroup(&self, cgroup_id: u64) -> Option<(Arc<Container>, Option<Arc<Pod>>)> {
+        match self.cgroups.get(&cgroup_id) {
+            Some(Some(id)) => self.known(id),
+            _ => None,
+        }
+    }
+
     /// When [`Enricher::tick`] must run next to release held events, if any are held.
     pub fn next_deadline(&self) -> Option<u64> {
         self.pending.next_deadline()

@@ -116,6 +116,22 @@ impl ProcessCache {
         self.store.get(key)
     }
 
+    /// The process `tgid` that started within `tolerance_ns` of `start_time_ns`: for a start
+    /// time read from /proc (tick-precise), as an operator's kill knows it. Scans when the
+    /// exact key is not stored: for rare lookups only.
+    pub fn find_near(
+        &self,
+        tgid: u32,
+        start_time_ns: u64,
+        tolerance_ns: u64,
+    ) -> Option<&Arc<Process>> {
+        self.get(&ProcessKey::new(tgid, start_time_ns)).or_else(|| {
+            self.store.find(|key| {
+                key.tgid == tgid && key.start_time_ns.abs_diff(start_time_ns) <= tolerance_ns
+            })
+        })
+    }
+
     /// Records the processes read from /proc at start-up (start times precise to `tick_ns`).
     pub fn seed(&mut self, entries: Vec<ProcEntry>, tick_ns: u64) {
         self.tick_ns = tick_ns.max(1);

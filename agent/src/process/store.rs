@@ -104,6 +104,14 @@ impl Store {
         self.entries.get(key).map(|e| &e.process)
     }
 
+    /// The first stored process whose key satisfies `wanted` (a scan: for rare lookups).
+    pub fn find(&self, wanted: impl Fn(&ProcessKey) -> bool) -> Option<&Arc<Process>> {
+        self.entries
+            .iter()
+            .find(|(key, _)| wanted(key))
+            .map(|(_, e)| &e.process)
+    }
+
     /// Stores `process`, replacing the entry of the same key (an exec) and keeping its place
     /// in the tree; then evicts to stay within the bounds.
     pub fn insert(&mut self, process: Arc<Process>) {

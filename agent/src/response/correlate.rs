@@ -9,9 +9,10 @@
 //! not the one the rule was installed for) and a userspace one stays `pending` (its
 //! enforcement event follows). Pure and synchronous: owned by the pipeline task.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use super::{
+    operator::QueueDrops,
     record::{By, Enforcement},
     worker::Report,
 };
@@ -44,6 +45,8 @@ pub struct Correlator {
     early: Vec<(u64, String, Event)>,
     /// Enforcement events emitted, by (action, outcome); findings dropped by a full queue.
     actions: BTreeMap<(&'static str, &'static str), u64>,
+    /// Operators' requests refused by a full queue (counted by the API's side).
+    queue_drops: Option<Arc<QueueDrops>>,
 }
 
 impl Correlator {
@@ -53,12 +56,23 @@ impl Correlator {
             held: Vec::new(),
             early: Vec::new(),
             actions: BTreeMap::new(),
+            queue_drops: None,
         }
+    }
+
+    /// Also counts the operators' requests that `drops` saw refused by a full queue.
+    pub fn with_queue_drops(mut self, drops: Arc<QueueDrops>) -> Self {
+        self.queue_drops = Some(drops);
+        self
     }
 
     /// `vigil_enforcement_actions_total{action, outcome}`.
     pub fn actions(&self) -> Vec<(&'static str, &'static str, u64)> {
-        self.actions.iter().map(|(&(a, o), &n)| (a, o, n)).collect()
+        let mut actions = self.actions.clone();
+        for (action, n) in self.queue_drops.iter().flat_map(|d| d.snapshot()) {
+            *actions.entry((action, "dropped")).or_default() += n;
+        }
+        actions.into_iter().map(|((a, o), n)| (a, o, n)).collect()
     }
 
     /// Takes the pending findings out of `out` (to be emitted when their outcome is known)
@@ -139,6 +153,7 @@ impl Correlator {
                     outcome: "ok",
                     error: None,
                     latency_ns: 0,
+                    operator: None,
                 };
                 let event = Event::new(
                     action.time_ns,
@@ -159,6 +174,18 @@ impl Correlator {
                     },
                     event,
                 )
+            }
+            // The pipeline gives these their context first (`Response::on_report`).
+            Report::Operator(enforcement) => {
+                let event = Event::new(
+                    now_ns,
+                    enforcement.pid,
+                    None,
+                    None,
+                    Detail::Enforcement(enforcement),
+                );
+                self.emit(event, out);
+                return;
             }
             Report::Done(enforcement) => {
                 let key = Key::Job {
@@ -249,7 +276,7 @@ impl Correlator {
             f.outcome.latency_ns = match e.by {
                 // In the hook: from the event to the kernel's record of the action.
                 By::Kernel => enforcement.time_ns.saturating_sub(finding.time_ns),
-                By::Userspace => e.latency_ns,
+                By::Userspace | By::Operator => e.latency_ns,
             };
         }
         enforcement.process = finding.process.clone();
@@ -261,7 +288,8 @@ impl Correlator {
         out.push(finding);
     }
 
-    fn emit(&mut self, event: Event, out: &mut Vec<Event>) {
+    /// Emits an enforcement event (or any event) and counts its action.
+    pub fn emit(&mut self, event: Event, out: &mut Vec<Event>) {
         if let Some(e) = record(&event) {
             *self.actions.entry((e.action, e.outcome)).or_default() += 1;
         }

@@ -66,6 +66,16 @@ pub fn needs_enforcement(set: &PolicySet) -> bool {
         .any(|r| r.mode == Mode::Enforce && r.action != Action::None)
 }
 
+/// Whether a recorded rule is one that plans install (and reconciling may release): the
+/// kernel's deny entries, not the records of userspace actions (freeze, isolate, kill).
+pub fn is_kernel_rule(kind: &crate::enforce::RuleKind) -> bool {
+    use crate::enforce::RuleKind;
+    match kind {
+        RuleKind::DenyExec { .. } | RuleKind::DenyConnect { .. } => true,
+        RuleKind::Isolate { .. } | RuleKind::Freeze { .. } | RuleKind::Kill { .. } => false,
+    }
+}
+
 /// Shared between the responder thread (which writes it after each install) and the
 /// responder (which reads it when a kernel rule fires).
 pub type Installed = Arc<std::collections::BTreeMap<String, Result<Vec<u32>, String>>>;

@@ -1,8 +1,11 @@
 //! An enforcement event (`kind: "enforcement"`): one containment action, taken by the kernel
-//! (from the enforcement ring buffer: a kill at exec, a denied connect) or by the responder
-//! thread (a kill, a freeze, an isolation), with its outcome.
+//! (from the enforcement ring buffer: a kill at exec, a denied connect), by the responder
+//! thread for a policy rule (a kill, a freeze, an isolation), or by the responder thread for
+//! an operator who asked through the API (`vigil contain`), with its outcome.
 
 use std::net::SocketAddr;
+
+use crate::{enforce::Rule, enrich::cgroup_path::ContainerRef, process::ProcessKey};
 
 /// Who took the action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,6 +14,8 @@ pub enum By {
     Kernel,
     /// The responder thread, after the event.
     Userspace,
+    /// The responder thread, for an operator's request through the API.
+    Operator,
 }
 
 impl By {
@@ -18,6 +23,7 @@ impl By {
         match self {
             Self::Kernel => "kernel",
             Self::Userspace => "userspace",
+            Self::Operator => "operator",
         }
     }
 }
@@ -51,4 +57,22 @@ pub struct Enforcement {
     /// From the request to the end of the action (userspace); 0 for the kernel, which acts
     /// in the hook.
     pub latency_ns: u64,
+    /// An operator's action: who asked, why, and the rule it made or removed.
+    pub operator: Option<Box<Operator>>,
+}
+
+/// What an operator's action adds to its event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Operator {
+    /// The API peer: `uid=0 pid=4242` on the unix socket, `tls:ADDRESS` over TCP.
+    pub requested_by: String,
+    /// What the operator gave as the reason (may be empty).
+    pub reason: String,
+    /// The enforcement rule the action made (or, for a release, removed).
+    pub record: Option<Rule>,
+    /// The process acted on (read from /proc before the action: tick-precise start time),
+    /// for the pipeline to attach it from its cache.
+    pub process: Option<ProcessKey>,
+    /// The container acted on, as its cgroup path names it.
+    pub container: Option<ContainerRef>,
 }

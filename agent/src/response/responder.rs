@@ -9,7 +9,10 @@ use std::{
 
 use tokio::sync::watch;
 
-use super::{plan::Installed, worker::Job};
+use super::{
+    plan::Installed,
+    worker::{Job, Work},
+};
 use crate::policy::{
     Action, Status, Target,
     response::{Request, Responder},
@@ -27,12 +30,12 @@ impl Responder for DisabledResponder {
 
 /// Hands enforce-mode actions to the responder thread.
 pub struct EnforceResponder {
-    jobs: SyncSender<Job>,
+    jobs: SyncSender<Work>,
     installed: watch::Receiver<Installed>,
 }
 
 impl EnforceResponder {
-    pub(super) fn new(jobs: SyncSender<Job>, installed: watch::Receiver<Installed>) -> Self {
+    pub(super) fn new(jobs: SyncSender<Work>, installed: watch::Receiver<Installed>) -> Self {
         Self { jobs, installed }
     }
 }
@@ -74,7 +77,7 @@ impl Responder for EnforceResponder {
             job.target,
             Target::Exec { .. } | Target::Connection { .. }
         ));
-        match self.jobs.try_send(job) {
+        match self.jobs.try_send(Work::Policy(job)) {
             Ok(()) => (Status::Pending, None),
             Err(TrySendError::Full(_)) => (
                 Status::Dropped,

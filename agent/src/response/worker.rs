@@ -3,6 +3,7 @@
 //! - installs the kernel rules of each policy set put in force and releases the rules of
 //!   removed ones (`reconcile`), publishing what is installed for the responder;
 //! - carries out queued userspace actions (kill, kill_tree, freeze, isolate);
+//! - carries out operators' requests from the API (`operator`);
 //! - drains the kernel's enforcement records every [`DRAIN_INTERVAL`];
 //!
 //! and reports each action to the pipeline task, which emits it as an event.
@@ -20,6 +21,7 @@ use std::{
 use tokio::sync::{mpsc, watch};
 
 use super::{
+    operator::OperatorJob,
     plan::{self, Installed, Scope, Spec},
     record::{By, Enforcement},
 };
@@ -27,6 +29,10 @@ use crate::{
     enforce::{EnforceError, Enforcer, Guard, KernelAction, Layout, RateLimit, RuleKind},
     policy::{Action, PolicySet, Target},
 };
+
+mod operator;
+
+pub use operator::ORIGIN_API;
 
 /// How often the kernel's enforcement records are drained.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
@@ -47,6 +53,14 @@ pub struct Job {
     pub requested: Instant,
 }
 
+/// What the thread is asked to do, in one queue.
+pub enum Work {
+    /// A policy rule's userspace action.
+    Policy(Job),
+    /// An operator's request from the API.
+    Operator(OperatorJob),
+}
+
 /// What the thread tells the pipeline task.
 #[derive(Debug)]
 pub enum Report {
@@ -58,12 +72,17 @@ pub enum Report {
     },
     /// A userspace action ended.
     Done(Box<Enforcement>),
+    /// An operator's action ended (carried out, refused or failed).
+    Operator(Box<Enforcement>),
 }
 
 pub struct Worker {
     layout: Layout,
     guard: Guard,
     limit: RateLimit,
+    /// Operators' actions have a bucket of their own: a storm of policy actions never locks
+    /// out the responder who is dealing with it.
+    operator_limit: RateLimit,
     node: String,
     enforcer: Option<Enforcer>,
     /// Why there is no enforcer, when installing failed.
@@ -90,6 +109,7 @@ impl Worker {
             layout: config.layout(),
             guard,
             limit: RateLimit::new(config.rate_limit_per_minute, config.rate_limit_burst),
+            operator_limit: RateLimit::new(config.rate_limit_per_minute, config.rate_limit_burst),
             node,
             enforcer: None,
             unavailable: None,
@@ -111,12 +131,16 @@ impl Worker {
     /// Runs until the job queue's sender (the responder) is gone.
     pub fn run(
         mut self,
-        jobs: Receiver<Job>,
+        jobs: Receiver<Work>,
         mut policies: watch::Receiver<Arc<PolicySet>>,
         reports: mpsc::Sender<Report>,
     ) {
         let mut next_drain = Instant::now() + DRAIN_INTERVAL;
         loop {
+            // The pipeline is gone (the API may still hold a sender of the queue).
+            if reports.is_closed() {
+                return;
+            }
             let wait = next_drain.saturating_duration_since(Instant::now());
             let job = match jobs.recv_timeout(wait) {
                 Ok(job) => Some(job),
@@ -130,9 +154,17 @@ impl Worker {
                 let set = policies.borrow_and_update().clone();
                 self.reconcile(&set);
             }
-            if let Some(job) = job {
-                let done = self.act(job);
-                if reports.blocking_send(Report::Done(Box::new(done))).is_err() {
+            if let Some(work) = job {
+                // The kernel's records so far first: an operator's release must not overtake
+                // the records of the rule it removes (they would lose its details).
+                if matches!(work, Work::Operator(_)) && !self.drain(&reports) {
+                    return;
+                }
+                let report = match work {
+                    Work::Policy(job) => Report::Done(Box::new(self.act(job))),
+                    Work::Operator(job) => self.operate(job),
+                };
+                if reports.blocking_send(report).is_err() {
                     return;
                 }
             }
@@ -147,6 +179,10 @@ impl Worker {
 
     /// Forwards the kernel's records; false when the pipeline is gone.
     fn drain(&mut self, reports: &mpsc::Sender<Report>) -> bool {
+        if self.enforcer.is_none() {
+            // Installed meanwhile by `vigil contain --direct`: its records are ours to report.
+            self.open_existing();
+        }
         let Some(enforcer) = self.enforcer.as_mut() else {
             return true;
         };
@@ -192,6 +228,20 @@ impl Worker {
         }
     }
 
+    /// Opens enforcement when someone installed it (a stat while it is not).
+    fn open_existing(&mut self) {
+        if !self.layout.map(vigil_common::maps::EXEC_DENY).exists() {
+            return;
+        }
+        match Enforcer::open_existing(self.layout.clone(), self.guard.clone()) {
+            Ok(Some(enforcer)) => self.enforcer = Some(unlimited(enforcer)),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(error = %chain(&error), "Installed enforcement could not be opened.");
+            }
+        }
+    }
+
     fn ensure_installed(&mut self) {
         if self.enforcer.is_some() {
             return;
@@ -233,11 +283,16 @@ impl Worker {
             self.installed.send_replace(Arc::new(installed));
             return;
         };
-        // The agent's rules in place now, by policy rule: (id, identity).
+        // The agent's kernel rules in place now, by policy rule: (id, identity). What a rule's
+        // userspace action froze or isolated is not the set's to take back: it stays until an
+        // operator releases it, across reloads and restarts.
         let mut current: BTreeMap<String, Vec<(u32, String)>> = BTreeMap::new();
         match enforcer.list() {
             Ok(list) => {
-                for view in list {
+                for view in list
+                    .into_iter()
+                    .filter(|v| plan::is_kernel_rule(&v.rule.kind))
+                {
                     if let Some(rule) = view.rule.origin.strip_prefix(ORIGIN_PREFIX) {
                         current
                             .entry(rule.to_owned())
@@ -371,6 +426,7 @@ impl Worker {
             outcome,
             error,
             latency_ns: u64::try_from(job.requested.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            operator: None,
         }
     }
 
@@ -392,7 +448,11 @@ impl Worker {
         let cgroup = enforcer.container_cgroup(&id)?;
         let name = job.action.name();
         if let Some(&done) = self.contained.get(&(name, cgroup.id)) {
-            return Ok(Some(done));
+            // Unless an operator released or thawed it since (here or with --direct).
+            if enforcer.list()?.iter().any(|v| v.rule.id == done) {
+                return Ok(Some(done));
+            }
+            self.contained.remove(&(name, cgroup.id));
         }
         let rule_id = if job.action == Action::Freeze {
             enforcer.freeze(origin, Path::new(&cgroup.path))?

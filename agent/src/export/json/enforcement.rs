@@ -1,17 +1,20 @@
 //! `enforcement: {action, by, rule, rule_id, target, tgid, pid, comm, cgroup_id, binary,
-//! destination, outcome, error, latency_ns}` of an enforcement event (`kind: "enforcement"`).
-//! The process, container and pod are those of the finding it completes, when there is one.
+//! destination, outcome, error, latency_ns, requested_by, reason, record}` of an enforcement
+//! event (`kind: "enforcement"`). The process, container and pod are those of the finding it
+//! completes, when there is one; for an operator's action, those the pipeline knows of its
+//! target.
 
 use serde::Serialize;
 
-use crate::response::Enforcement;
+use crate::{enforce::Rule, response::Enforcement};
 
 #[derive(Serialize)]
 pub(super) struct EnforcementJson<'a> {
     /// `exec_killed`, `connect_denied`, `sendmsg_denied` (kernel); `kill`, `kill_tree`,
-    /// `freeze`, `isolate` (userspace).
+    /// `freeze`, `isolate` (userspace); `deny_exec`, `deny_connect`, `isolate`, `freeze`,
+    /// `thaw`, `kill`, `kill_tree`, `release` (operator).
     action: &'static str,
-    /// `kernel` or `userspace`.
+    /// `kernel`, `userspace` (a policy rule's action) or `operator` (through the API).
     by: &'static str,
     /// The policy rule; absent for an operator's rule (`vigil contain`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -33,6 +36,13 @@ pub(super) struct EnforcementJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
     latency_ns: u64,
+    /// Operator actions: who asked (the API peer), why, and the rule made or removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requested_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<&'a Rule>,
 }
 
 impl<'a> EnforcementJson<'a> {
@@ -52,6 +62,13 @@ impl<'a> EnforcementJson<'a> {
             outcome: e.outcome,
             error: e.error.as_deref(),
             latency_ns: e.latency_ns,
+            requested_by: e.operator.as_ref().map(|o| o.requested_by.as_str()),
+            reason: e
+                .operator
+                .as_ref()
+                .map(|o| o.reason.as_str())
+                .filter(|r| !r.is_empty()),
+            record: e.operator.as_ref().and_then(|o| o.record.as_ref()),
         }
     }
 }

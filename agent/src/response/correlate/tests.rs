@@ -144,6 +144,7 @@ fn a_userspace_outcome_completes_its_finding_and_drops_are_counted() {
         outcome: "ok",
         error: None,
         latency_ns: 1234,
+        operator: None,
     };
     let mut out = Vec::new();
     c.on_report(Report::Done(Box::new(done)), 5, &mut out);
