@@ -4,7 +4,8 @@
 //! A file is a preamble (magic, format version, a `vigil.v1.CaptureHeader` message) followed
 //! by frames: each a fixed header with a marker and CRCs, then a zstd-compressed run of
 //! length-delimited `vigil.v1.Event` messages; an end frame closes a finished file. The
-//! layout is [`format`].
+//! layout, the versioning policy and how damage is recovered from are in
+//! docs/capture-format.md; [`format`] is that layout in code.
 //!
 //! The reader never trusts the file: a cut or damaged file yields every intact frame and
 //! reports each damaged byte range ([`Damage`]); frame sizes are capped so that a hostile

@@ -126,3 +126,24 @@ fn a_file_with_no_events_is_intact() {
     let read = read(&path).expect("read");
     assert!(read.events.is_empty() && read.damage.is_empty() && read.finished);
 }
+
+#[test]
+fn a_header_can_carry_the_schema_and_the_types_move_across_threads() {
+    let dir = temp_dir("schema");
+    let path = dir.join("a.vcap");
+    let mut header = test_header();
+    header.descriptor_set = proto::FILE_DESCRIPTOR_SET.to_vec();
+    let mut writer = CaptureWriter::create(&path, &header).expect("create");
+    writer.write(&event(1)).expect("write");
+    writer.finish().expect("finish");
+    let read = read(&path).expect("read");
+    assert_eq!(read.header, Some(header));
+    assert_eq!(read.events, vec![event(1)]);
+
+    // Writers and readers do blocking I/O: callers run them on a blocking task or thread.
+    fn send<T: Send>() {}
+    send::<CaptureWriter>();
+    send::<CaptureReader>();
+    send::<crate::forensics::capture::CaptureDir>();
+    send::<crate::forensics::capture::Events>();
+}
