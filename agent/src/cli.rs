@@ -99,6 +99,22 @@ enum Command {
         #[arg(long)]
         insecure: bool,
     },
+    /// Read a capture file (.vcap): a summary with any damage named, or `--tree`, the process
+    /// tree with each process's activity.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        tree: bool,
+        /// Only the subtree of this process (with --tree).
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Only the processes of this container (id or prefix; with --tree).
+        #[arg(long)]
+        container: Option<String>,
+        /// JSON instead of the readable report.
+        #[arg(long)]
+        json: bool,
+    },
     /// Enforcement in force: list it, clear it, read the kernel's action records.
     Enforcement(vigil::enforce::command::EnforcementArgs),
 }
@@ -181,6 +197,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             vigil::enforce::command::contain(args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Inspect {
+            file,
+            tree,
+            pid,
+            container,
+            json,
+        } => inspect(&file, tree, pid, container, json),
         Command::Collect {
             listen,
             out,
@@ -217,6 +240,77 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn inspect(
+    file: &std::path::Path,
+    tree: bool,
+    pid: Option<u32>,
+    container: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use vigil::forensics::{capture::CaptureReader, inspect};
+    let reader = CaptureReader::open(file)?;
+    if !tree {
+        let summary = reader.summary();
+        println!(
+            "{}: format version {}, {} bytes",
+            file.display(),
+            summary.version,
+            summary.file_len
+        );
+        if let Some(h) = &summary.header {
+            println!(
+                "  node {} (kernel {}), agent {}",
+                h.node, h.kernel_release, h.agent_version
+            );
+            for (key, value) in &h.metadata {
+                println!("  {key}: {value}");
+            }
+        }
+        println!(
+            "  {} events in {} frames, finished: {}",
+            summary.events, summary.frames, summary.finished
+        );
+        for (kind, n) in &summary.kinds {
+            println!("    {kind}: {n}");
+        }
+        for damage in &summary.damage {
+            println!("  damage: {damage}");
+        }
+        return Ok(if summary.damage.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(3)
+        });
+    }
+    let mut events = Vec::new();
+    let mut damaged = false;
+    for item in reader.events() {
+        match item {
+            Ok(event) => events.push(event),
+            Err(damage) => {
+                damaged = true;
+                eprintln!("vigil inspect: {}: {damage}", file.display());
+            }
+        }
+    }
+    let root = match (pid, container) {
+        (Some(pid), _) => inspect::Root::Pid(pid),
+        (None, Some(id)) => inspect::Root::Container(id),
+        (None, None) => inspect::Root::All,
+    };
+    let roots = inspect::tree(&events, &root);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&roots)?);
+    } else {
+        print!("{}", inspect::render(&roots));
+    }
+    Ok(if damaged {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Serves until SIGINT or SIGTERM.

@@ -158,9 +158,9 @@ fn the_ring_is_bounded_by_age_and_by_bytes() {
 fn a_tree_scope_keeps_descendants_ancestors_and_local_peers_only() {
     let mut recorder = Recorder::new(limits());
     let mut done = Vec::new();
-    // 20 is the trigger's process; 21 its child, 22 a grandchild; 30 unrelated; 31 connects
-    // to a port 21 listens on; 1 is 20's parent.
-    let trigger = fork(4, 20, 1);
+    // 24, the trigger, is a child of 20: the tree is 20's; 21 its child, 22 a grandchild; 30
+    // unrelated; 31 connects to a port 21 listens on.
+    let trigger = fork(4, 24, 20);
     recorder.record(
         &batch(vec![
             fork(1, 20, 1),

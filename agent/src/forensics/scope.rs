@@ -33,20 +33,19 @@ pub struct Tree {
 }
 
 impl Scope {
-    /// The tree of `event`'s process (the trigger).
+    /// The tree the trigger belongs to: its parent (the shell or service that ran it) and
+    /// all that parent's descendants, so that what the trigger's siblings did before it is
+    /// kept; the events of the processes above; and their local network peers.
     pub fn tree_of(event: &Event) -> Self {
         let Some(process) = event.process.as_deref() else {
             return Self::All;
         };
+        let mut chain = event.parent.iter().chain(&event.ancestors).map(|p| p.key);
+        let root = chain.next().unwrap_or(process.key);
         Self::Tree(Tree {
-            root: process.key.tgid,
-            members: HashSet::from([process.key]),
-            ancestors: event
-                .parent
-                .iter()
-                .chain(&event.ancestors)
-                .map(|p| p.key)
-                .collect(),
+            root: root.tgid,
+            members: HashSet::from([root, process.key]),
+            ancestors: chain.collect(),
             endpoints: HashSet::new(),
         })
     }

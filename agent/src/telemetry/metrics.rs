@@ -212,7 +212,8 @@ fn render_forward(t: &mut Text, forward: Option<&ForwardMetrics>) {
     let destinations = forward
         .map(|f| f.destinations.as_slice())
         .unwrap_or_default();
-    let per_destination: [(&f::Family, fn(&DestinationMetrics) -> u64); 5] = [
+    type Read = fn(&DestinationMetrics) -> u64;
+    let per_destination: [(&f::Family, Read); 5] = [
         (&f::FORWARD_LAG, |d| d.lag),
         (&f::FORWARD_CONNECTED, |d| d.connected),
         (&f::FORWARD_SENT, |d| d.sent),
