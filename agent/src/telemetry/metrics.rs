@@ -204,6 +204,9 @@ fn render_enrich(t: &mut Text, enrich: Option<&EnrichMetrics>) {
     }
 }
 
+/// How one per-destination family reads its value.
+type PerDestination = fn(&DestinationMetrics) -> u64;
+
 fn render_forward(t: &mut Text, forward: Option<&ForwardMetrics>) {
     t.family(&f::FORWARD_SPOOL_BYTES);
     if let Some(forward) = forward {
@@ -212,7 +215,7 @@ fn render_forward(t: &mut Text, forward: Option<&ForwardMetrics>) {
     let destinations = forward
         .map(|f| f.destinations.as_slice())
         .unwrap_or_default();
-    let per_destination: [(&f::Family, fn(&DestinationMetrics) -> u64); 5] = [
+    let per_destination: [(&f::Family, PerDestination); 5] = [
         (&f::FORWARD_LAG, |d| d.lag),
         (&f::FORWARD_CONNECTED, |d| d.connected),
         (&f::FORWARD_SENT, |d| d.sent),
