@@ -18,6 +18,7 @@ pub mod enrich;
 pub mod event;
 pub mod export;
 pub mod files;
+pub mod forensics;
 pub mod forward;
 pub mod network;
 pub mod node;

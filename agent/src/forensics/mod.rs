@@ -1,0 +1,3 @@
+//! Forensics: recorded events read back (restore) and policies re-run over them (replay).
+
+pub mod restore;
