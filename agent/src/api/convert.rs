@@ -7,6 +7,7 @@ use crate::{
     export::escape::escape,
     process::{Origin, Process},
     response::Enforcement,
+    syscall::ArgValue,
 };
 
 use super::proto::{self, event::Detail as Pd};
@@ -26,6 +27,60 @@ fn sockaddr(addr: &Result<crate::network::Sockaddr, crate::network::SockaddrErro
     }
 }
 
+/// Which of the shapes `address` can take: unix paths may look like anything, so the text
+/// alone does not say.
+fn address_type(
+    addr: &Result<crate::network::Sockaddr, crate::network::SockaddrError>,
+) -> &'static str {
+    use crate::network::{Sockaddr, UnixAddr};
+    match addr {
+        Ok(Sockaddr::Inet { .. }) => "inet",
+        Ok(Sockaddr::Inet6 { .. }) => "inet6",
+        Ok(Sockaddr::Unix(UnixAddr::Path(_))) => "unix_path",
+        Ok(Sockaddr::Unix(UnixAddr::Abstract(_))) => "unix_abstract",
+        Ok(Sockaddr::Unix(UnixAddr::Unnamed)) => "unix_unnamed",
+        Ok(Sockaddr::Other { .. }) => "other",
+        Err(_) => "unreadable",
+    }
+}
+
+fn arg(name: &str, value: &ArgValue) -> proto::SyscallArg {
+    let mut out = proto::SyscallArg {
+        name: name.to_owned(),
+        ..Default::default()
+    };
+    let kind = match value {
+        ArgValue::Int(n) => {
+            out.int = *n;
+            "int"
+        }
+        ArgValue::Uint(n) => {
+            out.raw = *n;
+            "uint"
+        }
+        ArgValue::Hex(n) => {
+            out.raw = *n;
+            "hex"
+        }
+        ArgValue::Str { bytes, truncated } => {
+            out.text = text(bytes);
+            out.truncated = *truncated;
+            "str"
+        }
+        ArgValue::Unread(address) => {
+            out.raw = *address;
+            "unread"
+        }
+        ArgValue::Named { raw, names } => {
+            out.raw = *raw;
+            out.text = names.clone();
+            "named"
+        }
+    };
+    out.kind = kind.to_owned();
+    out
+}
+
 /// `event` as the API sends it, for `node`, with times from `clock`.
 pub fn event(event: &Event, node: &str, clock: &BootClock) -> proto::Event {
     proto::Event {
@@ -35,6 +90,11 @@ pub fn event(event: &Event, node: &str, clock: &BootClock) -> proto::Event {
         node: node.to_owned(),
         process: event.process.as_deref().map(|p| process(p, event.pid)),
         parent: event.parent.as_deref().map(|p| process(p, p.key.tgid)),
+        ancestors: event
+            .ancestors
+            .iter()
+            .map(|p| process(p, p.key.tgid))
+            .collect(),
         container: event.container.as_deref().map(|c| proto::Container {
             id: c.id.as_str().to_owned(),
             runtime: c.runtime.as_str().to_owned(),
@@ -138,6 +198,12 @@ fn detail(event: &Event, node: &str, clock: &BootClock) -> Pd {
             op: n.op.name().to_owned(),
             fd: n.fd,
             address: n.addr.as_ref().map(sockaddr).unwrap_or_default(),
+            address_type: n
+                .addr
+                .as_ref()
+                .map(address_type)
+                .unwrap_or_default()
+                .to_owned(),
             backlog: n.backlog,
             local: n.socket.map(|s| s.local.to_string()).unwrap_or_default(),
             remote: n
@@ -182,6 +248,11 @@ fn detail(event: &Event, node: &str, clock: &BootClock) -> Pd {
                 .map(|(name, value)| ((*name).to_owned(), format!("{value:?}")))
                 .collect(),
             ret: s.ret,
+            typed_args: s
+                .args
+                .iter()
+                .map(|(name, value)| arg(name, value))
+                .collect(),
         }),
         Detail::File(f) => Pd::File(proto::File {
             op: f.op.name().to_owned(),
@@ -257,9 +328,119 @@ pub fn enforcement(e: &Enforcement) -> proto::Enforcement {
 mod tests {
     use super::*;
     use crate::{
-        event::{Exit, Loss, Task},
+        event::{Exit, Loss, Network, NetworkOp, Syscall, Task},
+        network::{Sockaddr, UnixAddr},
         process::ProcessKey,
     };
+
+    fn task() -> Task {
+        Task {
+            pid: 7,
+            key: ProcessKey {
+                tgid: 7,
+                start_time_ns: 1,
+            },
+            cgroup_id: 1,
+            time_ns: 5,
+        }
+    }
+
+    #[test]
+    fn syscall_arguments_are_also_sent_typed() {
+        let call = Event::new(
+            5,
+            7,
+            None,
+            None,
+            Detail::Syscall(Syscall {
+                task: task(),
+                nr: 165,
+                name: Some("mount"),
+                args: vec![
+                    (
+                        "source",
+                        ArgValue::Str {
+                            bytes: b"a\xff".to_vec(),
+                            truncated: true,
+                        },
+                    ),
+                    ("target", ArgValue::Unread(0x10)),
+                    (
+                        "flags",
+                        ArgValue::Named {
+                            raw: 4096,
+                            names: "MS_BIND".into(),
+                        },
+                    ),
+                    ("data", ArgValue::Hex(9)),
+                ],
+                ret: -1,
+                exit_time_ns: 6,
+                strings_dropped: false,
+            }),
+        );
+        let Some(Pd::Syscall(s)) = event(&call, "n1", &BootClock::with_offset(0)).detail else {
+            panic!("a syscall detail");
+        };
+        let arg = |name: &str, kind: &str, raw, text: &str, truncated| proto::SyscallArg {
+            name: name.into(),
+            kind: kind.into(),
+            int: 0,
+            raw,
+            text: text.into(),
+            truncated,
+        };
+        assert_eq!(
+            s.typed_args,
+            [
+                arg("source", "str", 0, "a\\xff", true),
+                arg("target", "unread", 0x10, "", false),
+                arg("flags", "named", 4096, "MS_BIND", false),
+                arg("data", "hex", 9, "", false),
+            ]
+        );
+        assert_eq!(s.args.len(), 4, "the text map stays for people");
+    }
+
+    #[test]
+    fn the_address_type_tells_apart_what_the_text_does_not() {
+        let sent = |addr| {
+            let network = Event::new(
+                5,
+                7,
+                None,
+                None,
+                Detail::Network(Network {
+                    task: task(),
+                    op: NetworkOp::Connect,
+                    fd: 3,
+                    addr,
+                    backlog: None,
+                    socket: None,
+                    ret: 0,
+                    exit_time_ns: 6,
+                }),
+            );
+            match event(&network, "n1", &BootClock::with_offset(0)).detail {
+                Some(Pd::Network(n)) => (n.address, n.address_type),
+                _ => panic!("a network detail"),
+            }
+        };
+        let unix = |a| Some(Ok(Sockaddr::Unix(a)));
+        assert_eq!(sent(None), (String::new(), String::new()));
+        assert_eq!(
+            sent(unix(UnixAddr::Unnamed)),
+            (String::new(), "unix_unnamed".into())
+        );
+        assert_eq!(
+            sent(unix(UnixAddr::Path(b"@x".to_vec()))),
+            ("@x".into(), "unix_path".into())
+        );
+        assert_eq!(
+            sent(unix(UnixAddr::Abstract(b"x".to_vec()))),
+            ("@x".into(), "unix_abstract".into())
+        );
+    }
 
     #[test]
     fn exit_and_loss_details_and_times() {

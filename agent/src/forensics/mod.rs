@@ -1,11 +1,14 @@
 //! Forensics: the flight recorder (the last minute of events, dumped around a trigger),
-//! capture files (`.vcap`), and what reads them offline (`vigil inspect`, `vigil replay`).
+//! capture files (`.vcap`), and what reads them offline: `vigil inspect`, and `replay`
+//! (recorded events restored and policies re-run over them).
 
 pub mod capture;
 pub mod config;
 pub mod dump;
 pub mod inspect;
 pub mod recorder;
+pub mod replay;
+pub mod restore;
 pub mod scope;
 pub mod stage;
 

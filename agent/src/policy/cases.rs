@@ -82,21 +82,7 @@ pub fn run_text(text: &str, file: &str, base: &Path) -> Result<Report, PolicyErr
     }
     let set = Arc::new(load::compile(&sources)?);
     let mut report = Report::default();
-    let Some(cases) = get("cases") else {
-        reader.error(&root, "cases", "a case file needs `cases:`");
-        return Err(CheckErrors(reader.errors).into());
-    };
-    let items = reader.list(cases, "cases").unwrap_or_default();
-    let mut parsed = Vec::new();
-    for (i, item) in items.into_iter().enumerate() {
-        if let Some(case) = parse_case(&mut reader, item, &format!("cases[{i}]")) {
-            parsed.push(case);
-        }
-    }
-    if !reader.errors.is_empty() {
-        return Err(CheckErrors(reader.errors).into());
-    }
-    for case in parsed {
+    for case in parse_cases(&mut reader, &root, get("cases"))? {
         for (rule, _) in &case.expect {
             if !set.rules().iter().any(|r| r.info.name == *rule) {
                 return Err(CheckErrors(vec![CheckError {
@@ -136,6 +122,47 @@ pub fn run_text(text: &str, file: &str, base: &Path) -> Result<Report, PolicyErr
         }
     }
     Ok(report)
+}
+
+/// The event of every case in `text` (named `file`) with the node it names, built as the
+/// runner builds them: a corpus of domain events for other stages' tests and tools.
+pub fn events(text: &str, file: &str) -> Result<Vec<(String, Event)>, PolicyError> {
+    let root = yaml::parse(text, file).map_err(|e| CheckErrors(vec![e]))?;
+    let mut reader = Reader::new(file);
+    let entries = reader
+        .fields(&root, "", &["policies", "cases"])
+        .unwrap_or_default();
+    let cases = entries
+        .iter()
+        .find(|(_, n, _)| *n == "cases")
+        .map(|(_, _, v)| *v);
+    Ok(parse_cases(&mut reader, &root, cases)?
+        .into_iter()
+        .map(|case| (case.node, case.event))
+        .collect())
+}
+
+/// The cases under `cases:`; any problem so far (in `reader` too) is the error.
+fn parse_cases(
+    reader: &mut Reader<'_>,
+    root: &Node,
+    cases: Option<&Node>,
+) -> Result<Vec<Case>, PolicyError> {
+    let Some(cases) = cases else {
+        reader.error(root, "cases", "a case file needs `cases:`");
+        return Err(CheckErrors(std::mem::take(&mut reader.errors)).into());
+    };
+    let items = reader.list(cases, "cases").unwrap_or_default();
+    let mut parsed = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        if let Some(case) = parse_case(reader, item, &format!("cases[{i}]")) {
+            parsed.push(case);
+        }
+    }
+    if !reader.errors.is_empty() {
+        return Err(CheckErrors(std::mem::take(&mut reader.errors)).into());
+    }
+    Ok(parsed)
 }
 
 fn show(findings: &[(String, Option<String>)]) -> String {

@@ -40,6 +40,19 @@ impl ExecId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// An id as [`ExecId::as_str`] wrote it (three hex numbers joined by `-`), read back
+    /// from a record; `None` for text of another shape.
+    pub fn parse(text: &str) -> Option<Self> {
+        let hex = |part: &str| {
+            (1..=16).contains(&part.len())
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let parts: Vec<&str> = text.split('-').collect();
+        (parts.len() == 3 && parts.iter().all(|p| hex(p))).then(|| Self(text.to_owned()))
+    }
 }
 
 impl fmt::Display for ExecId {
@@ -59,5 +72,21 @@ mod tests {
         assert_ne!(ExecId::at_start(first), ExecId::at_start(reused));
         assert_ne!(ExecId::new(first, 2_000), ExecId::new(first, 3_000));
         assert_eq!(ExecId::new(first, 2_000).as_str(), "2a-3e8-7d0");
+    }
+
+    #[test]
+    fn parse_reads_back_only_what_new_writes() {
+        let id = ExecId::new(ProcessKey::new(u32::MAX, u64::MAX), 7);
+        assert_eq!(ExecId::parse(id.as_str()), Some(id));
+        for bad in [
+            "",
+            "2a-3e8",
+            "2a-3e8-7d0-1",
+            "2a--7d0",
+            "2A-3e8-7d0",
+            "2a-3e8-x",
+        ] {
+            assert_eq!(ExecId::parse(bad), None, "{bad}");
+        }
     }
 }
