@@ -165,6 +165,7 @@ impl Agent {
                 &config.api,
                 crate::node::node_name(&config.node_name),
                 hooks,
+                sensor.fallbacks.clone(),
             )
         });
         if let (Some(api), Some(stage)) = (&api, pipeline.policy_mut()) {

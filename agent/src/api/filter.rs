@@ -14,6 +14,8 @@ pub enum FilterError {
         #[source]
         source: regex::Error,
     },
+    #[error("severities: `{0}` is not a severity (info, low, medium, high, critical)")]
+    Severity(String),
 }
 
 #[derive(Debug)]
@@ -24,6 +26,8 @@ struct Compiled {
     pod_name: String,
     container_id: String,
     findings_only: bool,
+    pod_labels: std::collections::HashMap<String, String>,
+    severities: Vec<crate::policy::Severity>,
 }
 
 impl Compiled {
@@ -38,7 +42,16 @@ impl Compiled {
                 })?,
             )
         };
+        let severities = f
+            .severities
+            .iter()
+            .map(|s| {
+                crate::policy::Severity::parse(s).ok_or_else(|| FilterError::Severity(s.clone()))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
+            pod_labels: f.pod_labels,
+            severities,
             kinds: f.kinds,
             binary,
             pod_namespace: f.pod_namespace,
@@ -64,7 +77,24 @@ impl Compiled {
                 return false;
             }
         }
+        if !self.severities.is_empty() {
+            let Detail::Finding(finding) = &event.detail else {
+                return false;
+            };
+            if !self.severities.contains(&finding.rule.severity) {
+                return false;
+            }
+        }
         let pod = event.pod.as_deref();
+        if !self.pod_labels.is_empty()
+            && !pod.is_some_and(|p| {
+                self.pod_labels
+                    .iter()
+                    .all(|(k, v)| p.labels.get(k).is_some_and(|have| have == v))
+            })
+        {
+            return false;
+        }
         if !self.pod_namespace.is_empty()
             && pod.and_then(|p| p.namespace.as_deref()) != Some(self.pod_namespace.as_str())
         {
@@ -163,5 +193,50 @@ mod tests {
             deny: vec![],
         });
         assert!(matches!(bad, Err(FilterError::Regex { .. })));
+    }
+
+    #[test]
+    fn pod_labels_must_all_match_and_severities_keep_findings_only() {
+        let mut event = loss();
+        event.pod = Some(std::sync::Arc::new(crate::enrich::Pod {
+            labels: [
+                ("app".to_owned(), "web".to_owned()),
+                ("tier".to_owned(), "front".to_owned()),
+            ]
+            .into(),
+            ..Default::default()
+        }));
+        let labels = |pairs: &[(&str, &str)]| {
+            EventFilter::new(proto::EventsRequest {
+                allow: vec![proto::EventFilter {
+                    pod_labels: pairs
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                    ..Default::default()
+                }],
+                deny: vec![],
+            })
+            .expect("filter")
+        };
+        assert!(labels(&[("app", "web")]).matches(&event));
+        assert!(labels(&[("app", "web"), ("tier", "front")]).matches(&event));
+        assert!(!labels(&[("app", "db")]).matches(&event));
+        assert!(!labels(&[("app", "web"), ("zone", "a")]).matches(&event));
+        assert!(!labels(&[("app", "web")]).matches(&loss()), "no pod");
+        let severities = |names: &[&str]| {
+            EventFilter::new(proto::EventsRequest {
+                allow: vec![proto::EventFilter {
+                    severities: names.iter().map(|s| (*s).to_owned()).collect(),
+                    ..Default::default()
+                }],
+                deny: vec![],
+            })
+        };
+        assert!(
+            !severities(&["high"]).expect("filter").matches(&loss()),
+            "not a finding"
+        );
+        assert!(matches!(severities(&["severe"]), Err(FilterError::Severity(s)) if s == "severe"));
     }
 }

@@ -87,6 +87,8 @@ pub struct Shared {
     pub started: Instant,
     pub node: String,
     pub hooks: Vec<String>,
+    /// What runs degraded (`Info.fallbacks`).
+    pub fallbacks: Vec<String>,
     /// Events exported and lost since start (kernel and pipeline losses).
     pub events: AtomicU64,
     pub losses: AtomicU64,
@@ -103,13 +105,19 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: &ApiConfig, node: String, hooks: Vec<String>) -> Arc<Self> {
+    pub fn new(
+        config: &ApiConfig,
+        node: String,
+        hooks: Vec<String>,
+        fallbacks: Vec<String>,
+    ) -> Arc<Self> {
         let (events_tx, _) = broadcast::channel(config.buffer.max(1));
         Arc::new(Self {
             events_tx,
             started: Instant::now(),
             node,
             hooks,
+            fallbacks,
             events: AtomicU64::new(0),
             losses: AtomicU64::new(0),
             dropped: AtomicU64::new(0),

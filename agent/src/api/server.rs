@@ -159,6 +159,7 @@ impl sensor_server::Sensor for Service {
                 .unwrap_or_default(),
             node: s.node.clone(),
             hooks: s.hooks.clone(),
+            fallbacks: s.fallbacks.clone(),
             policies: u32::try_from(s.policies.load(Ordering::Relaxed)).unwrap_or(u32::MAX),
             counters,
         }))
@@ -354,7 +355,7 @@ mod tests {
             ..ApiConfig::default()
         };
         rt.block_on(async {
-            let shared = Shared::new(&config, "n".into(), vec![]);
+            let shared = Shared::new(&config, "n".into(), vec![], vec![]);
             let server = start(&config, shared.clone()).expect("serve");
             let mode = std::fs::metadata(&config.socket)
                 .expect("socket")

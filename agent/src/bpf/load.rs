@@ -96,6 +96,8 @@ pub struct AttachedProgram {
 pub struct Sensor {
     ebpf: Ebpf,
     pub attached: Vec<AttachedProgram>,
+    /// Optional programs that could not attach: `name (hook): problem; missing: what`.
+    pub fallbacks: Vec<String>,
 }
 
 impl Sensor {
@@ -120,6 +122,7 @@ impl Sensor {
         write_syscall_filter(&mut ebpf, &options.syscalls, &options.syscall_cgroups)?;
         write_file_prefixes(&mut ebpf, &options.file_prefixes)?;
         let mut attached = Vec::with_capacity(PROGRAMS.len());
+        let mut fallbacks = Vec::new();
         for &(name, hook) in PROGRAMS {
             attach_raw_tracepoint(&mut ebpf, name, hook)?;
             attached.push(AttachedProgram { name, hook });
@@ -130,6 +133,7 @@ impl Sensor {
             let (name, hook) = (programs::NETWORK_TCP_STATE, TCP_STATE_HOOK);
             attach_optional(
                 &mut attached,
+                &mut fallbacks,
                 name,
                 hook,
                 result,
@@ -140,9 +144,20 @@ impl Sensor {
             // Optional too: the rest of the network sensor does not depend on it.
             let result = attach_dns(&mut ebpf, root);
             let (name, hook) = (programs::NETWORK_DNS, DNS_HOOK);
-            attach_optional(&mut attached, name, hook, result, "DNS queries");
+            attach_optional(
+                &mut attached,
+                &mut fallbacks,
+                name,
+                hook,
+                result,
+                "DNS queries",
+            );
         }
-        Ok(Self { ebpf, attached })
+        Ok(Self {
+            ebpf,
+            attached,
+            fallbacks,
+        })
     }
 
     /// Takes the event ring buffer (once).
@@ -182,6 +197,7 @@ impl Sensor {
 /// Records an optional program as attached, or warns that the events it gives are missing.
 fn attach_optional(
     attached: &mut Vec<AttachedProgram>,
+    fallbacks: &mut Vec<String>,
     name: &'static str,
     hook: &'static str,
     result: Result<(), String>,
@@ -189,11 +205,16 @@ fn attach_optional(
 ) {
     match result {
         Ok(()) => attached.push(AttachedProgram { name, hook }),
-        Err(problem) => tracing::warn!(
-            %problem,
-            missing,
-            "An optional program could not be attached; the events it gives are not reported."
-        ),
+        Err(problem) => {
+            tracing::warn!(
+                %problem,
+                missing,
+                "An optional program could not be attached; the events it gives are not reported."
+            );
+            fallbacks.push(format!(
+                "{name} ({hook}): {problem}; not reported: {missing}"
+            ));
+        }
     }
 }
 
