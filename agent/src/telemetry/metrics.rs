@@ -204,8 +204,6 @@ fn render_enrich(t: &mut Text, enrich: Option<&EnrichMetrics>) {
     }
 }
 
-/// How one per-destination family reads its value.
-
 fn render_forward(t: &mut Text, forward: Option<&ForwardMetrics>) {
     t.family(&f::FORWARD_SPOOL_BYTES);
     if let Some(forward) = forward {
