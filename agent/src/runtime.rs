@@ -10,6 +10,10 @@ use tokio::{
 };
 use vigil_common::{config::KernelConfig, stats::KernelCounter};
 
+mod start;
+
+use start::{next_signal, start_metrics, start_policies, start_recorder};
+
 use crate::{
     bpf::{AttachedProgram, BpfError, LoadOptions, Sensor},
     clock::boot_now_ns,
@@ -269,94 +273,6 @@ impl Agent {
         }
         summary
     }
-}
-
-/// Loads the policies `config` asks for into `pipeline` and starts their reload task. An
-/// invalid set fails the start (the operator must fix it); later, an invalid reload keeps the
-/// set in force.
-fn start_policies(
-    config: &Config,
-    pipeline: &mut Pipeline,
-) -> Result<Option<mpsc::Receiver<Arc<crate::policy::PolicySet>>>, StartError> {
-    if !config.policy.enabled {
-        return Ok(None);
-    }
-    let set = crate::policy::load::load(&config.policy)?;
-    tracing::info!(
-        rules = set.rules().len(),
-        files = set.sources().len(),
-        "Loaded policies."
-    );
-    pipeline.set_policy(crate::policy::PolicyStage::new(
-        Arc::new(set),
-        crate::node::node_name(&config.node_name),
-    ));
-    crate::policy::reload::start(&config.policy)
-        .map(Some)
-        .map_err(StartError::PolicyReload)
-}
-
-/// The flight recorder and its SIGUSR1 trigger, when `[recorder]` is on.
-fn start_recorder(
-    config: &Config,
-) -> Result<
-    (
-        Option<crate::forensics::stage::RecorderStage>,
-        Option<tokio::signal::unix::Signal>,
-    ),
-    StartError,
-> {
-    if !config.recorder.enabled {
-        return Ok((None, None));
-    }
-    let writer = crate::forensics::dump::DumpWriter {
-        dir: config.recorder.dir.clone(),
-        node: crate::node::node_name(&config.node_name),
-        clock: crate::clock::BootClock::now(),
-    };
-    let stage = crate::forensics::stage::RecorderStage::start(&config.recorder, writer)
-        .map_err(StartError::Recorder)?;
-    let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
-        .map_err(StartError::Recorder)?;
-    Ok((Some(stage), Some(signal)))
-}
-
-/// The next SIGUSR1, or never when there is no handler.
-async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
-    match signal {
-        Some(signal) => signal.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Binds the metrics endpoint when an address is configured and connects it to `task`.
-fn start_metrics(
-    mut task: PipelineTask,
-    address: &str,
-    shutdown: &watch::Sender<bool>,
-) -> Result<(PipelineTask, Option<std::net::SocketAddr>), StartError> {
-    if address.is_empty() {
-        return Ok((task, None));
-    }
-    let bind = |address: &str| -> std::io::Result<tokio::net::TcpListener> {
-        let listener = std::net::TcpListener::bind(address)?;
-        listener.set_nonblocking(true)?;
-        tokio::net::TcpListener::from_std(listener)
-    };
-    let listener = bind(address).map_err(|source| StartError::Metrics {
-        address: address.to_owned(),
-        source,
-    })?;
-    let bound = listener.local_addr().ok();
-    let (tx, rx) = watch::channel(Arc::<str>::from(""));
-    task.metrics = Some(tx);
-    tokio::spawn(crate::export::metrics_http::serve(
-        listener,
-        rx,
-        shutdown.subscribe(),
-    ));
-    tracing::info!(address = ?bound, "Serving metrics at /metrics.");
-    Ok((task, bound))
 }
 
 struct PipelineTask {

@@ -166,16 +166,7 @@ impl sensor_server::Sensor for Service {
     }
 }
 
-pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
+pub(super) use crate::telemetry::chain;
 
 /// Binds `path` with mode 0600, replacing a stale socket but never a live one.
 fn bind(path: &Path) -> Result<tokio::net::UnixListener, ApiError> {

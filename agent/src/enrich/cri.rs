@@ -80,17 +80,7 @@ impl CriError {
     }
 }
 
-/// `error` and its causes, joined by `: ` (tonic's transport errors say little alone).
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(current) = cause {
-        text.push_str(": ");
-        text.push_str(&current.to_string());
-        cause = current.source();
-    }
-    text
-}
+pub use crate::telemetry::chain as error_chain;
 
 /// The configured socket, or the first of the usual ones that exists.
 pub fn find_socket(configured: Option<&Path>) -> Result<PathBuf, CriError> {

@@ -360,14 +360,4 @@ fn unlimited(enforcer: Enforcer) -> Enforcer {
     enforcer.with_rate_limit(RateLimit::new(u32::MAX, u32::MAX))
 }
 
-/// An error and its sources, on one line.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub use crate::telemetry::chain;
