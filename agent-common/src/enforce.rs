@@ -15,6 +15,8 @@ pub const NET_PORTS_MAX: usize = 8;
 
 /// Entries of the exec deny map (files and directories).
 pub const EXEC_DENY_ENTRIES: u32 = 4096;
+/// Entries of the open deny map (BPF-LSM `file_open`).
+pub const OPEN_DENY_ENTRIES: u32 = 4096;
 /// Entries of the per-cgroup network policy map.
 pub const NET_POLICY_ENTRIES: u32 = 1024;
 /// Entries of each CIDR trie (IPv4, IPv6).
@@ -39,7 +41,8 @@ pub const EXEC_RULE_FILE: u32 = 1 << 0;
 /// The key names a directory: every executable below it (same filesystem) is denied.
 pub const EXEC_RULE_DIR: u32 = 1 << 1;
 
-/// Value of the exec deny map.
+/// Value of the exec deny map, and of the open deny map (where `EXEC_RULE_*` say whether
+/// the key is the file or a directory above it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExecRule {
@@ -125,7 +128,9 @@ pub struct EnforceControl {
     pub exec_dir_rules: u32,
     /// cgroups with a network policy.
     pub net_policies: u32,
-    pub _pad: u32,
+    /// Open rules (BPF-LSM `file_open`; this word was padding before, so an older program
+    /// reading the same pinned map ignores it).
+    pub open_rules: u32,
 }
 
 /// The action an [`EnforceRecord`] reports.
@@ -138,6 +143,11 @@ pub enum EnforceAction {
     ConnectDenied = 2,
     /// A sendmsg (UDP, unconnected) was refused with EPERM.
     SendmsgDenied = 3,
+    /// BPF-LSM `bprm_check_security`: the exec failed with EPERM before the new program
+    /// was loaded.
+    ExecDenied = 4,
+    /// BPF-LSM `file_open`: the open failed with EPERM.
+    OpenDenied = 5,
 }
 
 impl EnforceAction {
@@ -146,6 +156,8 @@ impl EnforceAction {
             1 => Some(Self::ExecKilled),
             2 => Some(Self::ConnectDenied),
             3 => Some(Self::SendmsgDenied),
+            4 => Some(Self::ExecDenied),
+            5 => Some(Self::OpenDenied),
             _ => None,
         }
     }
@@ -155,6 +167,8 @@ impl EnforceAction {
             Self::ExecKilled => "exec_killed",
             Self::ConnectDenied => "connect_denied",
             Self::SendmsgDenied => "sendmsg_denied",
+            Self::ExecDenied => "exec_denied",
+            Self::OpenDenied => "open_denied",
         }
     }
 }
@@ -171,7 +185,7 @@ pub struct EnforceRecord {
     pub pid: u32,
     pub tgid: u32,
     pub cgroup_id: u64,
-    /// Exec: the executable's identity. Network: `dev` is the port (host order), `ino` 0.
+    /// Exec and open: the file's identity. Network: `dev` is the port (host order), `ino` 0.
     pub file: FileKey,
     /// Network: the destination (IPv4 in the first four bytes), network byte order.
     pub addr: [u8; 16],
@@ -197,16 +211,22 @@ pub enum EnforceCounter {
     SignalFailed = 4,
     /// Records lost because the enforcement ring buffer was full (the action was taken).
     RecordLost = 5,
+    /// Execs refused by BPF-LSM `bprm_check_security`.
+    ExecDenied = 6,
+    /// Opens refused by BPF-LSM `file_open`.
+    OpenDenied = 7,
 }
 
 impl EnforceCounter {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::ExecChecked,
         Self::ExecKilled,
         Self::NetDenied,
         Self::FailedOpen,
         Self::SignalFailed,
         Self::RecordLost,
+        Self::ExecDenied,
+        Self::OpenDenied,
     ];
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
@@ -218,6 +238,8 @@ impl EnforceCounter {
             Self::FailedOpen => "failed_open",
             Self::SignalFailed => "signal_failed",
             Self::RecordLost => "record_lost",
+            Self::ExecDenied => "exec_denied",
+            Self::OpenDenied => "open_denied",
         }
     }
 }

@@ -39,6 +39,9 @@ pub const TCP_OWNERS_ENTRIES: u32 = 16384;
 /// enforcement outlives the agent. Hash map [`crate::enforce::FileKey`] ->
 /// [`crate::enforce::ExecRule`]: denied executables and directories.
 pub const EXEC_DENY: &str = "VIGIL_EXEC_DENY";
+/// Hash map [`crate::enforce::FileKey`] -> [`crate::enforce::ExecRule`]: files (and
+/// directories) whose open BPF-LSM `file_open` refuses.
+pub const OPEN_DENY: &str = "VIGIL_OPEN_DENY";
 /// Hash map cgroup id (`u64`) -> [`crate::enforce::NetPolicy`].
 pub const NET_POLICY: &str = "VIGIL_NET_POLICY";
 /// LPM trie of [`crate::enforce::NetKeyV4`] -> [`crate::enforce::NetRule`].
@@ -92,4 +95,12 @@ pub mod programs {
     pub const ENFORCE_SENDMSG4: &str = "enforce_sendmsg4";
     /// `cgroup/sendmsg6` at the cgroup v2 root (enforcement, pinned).
     pub const ENFORCE_SENDMSG6: &str = "enforce_sendmsg6";
+    /// BPF-LSM `bprm_check_security`: deny-exec (enforcement, pinned; replaces
+    /// [`ENFORCE_EXEC`] where BPF-LSM works).
+    pub const ENFORCE_LSM_EXEC: &str = "enforce_lsm_exec";
+    /// BPF-LSM `file_open`: deny-open (enforcement, pinned; BPF-LSM only).
+    pub const ENFORCE_LSM_OPEN: &str = "enforce_lsm_open";
+    /// BPF-LSM `socket_connect`: connect deny (enforcement, pinned; replaces
+    /// [`ENFORCE_CONNECT4`] and [`ENFORCE_CONNECT6`] where BPF-LSM works).
+    pub const ENFORCE_LSM_CONNECT: &str = "enforce_lsm_connect";
 }

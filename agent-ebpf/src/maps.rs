@@ -122,6 +122,12 @@ pub static DNS_SCRATCH: PerCpuArray<DnsRecord> = PerCpuArray::with_max_entries(1
 pub static EXEC_DENY: HashMap<vigil_common::enforce::FileKey, vigil_common::enforce::ExecRule> =
     HashMap::with_max_entries(vigil_common::enforce::EXEC_DENY_ENTRIES, 0);
 
+/// `vigil_common::maps::OPEN_DENY`: files and directories whose open is refused (BPF-LSM).
+/// Pinned by userspace; written only by userspace, except the rule's hit counter.
+#[map(name = "VIGIL_OPEN_DENY")]
+pub static OPEN_DENY: HashMap<vigil_common::enforce::FileKey, vigil_common::enforce::ExecRule> =
+    HashMap::with_max_entries(vigil_common::enforce::OPEN_DENY_ENTRIES, 0);
+
 /// `vigil_common::maps::NET_POLICY`: cgroup id -> network policy (connect deny).
 #[map(name = "VIGIL_NET_POLICY")]
 pub static NET_POLICY: HashMap<u64, vigil_common::enforce::NetPolicy> =

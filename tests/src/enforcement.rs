@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use vigil::enforce::{Enforcer, Guard, Layout, clear};
+use vigil::enforce::{Enforcer, Guard, InstallReport, Layout, clear};
 
 use crate::{gate, spawn::TempDir};
 
@@ -13,6 +13,8 @@ use crate::{gate, spawn::TempDir};
 pub struct Installed {
     pub enforcer: Enforcer,
     pub layout: Layout,
+    /// What the install attached and why a duty fell back.
+    pub report: InstallReport,
     _state: TempDir,
 }
 
@@ -24,10 +26,25 @@ impl Drop for Installed {
     }
 }
 
-/// Installs the enforcement programs under a layout private to this test (`label` names it);
-/// `None` (after saying why) without the privileges it needs.
+/// Installs the fallback enforcement programs (kill-on-exec, cgroup connect deny: what every
+/// kernel runs) under a layout private to this test (`label` names it); `None` (after saying
+/// why) without the privileges it needs.
 #[track_caller]
 pub fn install(label: &str) -> Option<Installed> {
+    install_choosing(label, false)
+}
+
+/// As [`install`], with the BPF-LSM variants where this kernel runs them; the report says
+/// which duties fell back and why.
+#[track_caller]
+pub fn install_preferring_lsm(label: &str) -> Option<(Installed, InstallReport)> {
+    let installed = install_choosing(label, true)?;
+    let report = installed.report.clone();
+    Some((installed, report))
+}
+
+#[track_caller]
+fn install_choosing(label: &str, lsm: bool) -> Option<Installed> {
     if !gate::privileged() {
         gate::skip("enforcement needs root (CAP_BPF + CAP_SYS_ADMIN)");
         return None;
@@ -40,16 +57,22 @@ pub fn install(label: &str) -> Option<Installed> {
         )),
         state_dir: state.path().to_owned(),
     };
-    let (enforcer, report) =
-        Enforcer::install(layout.clone(), Guard::new(&[], &[])).expect("enforcement installs");
+    let guard = Guard::new(&[], &[]);
+    let (enforcer, report) = if lsm {
+        Enforcer::install(layout.clone(), guard)
+    } else {
+        Enforcer::install_fallbacks(layout.clone(), guard)
+    }
+    .expect("enforcement installs");
     assert!(
-        report.attached.contains(&"enforce_exec"),
+        report.attached.contains(&"enforce_exec") || report.attached.contains(&"enforce_lsm_exec"),
         "attached: {:?}",
         report.attached
     );
     Some(Installed {
         enforcer,
         layout,
+        report,
         _state: state,
     })
 }

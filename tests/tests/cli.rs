@@ -254,8 +254,11 @@ fn probe_json_lists_the_raw_tracepoint_feature() {
             "tp/sock/inet_sock_set_state",
             "cgroup_skb/egress",
             "raw_tp/sched_process_exec + bpf_send_signal(SIGKILL)",
-            "cgroup/connect4, connect6, sendmsg4, sendmsg6"
-        ]
+            "lsm/file_open",
+            "cgroup/connect4, connect6",
+            "cgroup/sendmsg4, sendmsg6"
+        ],
+        "this kernel refuses BPF-LSM: the fallbacks are listed"
     );
     assert!(
         uses.iter()

@@ -18,7 +18,7 @@ use aya_ebpf::{
         generated::{bpf_get_current_ancestor_cgroup_id, bpf_send_signal},
     },
     macros::{cgroup_sock_addr, raw_tracepoint},
-    maps::lpm_trie::Key,
+    maps::{HashMap, lpm_trie::Key},
     programs::{RawTracePointContext, SockAddrContext},
 };
 use vigil_common::enforce::{
@@ -41,10 +41,10 @@ const ALLOW: i32 = 1;
 const DENY: i32 = 0;
 
 /// The check could not complete; the operation is allowed.
-struct FailOpen;
+pub(super) struct FailOpen;
 
 #[inline(always)]
-fn count(counter: EnforceCounter) {
+pub(super) fn count(counter: EnforceCounter) {
     if let Some(slot) = ENFORCE_STATS.get_ptr_mut(counter as u32) {
         // SAFETY: per-CPU slot; only this CPU writes it.
         unsafe { *slot += 1 };
@@ -52,13 +52,13 @@ fn count(counter: EnforceCounter) {
 }
 
 #[inline(always)]
-fn control() -> EnforceControl {
+pub(super) fn control() -> EnforceControl {
     ENFORCE_CONTROL.get(0).copied().unwrap_or_default()
 }
 
 /// Emits one record; a full buffer is counted (the action itself was taken).
 #[inline(always)]
-fn record(action: EnforceAction, rule_id: u32, file: FileKey, addr: [u8; 16]) {
+pub(super) fn record(action: EnforceAction, rule_id: u32, file: FileKey, addr: [u8; 16]) {
     let ids = bpf_get_current_pid_tgid();
     let event = EnforceRecord {
         // SAFETY: helpers without arguments.
@@ -132,26 +132,39 @@ fn try_enforce_exec(ctx: &RawTracePointContext) -> Result<(), FailOpen> {
     count(EnforceCounter::ExecChecked);
     let bprm: *const u8 = ctx.arg(2);
     let file = read_ptr(bprm, offset!(bprm_file));
+    if let Some((rule, exe)) = denied_file(&EXEC_DENY, file, control.exec_dir_rules != 0)? {
+        kill(rule, exe);
+    }
+    Ok(())
+}
+
+/// The rule of `map` that denies `file` for the current task: one naming the file, or (with
+/// `dirs`) one naming a directory above it within its filesystem (a parent on another mount
+/// is not looked at: the walk stops at this filesystem's root). Also returns the file's
+/// identity.
+#[inline(always)]
+pub(super) fn denied_file(
+    map: &HashMap<FileKey, ExecRule>,
+    file: *const u8,
+    dirs: bool,
+) -> Result<Option<(&'static mut ExecRule, FileKey)>, FailOpen> {
     let inode = read_ptr(file, offset!(file_inode));
     if inode.is_null() {
         return Err(FailOpen);
     }
     let dev = read_at::<u32>(read_ptr(inode, offset!(inode_sb)), offset!(sb_dev));
     let ino = read_at::<u64>(inode, offset!(inode_ino));
-    let exe = FileKey { dev, _pad: 0, ino };
-    if let Some(rule) = EXEC_DENY.get_ptr_mut(exe) {
+    let key = FileKey { dev, _pad: 0, ino };
+    if let Some(rule) = map.get_ptr_mut(key) {
         // SAFETY: a pointer into the map's value, valid for this program run.
         let rule = unsafe { &mut *rule };
         if rule.flags & (EXEC_RULE_FILE | EXEC_RULE_DIR) != 0 && in_scope(rule) {
-            kill(rule, exe);
-            return Ok(());
+            return Ok(Some((rule, key)));
         }
     }
-    if control.exec_dir_rules == 0 {
-        return Ok(());
+    if !dirs {
+        return Ok(None);
     }
-    // Directory rules: the executable's parents, by inode, within its filesystem (a parent
-    // on another mount is not looked at: the walk stops at this filesystem's root).
     let mut dentry = read_ptr(
         file.wrapping_add(offset!(file_path) as usize),
         offset!(path_dentry),
@@ -162,21 +175,20 @@ fn try_enforce_exec(ctx: &RawTracePointContext) -> Result<(), FailOpen> {
             return Err(FailOpen);
         }
         if parent == dentry {
-            return Ok(());
+            return Ok(None);
         }
         let ino = read_at::<u64>(read_ptr(parent, offset!(dentry_inode)), offset!(inode_ino));
         let dir = FileKey { dev, _pad: 0, ino };
-        if let Some(rule) = EXEC_DENY.get_ptr_mut(dir) {
+        if let Some(rule) = map.get_ptr_mut(dir) {
             // SAFETY: as above.
             let rule = unsafe { &mut *rule };
             if rule.flags & EXEC_RULE_DIR != 0 && in_scope(rule) {
-                kill(rule, exe);
-                return Ok(());
+                return Ok(Some((rule, key)));
             }
         }
         dentry = parent;
     }
-    Ok(())
+    Ok(None)
 }
 
 #[inline(always)]
@@ -192,12 +204,12 @@ fn kill(rule: &mut ExecRule, exe: FileKey) {
 }
 
 /// A destination of a connect or sendmsg.
-struct Dest {
+pub(super) struct Dest {
     /// IPv4 (also IPv4-mapped IPv6) in the first four bytes when `v4`.
-    addr: [u8; 16],
-    v4: bool,
+    pub addr: [u8; 16],
+    pub v4: bool,
     /// Host order.
-    port: u16,
+    pub port: u16,
 }
 
 /// `cgroup/connect4` at the cgroup v2 root: EPERM for a denied destination. Linux 4.17+.
@@ -286,14 +298,25 @@ fn dest_v6(ctx: &SockAddrContext) -> Dest {
 
 #[inline(always)]
 fn verdict(dest: Dest, action: EnforceAction) -> i32 {
+    if denied_dest(&dest, action) {
+        DENY
+    } else {
+        ALLOW
+    }
+}
+
+/// Whether the current task's cgroup (or one above it) denies `dest`; a denial is counted
+/// and recorded as `action`.
+#[inline(always)]
+pub(super) fn denied_dest(dest: &Dest, action: EnforceAction) -> bool {
     if control().net_policies == 0 {
-        return ALLOW;
+        return false;
     }
     // The current cgroup and every cgroup above it (not the root) may hold a policy.
     for level in 1..CGROUP_LEVELS_MAX {
         let id = ancestor(level);
         if id == 0 {
-            return ALLOW;
+            return false;
         }
         let Some(policy) = NET_POLICY.get_ptr_mut(id) else {
             continue;
@@ -303,7 +326,7 @@ fn verdict(dest: Dest, action: EnforceAction) -> i32 {
         let rule_id = if policy.flags & NET_ISOLATE != 0 {
             Some(policy.rule_id)
         } else if policy.flags & NET_CIDRS != 0 {
-            cidr_rule(id, &dest)
+            cidr_rule(id, dest)
         } else {
             None
         };
@@ -316,10 +339,10 @@ fn verdict(dest: Dest, action: EnforceAction) -> i32 {
                 ino: 0,
             };
             record(action, rule_id, port, dest.addr);
-            return DENY;
+            return true;
         }
     }
-    ALLOW
+    false
 }
 
 /// The id of the CIDR rule of cgroup `id` that denies `dest`, if any.

@@ -5,7 +5,10 @@
 //! that says what kind of failure it was. Who asked is the peer of the connection: the unix
 //! socket's credentials (`uid=0 pid=4242`), or the TLS client's address.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use tonic::{Request, Response, Status};
 
@@ -138,6 +141,25 @@ fn cgroup(target: Option<proto::CgroupTarget>, field: &str) -> Result<CgroupSel,
     }
 }
 
+/// The path (absolute) and optional scope of a deny_exec or deny_open request (`action`).
+fn file_rule(
+    path: &str,
+    scope: Option<proto::CgroupTarget>,
+    action: &str,
+) -> Result<(PathBuf, Option<CgroupSel>), Status> {
+    if !Path::new(path).is_absolute() {
+        return Err(invalid(
+            &format!("{action}.path"),
+            &format!("`{path}` is not an absolute path"),
+        ));
+    }
+    let scope = match scope {
+        Some(scope) => Some(cgroup(Some(scope), &format!("{action}.scope"))?),
+        None => None,
+    };
+    Ok((PathBuf::from(path), scope))
+}
+
 /// The domain action of a request, or `INVALID_ARGUMENT` naming the malformed field.
 fn action_of(action: Option<proto::contain_request::Action>) -> Result<OperatorAction, Status> {
     use proto::contain_request::Action;
@@ -145,22 +167,20 @@ fn action_of(action: Option<proto::contain_request::Action>) -> Result<OperatorA
         None => {
             return Err(invalid(
                 "action",
-                "one of deny_exec, deny_connect, isolate, freeze, thaw, kill is required",
+                "one of deny_exec, deny_open, deny_connect, isolate, freeze, thaw, kill is required",
             ));
         }
         Some(Action::DenyExec(d)) => {
-            let path = PathBuf::from(&d.path);
-            if !path.is_absolute() {
-                return Err(invalid(
-                    "deny_exec.path",
-                    &format!("`{}` is not an absolute path", d.path),
-                ));
-            }
-            let scope = match d.scope {
-                Some(scope) => Some(cgroup(Some(scope), "deny_exec.scope")?),
-                None => None,
-            };
+            let (path, scope) = file_rule(&d.path, d.scope, "deny_exec")?;
             OperatorAction::DenyExec {
+                path,
+                dir: d.dir,
+                scope,
+            }
+        }
+        Some(Action::DenyOpen(d)) => {
+            let (path, scope) = file_rule(&d.path, d.scope, "deny_open")?;
+            OperatorAction::DenyOpen {
                 path,
                 dir: d.dir,
                 scope,
@@ -250,7 +270,7 @@ mod tests {
         };
         assert_eq!(
             message(None).message(),
-            "action: one of deny_exec, deny_connect, isolate, freeze, thaw, kill is required"
+            "action: one of deny_exec, deny_open, deny_connect, isolate, freeze, thaw, kill is required"
         );
         assert_eq!(
             message(Some(deny("tmp/x"))).message(),

@@ -26,6 +26,13 @@ pub fn rule(rule: &Rule, hits: Option<u64>) -> proto::EnforcementRule {
             dev,
             ino,
             cgroup,
+        }
+        | RuleKind::DenyOpen {
+            path,
+            dir,
+            dev,
+            ino,
+            cgroup,
         } => {
             out.path = path.display().to_string();
             out.dir = *dir;
@@ -107,7 +114,7 @@ pub fn describe(rule: &proto::EnforcementRule) -> String {
         }
     };
     match rule.kind.as_str() {
-        "deny_exec" => format!(
+        "deny_exec" | "deny_open" => format!(
             "{}{} ({}:{}) {}",
             rule.path,
             if rule.dir { "/ (directory)" } else { "" },

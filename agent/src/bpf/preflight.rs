@@ -91,6 +91,36 @@ pub fn ensure_tracefs() -> Result<&'static str, PreflightError> {
     }
 }
 
+/// The active LSMs, from securityfs (`/sys/kernel/security/lsm`), which is mounted when
+/// missing (a fresh node or a container may lack it). `Err`: why the list cannot be read.
+pub fn active_lsms() -> Result<String, String> {
+    const LSM_LIST: &str = "/sys/kernel/security/lsm";
+    if let Ok(list) = std::fs::read_to_string(LSM_LIST) {
+        return Ok(list.trim().to_owned());
+    }
+    // SAFETY: all pointers are valid NUL-terminated strings; data is null.
+    let rc = unsafe {
+        libc::mount(
+            c"securityfs".as_ptr(),
+            c"/sys/kernel/security".as_ptr(),
+            c"securityfs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    let mounted = if rc == 0 {
+        "mounted securityfs".to_owned()
+    } else {
+        format!(
+            "mounting securityfs failed: {}",
+            std::io::Error::last_os_error()
+        )
+    };
+    std::fs::read_to_string(LSM_LIST)
+        .map(|list| list.trim().to_owned())
+        .map_err(|error| format!("cannot read {LSM_LIST} ({error}; {mounted})"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,7 +66,7 @@ fn kernel_release() -> String {
 /// Probes the running kernel. Needs the same privileges as `vigil run` for exact answers.
 pub fn probe() -> ProbeReport {
     let caps = preflight::effective_caps();
-    let lsm_list = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+    let lsm_list = preflight::active_lsms().unwrap_or_else(|why| why);
     let mut features = vec![
         Feature {
             name: "privileges",

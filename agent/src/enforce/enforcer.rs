@@ -18,7 +18,7 @@ use vigil_common::{
     },
     maps::{
         ENFORCE_CONTROL, ENFORCE_EVENTS, ENFORCE_STATS, EXEC_DENY, NET_DENY_V4, NET_DENY_V6,
-        NET_POLICY,
+        NET_POLICY, OPEN_DENY,
     },
 };
 
@@ -26,7 +26,7 @@ use super::{
     CgroupRef, EnforceError, Guard, Layout, RateLimit, Rule, RuleKind,
     devno::file_key_of,
     freeze::{self, FreezeMode},
-    install::{self, InstallReport},
+    install::{self, Duty, InstallReport},
     process,
     rules::{self, Locked, RuleSet},
 };
@@ -40,6 +40,8 @@ pub const ORIGIN_CLI: &str = "cli";
 
 struct Maps {
     exec: HashMap<MapData, FileKey, ExecRule>,
+    /// Absent under pins made by an agent older than the open deny map.
+    open: Option<HashMap<MapData, FileKey, ExecRule>>,
     policy: HashMap<MapData, u64, NetPolicy>,
     v4: LpmTrie<MapData, NetKeyV4, NetRule>,
     v6: LpmTrie<MapData, NetKeyV6, NetRule>,
@@ -72,6 +74,9 @@ impl Maps {
     fn open(layout: &Layout) -> Result<Self, EnforceError> {
         Ok(Self {
             exec: typed!(layout, EXEC_DENY),
+            open: open_map(layout, OPEN_DENY)
+                .ok()
+                .and_then(|m| HashMap::try_from(m).ok()),
             policy: typed!(layout, NET_POLICY),
             v4: typed!(layout, NET_DENY_V4),
             v6: typed!(layout, NET_DENY_V6),
@@ -121,10 +126,28 @@ pub struct Enforcer {
 }
 
 impl Enforcer {
-    /// Attaches and pins the enforcement programs where needed, then opens the pinned maps.
+    /// Attaches and pins the enforcement programs where needed (the BPF-LSM variants where
+    /// the kernel runs them), then opens the pinned maps.
     pub fn install(layout: Layout, guard: Guard) -> Result<(Self, InstallReport), EnforceError> {
+        Self::install_choosing(layout, guard, true)
+    }
+
+    /// As [`Enforcer::install`], with the fallbacks even where BPF-LSM works (kill-on-exec,
+    /// cgroup connect deny, no open deny): what a kernel without BPF-LSM gets.
+    pub fn install_fallbacks(
+        layout: Layout,
+        guard: Guard,
+    ) -> Result<(Self, InstallReport), EnforceError> {
+        Self::install_choosing(layout, guard, false)
+    }
+
+    fn install_choosing(
+        layout: Layout,
+        guard: Guard,
+        prefer_lsm: bool,
+    ) -> Result<(Self, InstallReport), EnforceError> {
         let cgroups = CgroupFs::discover();
-        let report = install::ensure_installed(&layout, cgroups.v2_root.as_deref())?;
+        let report = install::ensure_installed(&layout, cgroups.v2_root.as_deref(), prefer_lsm)?;
         let maps = Maps::open(&layout)?;
         Ok((
             Self {
@@ -263,8 +286,81 @@ impl Enforcer {
         cgroup: Option<&str>,
     ) -> Result<u32, EnforceError> {
         self.admit(origin, "deny_exec")?;
-        let key = file_key_of(path).map_err(EnforceError::io("reading", path))?;
+        let (key, path, cgroup) = self.file_target(path, dir, cgroup)?;
         self.guard.check_exec(key)?;
+        self.change(|set| {
+            Ok(set.add(
+                origin,
+                RuleKind::DenyExec {
+                    path,
+                    dir,
+                    dev: key.dev,
+                    ino: key.ino,
+                    cgroup,
+                },
+            ))
+        })
+    }
+
+    /// Open deny of `path` (a file; with `dir`, every file below that directory on its
+    /// filesystem), node-wide or in `cgroup` and below: the open fails with EPERM. Needs
+    /// BPF-LSM (`file_open`); refused with the reason where the kernel does not run it.
+    pub fn deny_open(
+        &mut self,
+        origin: &str,
+        path: &Path,
+        dir: bool,
+        cgroup: Option<&str>,
+    ) -> Result<u32, EnforceError> {
+        if !install::duty_installed(&self.layout, Duty::Open) || self.maps.open.is_none() {
+            let why = install::bpf_lsm_active().err().unwrap_or_else(|| {
+                "the kernel refused the BPF-LSM file_open program (see `vigil probe`)".into()
+            });
+            return Err(EnforceError::Refused {
+                reason: format!("denying opens needs BPF-LSM: {why}"),
+            });
+        }
+        self.admit(origin, "deny_open")?;
+        let (key, path, cgroup) = self.file_target(path, dir, cgroup)?;
+        if dir {
+            // A directory rule on a filesystem's root would refuse every open on it.
+            let parent_dev = path
+                .parent()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map(|m| m.dev());
+            let dev = std::fs::metadata(&path).map(|m| m.dev()).ok();
+            if path.parent().is_none() || parent_dev != dev {
+                return Err(EnforceError::Refused {
+                    reason: format!(
+                        "{} is the root of a filesystem: denying every open below it would stop the node",
+                        path.display()
+                    ),
+                });
+            }
+        }
+        self.change(|set| {
+            Ok(set.add(
+                origin,
+                RuleKind::DenyOpen {
+                    path,
+                    dir,
+                    dev: key.dev,
+                    ino: key.ino,
+                    cgroup,
+                },
+            ))
+        })
+    }
+
+    /// The kernel identity, canonical path and cgroup scope of a deny-exec or deny-open
+    /// target; refuses a file/directory mismatch and guarded cgroups.
+    fn file_target(
+        &self,
+        path: &Path,
+        dir: bool,
+        cgroup: Option<&str>,
+    ) -> Result<(FileKey, PathBuf, Option<CgroupRef>), EnforceError> {
+        let key = file_key_of(path).map_err(EnforceError::io("reading", path))?;
         let is_dir = std::fs::metadata(path)
             .map(|m| m.is_dir())
             .map_err(EnforceError::io("reading", path))?;
@@ -286,18 +382,7 @@ impl Enforcer {
             None => None,
         };
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-        self.change(|set| {
-            Ok(set.add(
-                origin,
-                RuleKind::DenyExec {
-                    path,
-                    dir,
-                    dev: key.dev,
-                    ino: key.ino,
-                    cgroup,
-                },
-            ))
-        })
+        Ok((key, path, cgroup))
     }
 
     /// Connect/sendmsg deny of `cgroup` (and below) to `cidr` (`10.0.0.0/8`, `::1/128`, or
@@ -449,6 +534,18 @@ impl Enforcer {
                         )
                         .ok()
                         .map(|r| r.hits),
+                    RuleKind::DenyOpen { dev, ino, .. } => self.maps.open.as_ref().and_then(|m| {
+                        m.get(
+                            &FileKey {
+                                dev: *dev,
+                                _pad: 0,
+                                ino: *ino,
+                            },
+                            0,
+                        )
+                        .ok()
+                        .map(|r| r.hits)
+                    }),
                     RuleKind::DenyConnect { cgroup, .. } | RuleKind::Isolate { cgroup } => {
                         self.maps.policy.get(&cgroup.id, 0).ok().map(|p| p.hits)
                     }

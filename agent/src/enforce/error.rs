@@ -15,6 +15,11 @@ pub enum EnforceError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error("reading the kernel's BTF (/sys/kernel/btf/vmlinux) for BPF-LSM hooks")]
+    KernelBtf {
+        #[source]
+        source: aya::BtfError,
+    },
     #[error("program `{name}` was not attached with a bpf link (kernel older than 5.7?)")]
     Link {
         name: &'static str,

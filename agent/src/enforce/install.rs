@@ -11,7 +11,7 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     programs::{
-        CgroupAttachMode, CgroupSockAddr, RawTracePoint,
+        CgroupAttachMode, CgroupSockAddr, Lsm, RawTracePoint,
         links::{FdLink, PinnedLink},
     },
 };
@@ -27,14 +27,135 @@ use vigil_common::{
 use super::{EnforceError, Layout, layout::PINNED_MAPS};
 use crate::bpf::{self, Btf, VMLINUX_BTF_PATH};
 
-/// The enforcement programs and their hooks.
-pub const ENFORCE_PROGRAMS: &[(&str, &str)] = &[
-    (programs::ENFORCE_EXEC, "sched_process_exec"),
-    (programs::ENFORCE_CONNECT4, "cgroup/connect4"),
-    (programs::ENFORCE_CONNECT6, "cgroup/connect6"),
-    (programs::ENFORCE_SENDMSG4, "cgroup/sendmsg4"),
-    (programs::ENFORCE_SENDMSG6, "cgroup/sendmsg6"),
+/// What a group of enforcement programs enforces. Each duty is done by one variant: the
+/// BPF-LSM program where the kernel runs it (it refuses before the operation), else the
+/// fallback programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Duty {
+    Exec,
+    Open,
+    Connect,
+    Sendmsg,
+}
+
+impl Duty {
+    pub const ALL: [Self; 4] = [Self::Exec, Self::Open, Self::Connect, Self::Sendmsg];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Exec => "exec",
+            Self::Open => "open",
+            Self::Connect => "connect",
+            Self::Sendmsg => "sendmsg",
+        }
+    }
+
+    /// Needs the cgroup v2 root (per-cgroup decisions, cgroup program attach points).
+    const fn per_cgroup(self) -> bool {
+        matches!(self, Self::Connect | Self::Sendmsg)
+    }
+}
+
+/// How a program attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attach {
+    /// BPF-LSM hook name (`bpf_lsm_<hook>` in the kernel's BTF).
+    Lsm,
+    RawTracePoint,
+    /// cgroup_sock_addr at the cgroup v2 root.
+    CgroupSockAddr,
+}
+
+/// One enforcement program.
+#[derive(Clone, Copy, Debug)]
+pub struct EnforceProgram {
+    pub name: &'static str,
+    pub hook: &'static str,
+    pub duty: Duty,
+    attach: Attach,
+}
+
+impl EnforceProgram {
+    pub fn is_lsm(&self) -> bool {
+        self.attach == Attach::Lsm
+    }
+}
+
+const fn program(
+    name: &'static str,
+    hook: &'static str,
+    duty: Duty,
+    attach: Attach,
+) -> EnforceProgram {
+    EnforceProgram {
+        name,
+        hook,
+        duty,
+        attach,
+    }
+}
+
+/// Every enforcement program; within a duty the BPF-LSM variant comes first.
+pub const ENFORCE_PROGRAMS: &[EnforceProgram] = &[
+    program(
+        programs::ENFORCE_LSM_EXEC,
+        "bprm_check_security",
+        Duty::Exec,
+        Attach::Lsm,
+    ),
+    program(
+        programs::ENFORCE_EXEC,
+        "sched_process_exec",
+        Duty::Exec,
+        Attach::RawTracePoint,
+    ),
+    program(
+        programs::ENFORCE_LSM_OPEN,
+        "file_open",
+        Duty::Open,
+        Attach::Lsm,
+    ),
+    program(
+        programs::ENFORCE_LSM_CONNECT,
+        "socket_connect",
+        Duty::Connect,
+        Attach::Lsm,
+    ),
+    program(
+        programs::ENFORCE_CONNECT4,
+        "cgroup/connect4",
+        Duty::Connect,
+        Attach::CgroupSockAddr,
+    ),
+    program(
+        programs::ENFORCE_CONNECT6,
+        "cgroup/connect6",
+        Duty::Connect,
+        Attach::CgroupSockAddr,
+    ),
+    program(
+        programs::ENFORCE_SENDMSG4,
+        "cgroup/sendmsg4",
+        Duty::Sendmsg,
+        Attach::CgroupSockAddr,
+    ),
+    program(
+        programs::ENFORCE_SENDMSG6,
+        "cgroup/sendmsg6",
+        Duty::Sendmsg,
+        Attach::CgroupSockAddr,
+    ),
 ];
+
+/// A duty done by its fallback (or not at all), and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Fallback {
+    pub duty: Duty,
+    /// The fallback programs attached instead; empty: the duty is not enforced here.
+    pub programs: Vec<&'static str>,
+    pub reason: String,
+}
 
 /// What an install found and did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -43,61 +164,125 @@ pub struct InstallReport {
     pub attached: Vec<&'static str>,
     /// Already pinned (by an earlier agent or CLI run).
     pub already: Vec<&'static str>,
+    /// Duties whose BPF-LSM variant was not attached now.
+    pub fallbacks: Vec<Fallback>,
 }
 
 /// The programs whose link is pinned.
 pub fn installed_links(layout: &Layout) -> Vec<&'static str> {
     ENFORCE_PROGRAMS
         .iter()
-        .filter(|(name, _)| layout.link(name).exists())
-        .map(|&(name, _)| name)
+        .filter(|p| layout.link(p.name).exists())
+        .map(|p| p.name)
         .collect()
 }
 
-/// Makes sure every enforcement program is attached and pinned and every map pinned.
-/// `cgroup_root` is the cgroup v2 root for the connect programs (`None`: exec only).
+/// Whether `duty` is enforced by a pinned program.
+pub fn duty_installed(layout: &Layout, duty: Duty) -> bool {
+    ENFORCE_PROGRAMS
+        .iter()
+        .any(|p| p.duty == duty && layout.link(p.name).exists())
+}
+
+/// Whether the kernel calls BPF-LSM programs: `bpf` among the active LSMs. A BPF-LSM program
+/// loads and attaches on a kernel where the bpf LSM is not active, but is never called: so
+/// the list decides, and the attach then proves the rest. `Err`: why not.
+pub fn bpf_lsm_active() -> Result<(), String> {
+    let list = bpf::preflight::active_lsms()?;
+    if list.split(',').any(|l| l == "bpf") {
+        Ok(())
+    } else {
+        Err(format!(
+            "the bpf LSM is not active (active: {list}); boot with `bpf` added to lsm=, e.g. lsm={list},bpf"
+        ))
+    }
+}
+
+/// Makes sure every duty is enforced by a pinned program (its BPF-LSM variant where the
+/// kernel runs it and `prefer_lsm`, else its fallback) and every map is pinned.
+/// `cgroup_root` is the cgroup v2 root (`None`: exec and open only).
 pub fn ensure_installed(
     layout: &Layout,
     cgroup_root: Option<&Path>,
+    prefer_lsm: bool,
 ) -> Result<InstallReport, EnforceError> {
     ensure_bpffs(layout.bpffs_mount())?;
     for dir in [layout.maps_dir(), layout.links_dir()] {
         std::fs::create_dir_all(&dir).map_err(EnforceError::io("creating", &dir))?;
     }
     let mut report = InstallReport::default();
-    let mut missing = Vec::new();
-    for &(name, hook) in ENFORCE_PROGRAMS {
-        let network = name != programs::ENFORCE_EXEC;
-        if network && cgroup_root.is_none() {
+    let mut pending = Vec::new();
+    for duty in Duty::ALL {
+        if duty.per_cgroup() && cgroup_root.is_none() {
             continue;
         }
-        if layout.link(name).exists() {
-            report.already.push(name);
-        } else {
-            missing.push((name, hook));
+        let pinned: Vec<&'static str> = ENFORCE_PROGRAMS
+            .iter()
+            .filter(|p| p.duty == duty && layout.link(p.name).exists())
+            .map(|p| p.name)
+            .collect();
+        // A variant already pinned stays (a restart never swaps what is in force); a
+        // fallback pinned in part gets its missing programs.
+        let lsm_pinned = pinned.iter().any(|name| is_lsm(name));
+        if lsm_pinned || (!pinned.is_empty() && fallbacks(duty).all(|p| pinned.contains(&p.name))) {
+            report.already.extend(pinned);
+            continue;
         }
+        report.already.extend(&pinned);
+        pending.push(duty);
     }
     let maps_pinned = PINNED_MAPS.iter().all(|m| layout.map(m).exists());
-    if missing.is_empty() && maps_pinned {
+    if pending.is_empty() && maps_pinned {
         return Ok(report);
     }
     let mut ebpf = load(layout)?;
-    for (name, hook) in missing {
-        let link = if name == programs::ENFORCE_EXEC {
-            attach_exec(&mut ebpf, name, hook)?
-        } else {
-            let root = cgroup_root.unwrap_or(Path::new("/"));
-            attach_sock_addr(&mut ebpf, name, hook, root)?
+    let lsm = if prefer_lsm {
+        bpf_lsm_active()
+    } else {
+        Err("BPF-LSM variants were not asked for (the fallbacks were)".to_owned())
+    };
+    for duty in pending {
+        let already_fallback = fallbacks(duty).any(|p| layout.link(p.name).exists());
+        let lsm_variant = ENFORCE_PROGRAMS
+            .iter()
+            .find(|p| p.duty == duty && p.is_lsm());
+        let why_not = match (lsm_variant, &lsm, already_fallback) {
+            (Some(p), Ok(()), false) => match attach_pinned(&mut ebpf, layout, p, cgroup_root) {
+                Ok(()) => {
+                    report.attached.push(p.name);
+                    continue;
+                }
+                Err(error) => format!(
+                    "BPF-LSM program refused by this kernel: {}",
+                    crate::telemetry::chain(&error)
+                ),
+            },
+            (Some(_), Err(why), false) => why.clone(),
+            (Some(_), _, true) => "the fallback was in force already".to_owned(),
+            (None, ..) => String::new(),
         };
-        let path = layout.link(name);
-        // The pinned link outlives this process; dropping the handle closes only our fd.
-        let pinned: PinnedLink = link.pin(&path).map_err(|source| EnforceError::Pin {
-            what: "link",
-            path: path.clone(),
-            source,
-        })?;
-        drop(pinned);
-        report.attached.push(name);
+        let mut attached = Vec::new();
+        for p in fallbacks(duty) {
+            if layout.link(p.name).exists() {
+                continue;
+            }
+            attach_pinned(&mut ebpf, layout, p, cgroup_root)?;
+            report.attached.push(p.name);
+            attached.push(p.name);
+        }
+        if lsm_variant.is_some() {
+            tracing::warn!(
+                duty = duty.name(),
+                fallback = ?attached,
+                reason = %why_not,
+                "BPF-LSM enforcement is not available here: the fallback is used."
+            );
+            report.fallbacks.push(Fallback {
+                duty,
+                programs: fallbacks(duty).map(|p| p.name).collect(),
+                reason: why_not,
+            });
+        }
     }
     tracing::info!(
         attached = ?report.attached,
@@ -106,6 +291,45 @@ pub fn ensure_installed(
         "Enforcement programs are attached and pinned."
     );
     Ok(report)
+}
+
+fn is_lsm(name: &str) -> bool {
+    ENFORCE_PROGRAMS
+        .iter()
+        .any(|p| p.name == name && p.is_lsm())
+}
+
+/// The fallback programs of `duty` (none for `Open`).
+fn fallbacks(duty: Duty) -> impl Iterator<Item = &'static EnforceProgram> {
+    ENFORCE_PROGRAMS
+        .iter()
+        .filter(move |p| p.duty == duty && !p.is_lsm())
+}
+
+/// Attaches `program` and pins its link; the pinned link outlives this process.
+fn attach_pinned(
+    ebpf: &mut Ebpf,
+    layout: &Layout,
+    program: &EnforceProgram,
+    cgroup_root: Option<&Path>,
+) -> Result<(), EnforceError> {
+    let link = match program.attach {
+        Attach::Lsm => attach_lsm(ebpf, program.name, program.hook)?,
+        Attach::RawTracePoint => attach_exec(ebpf, program.name, program.hook)?,
+        Attach::CgroupSockAddr => {
+            let root = cgroup_root.unwrap_or(Path::new("/"));
+            attach_sock_addr(ebpf, program.name, program.hook, root)?
+        }
+    };
+    let path = layout.link(program.name);
+    // Dropping the handle closes only our fd.
+    let pinned: PinnedLink = link.pin(&path).map_err(|source| EnforceError::Pin {
+        what: "link",
+        path: path.clone(),
+        source,
+    })?;
+    drop(pinned);
+    Ok(())
 }
 
 /// Loads the object with the enforcement maps at their pins. The sensor's big maps are
@@ -135,6 +359,24 @@ fn load(layout: &Layout) -> Result<Ebpf, EnforceError> {
         loader.map_pin_path(name, path.as_path());
     }
     loader.load(bpf::OBJECT).map_err(EnforceError::Object)
+}
+
+/// Attaches a BPF-LSM program to `bpf_lsm_<hook>`, found in the running kernel's BTF.
+fn attach_lsm(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    hook: &'static str,
+) -> Result<FdLink, EnforceError> {
+    let error = |source| EnforceError::Program { name, hook, source };
+    let btf = aya::Btf::from_sys_fs().map_err(|source| EnforceError::KernelBtf { source })?;
+    let program: &mut Lsm = ebpf
+        .program_mut(name)
+        .ok_or(EnforceError::Load(bpf::BpfError::MissingProgram { name }))?
+        .try_into()
+        .map_err(error)?;
+    program.load(hook, &btf).map_err(error)?;
+    let id = program.attach().map_err(error)?;
+    Ok(program.take_link(id).map_err(error)?.into())
 }
 
 fn attach_exec(
@@ -238,11 +480,11 @@ pub fn clear(layout: &Layout) -> Result<ClearReport, EnforceError> {
     report.rules = locked.set.rules.len();
     locked.set.rules.clear();
     locked.save()?;
-    for &(name, _) in ENFORCE_PROGRAMS {
-        let path = layout.link(name);
+    for program in ENFORCE_PROGRAMS {
+        let path = layout.link(program.name);
         if path.exists() {
             std::fs::remove_file(&path).map_err(EnforceError::io("unpinning", &path))?;
-            report.links.push(name);
+            report.links.push(program.name);
         }
     }
     for &name in PINNED_MAPS {
@@ -268,7 +510,7 @@ pub fn clear(layout: &Layout) -> Result<ClearReport, EnforceError> {
 pub fn program_stats(layout: &Layout) -> Vec<(&'static str, std::time::Duration, u64)> {
     ENFORCE_PROGRAMS
         .iter()
-        .filter_map(|&(name, _)| {
+        .filter_map(|&EnforceProgram { name, .. }| {
             let link = FdLink::from(PinnedLink::from_pin(layout.link(name)).ok()?);
             let id = link.info().ok()?.program_id();
             let info = aya::programs::loaded_programs()

@@ -3,12 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use vigil_common::maps::{
-    ENFORCE_CONTROL, ENFORCE_EVENTS, ENFORCE_STATS, EXEC_DENY, NET_DENY_V4, NET_DENY_V6, NET_POLICY,
+    ENFORCE_CONTROL, ENFORCE_EVENTS, ENFORCE_STATS, EXEC_DENY, NET_DENY_V4, NET_DENY_V6,
+    NET_POLICY, OPEN_DENY,
 };
 
 /// Every map the enforcement programs share with userspace; all pinned.
 pub const PINNED_MAPS: &[&str] = &[
     EXEC_DENY,
+    OPEN_DENY,
     NET_POLICY,
     NET_DENY_V4,
     NET_DENY_V6,

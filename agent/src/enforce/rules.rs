@@ -32,6 +32,16 @@ pub enum RuleKind {
         /// `None`: node-wide.
         cgroup: Option<CgroupRef>,
     },
+    /// Open deny (BPF-LSM `file_open`) of a file, or of every file below a directory, by
+    /// kernel identity.
+    DenyOpen {
+        path: PathBuf,
+        dir: bool,
+        dev: u32,
+        ino: u64,
+        /// `None`: node-wide.
+        cgroup: Option<CgroupRef>,
+    },
     /// Connect/sendmsg deny of a cgroup to a CIDR (and ports; empty: every port).
     DenyConnect {
         cgroup: CgroupRef,
@@ -50,6 +60,7 @@ impl RuleKind {
     pub fn name(&self) -> &'static str {
         match self {
             Self::DenyExec { .. } => "deny_exec",
+            Self::DenyOpen { .. } => "deny_open",
             Self::DenyConnect { .. } => "deny_connect",
             Self::Isolate { .. } => "isolate",
             Self::Freeze { .. } => "freeze",

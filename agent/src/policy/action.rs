@@ -15,6 +15,9 @@ pub enum Action {
     KillOnExec,
     /// Kernel: refuse a matching connect (by CIDR and port).
     DenyConnect,
+    /// Kernel (BPF-LSM `file_open`): refuse the open of a matching file (by path or
+    /// directory prefix).
+    DenyOpen,
     /// SIGKILL the process.
     Kill,
     /// SIGKILL the process and its descendants.
@@ -32,6 +35,7 @@ impl Action {
         Self::None,
         Self::KillOnExec,
         Self::DenyConnect,
+        Self::DenyOpen,
         Self::Kill,
         Self::KillTree,
         Self::Freeze,
@@ -44,6 +48,7 @@ impl Action {
             Self::None => "none",
             Self::KillOnExec => "kill_on_exec",
             Self::DenyConnect => "deny_connect",
+            Self::DenyOpen => "deny_open",
             Self::Kill => "kill",
             Self::KillTree => "kill_tree",
             Self::Freeze => "freeze",
@@ -58,6 +63,7 @@ impl Action {
             Self::None => "none",
             Self::KillOnExec => "would_kill_on_exec",
             Self::DenyConnect => "would_deny_connect",
+            Self::DenyOpen => "would_deny_open",
             Self::Kill => "would_kill",
             Self::KillTree => "would_kill_tree",
             Self::Freeze => "would_freeze",
@@ -75,7 +81,7 @@ impl Action {
 
     /// Decided in the kernel, synchronously (the programs read deny maps).
     pub const fn is_kernel(self) -> bool {
-        matches!(self, Self::KillOnExec | Self::DenyConnect)
+        matches!(self, Self::KillOnExec | Self::DenyConnect | Self::DenyOpen)
     }
 }
 
@@ -171,6 +177,13 @@ pub fn check(action: Action, shape: &Shape<'_>) -> Option<(String, String)> {
                 (Field::NetworkDstPort, &["equals", "range"]),
             ],
             "network.dst_ip (equals, in, cidr) or network.dst_port (equals, in, gt/gte/lt/lte)",
+        ),
+        Action::DenyOpen => kernel_check(
+            action,
+            shape,
+            "file",
+            &[(Field::FilePath, &["equals", "prefix"])],
+            "file.path (equals, in, prefix)",
         ),
         Action::Kill | Action::KillTree => {
             if shape

@@ -26,6 +26,8 @@ pub enum Target {
     Container { id: String },
     /// The exec being made (kill_on_exec): the process that called execve.
     Exec { tgid: u32 },
+    /// A file being opened (deny_open): the process that called open.
+    Open { tgid: u32 },
     /// A connection being made (deny_connect).
     Connection { tgid: u32, dst: String },
     /// The flight recorder of this node (capture).
@@ -39,6 +41,7 @@ impl std::fmt::Display for Target {
             Self::ProcessTree { tgid, exec_id } => write!(f, "process_tree:{tgid}:{exec_id}"),
             Self::Container { id } => write!(f, "container:{id}"),
             Self::Exec { tgid } => write!(f, "exec:{tgid}"),
+            Self::Open { tgid } => write!(f, "open:{tgid}"),
             Self::Connection { tgid, dst } => write!(f, "connection:{tgid}:{dst}"),
             Self::Recorder => f.write_str("recorder"),
         }
@@ -136,6 +139,7 @@ pub fn target(action: Action, event: &Event) -> Option<Target> {
             .as_deref()
             .map(|c| Target::Container { id: c.id.0.clone() }),
         Action::KillOnExec => tgid.map(|tgid| Target::Exec { tgid }),
+        Action::DenyOpen => tgid.map(|tgid| Target::Open { tgid }),
         Action::DenyConnect => match &event.detail {
             Detail::Network(n) => match &n.addr {
                 Some(Ok(addr)) => tgid.map(|tgid| Target::Connection {

@@ -10,6 +10,7 @@
 //! enforcement event follows). Pure and synchronous: owned by the pipeline task.
 
 use std::{collections::BTreeMap, sync::Arc};
+use vigil_common::enforce::EnforceAction;
 
 use super::{
     operator::QueueDrops,
@@ -136,6 +137,9 @@ impl Correlator {
                         tgid: action.tgid,
                         dst: dst.to_string(),
                     },
+                    None if action.action == EnforceAction::OpenDenied.name() => {
+                        Target::Open { tgid: action.tgid }
+                    }
                     None => Target::Exec { tgid: action.tgid },
                 };
                 let enforcement = Enforcement {
@@ -324,7 +328,7 @@ fn status(event: &Event) -> Option<(Status, Option<Key>)> {
     }
     let rule = f.rule.name.clone();
     let key = f.outcome.target.as_ref().map(|target| match target {
-        Target::Exec { tgid } | Target::Connection { tgid, .. } => {
+        Target::Exec { tgid } | Target::Open { tgid } | Target::Connection { tgid, .. } => {
             Key::Kernel { rule, tgid: *tgid }
         }
         other => Key::Job {

@@ -57,6 +57,13 @@ pub enum OperatorAction {
         /// `None`: node-wide.
         scope: Option<CgroupSel>,
     },
+    /// Open deny (BPF-LSM), shaped as `DenyExec`.
+    DenyOpen {
+        path: PathBuf,
+        dir: bool,
+        /// `None`: node-wide.
+        scope: Option<CgroupSel>,
+    },
     DenyConnect {
         scope: CgroupSel,
         cidr: String,
@@ -78,7 +85,7 @@ pub enum OperatorAction {
 
 impl OperatorAction {
     /// Every action's name, as its events and the request's fields name it.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "deny_exec",
         "deny_connect",
         "isolate",
@@ -87,6 +94,7 @@ impl OperatorAction {
         "kill",
         "kill_tree",
         "release",
+        "deny_open",
     ];
 
     /// The action's name (`kill_tree` for a tree kill).
@@ -97,6 +105,7 @@ impl OperatorAction {
     fn index(&self) -> usize {
         match self {
             Self::DenyExec { .. } => 0,
+            Self::DenyOpen { .. } => 8,
             Self::DenyConnect { .. } => 1,
             Self::Isolate(_) => 2,
             Self::Freeze(_) => 3,

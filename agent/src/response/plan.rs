@@ -31,6 +31,12 @@ pub enum Spec {
         dir: bool,
         scope: Option<Scope>,
     },
+    /// Open deny (BPF-LSM) of a file, or (`dir`) of every file below a directory.
+    Open {
+        path: PathBuf,
+        dir: bool,
+        scope: Option<Scope>,
+    },
     /// Connect deny to a CIDR (and ports; empty: every port) from a cgroup.
     Connect {
         scope: Scope,
@@ -71,7 +77,9 @@ pub fn needs_enforcement(set: &PolicySet) -> bool {
 pub fn is_kernel_rule(kind: &crate::enforce::RuleKind) -> bool {
     use crate::enforce::RuleKind;
     match kind {
-        RuleKind::DenyExec { .. } | RuleKind::DenyConnect { .. } => true,
+        RuleKind::DenyExec { .. } | RuleKind::DenyOpen { .. } | RuleKind::DenyConnect { .. } => {
+            true
+        }
         RuleKind::Isolate { .. } | RuleKind::Freeze { .. } | RuleKind::Kill { .. } => false,
     }
 }
@@ -123,6 +131,7 @@ fn specs(rule: &Rule) -> Result<Vec<Spec>, String> {
         }
     }
     let mut targets: Option<Vec<(String, bool)>> = None;
+    let mut files: Option<Vec<(String, bool)>> = None;
     let mut cidrs: Option<Vec<String>> = None;
     let mut ports: Vec<u16> = Vec::new();
     let mut scopes: Vec<Scope> = Vec::new();
@@ -144,6 +153,18 @@ fn specs(rule: &Rule) -> Result<Vec<Spec>, String> {
                     return unsupported("several `process.binary` conditions");
                 }
                 targets = Some(paths.into_iter().map(|p| (p, prefix)).collect());
+            }
+            Cond::Test {
+                field: Field::FilePath,
+                op,
+            } => {
+                let Some((paths, prefix)) = strings(op) else {
+                    return unsupported("this `file.path` operator");
+                };
+                if files.is_some() {
+                    return unsupported("several `file.path` conditions");
+                }
+                files = Some(paths.into_iter().map(|p| (p, prefix)).collect());
             }
             Cond::Test {
                 field: Field::ExecInode,
@@ -217,9 +238,16 @@ fn specs(rule: &Rule) -> Result<Vec<Spec>, String> {
     }
     let mut out = Vec::new();
     match rule.action {
-        Action::KillOnExec => {
+        Action::KillOnExec | Action::DenyOpen => {
+            let (targets, what) = if rule.action == Action::KillOnExec {
+                (targets, "process.binary")
+            } else {
+                (files, "file.path")
+            };
             let Some(targets) = targets else {
-                return unsupported("no `process.binary`");
+                return Err(format!(
+                    "`{name}` cannot be installed in the kernel with no `{what}`"
+                ));
             };
             let scopes: Vec<Option<Scope>> = if scopes.is_empty() {
                 vec![None]
@@ -238,10 +266,11 @@ fn specs(rule: &Rule) -> Result<Vec<Spec>, String> {
                     ));
                 }
                 for scope in &scopes {
-                    out.push(Spec::Exec {
-                        path: PathBuf::from(trimmed),
-                        dir: prefix,
-                        scope: scope.clone(),
+                    let (path, dir, scope) = (PathBuf::from(trimmed), prefix, scope.clone());
+                    out.push(if rule.action == Action::KillOnExec {
+                        Spec::Exec { path, dir, scope }
+                    } else {
+                        Spec::Open { path, dir, scope }
                     });
                 }
             }
@@ -339,6 +368,38 @@ rules:
                 .is_err_and(|e| e.contains("exec.inode"))
         );
         assert!(needs_enforcement(&s));
+    }
+
+    #[test]
+    fn deny_open_rules_become_open_specs() {
+        let s = set(r#"
+rules:
+  - name: a
+    match: {kind: file, file.path: [/etc/shadow], process.cgroup: /t}
+    action: deny_open
+    mode: enforce
+  - name: b
+    match: {kind: file, file.path: {prefix: /etc/secret/}}
+    action: deny_open
+    mode: enforce
+"#);
+        let plans = plan(&s, "n");
+        assert_eq!(
+            plans[0].specs,
+            Ok(vec![Spec::Open {
+                path: "/etc/shadow".into(),
+                dir: false,
+                scope: Some(Scope::Cgroup("/t".into())),
+            }])
+        );
+        assert_eq!(
+            plans[1].specs,
+            Ok(vec![Spec::Open {
+                path: "/etc/secret".into(),
+                dir: true,
+                scope: None,
+            }])
+        );
     }
 
     #[test]

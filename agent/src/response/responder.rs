@@ -74,7 +74,7 @@ impl Responder for EnforceResponder {
         };
         debug_assert!(!matches!(
             job.target,
-            Target::Exec { .. } | Target::Connection { .. }
+            Target::Exec { .. } | Target::Open { .. } | Target::Connection { .. }
         ));
         match self.jobs.try_send(Work::Policy(job)) {
             Ok(()) => (Status::Pending, None),

@@ -72,18 +72,30 @@ pub fn contain(
             dir,
             cgroup,
             container,
+        }
+        | ContainCommand::DenyOpen {
+            path,
+            dir,
+            cgroup,
+            container,
         } => {
             let scope = match (cgroup, container) {
                 (None, None) => None,
                 _ => Some(resolve(e, cgroup.as_deref(), container.as_deref())?.path),
             };
-            let id = e.deny_exec(ORIGIN_CLI, path, *dir, scope.as_deref())?;
-            reply(
-                e,
-                "deny_exec",
-                Some(id),
-                format!("binary:{}", path.display()),
-            )
+            let scope = scope.as_deref();
+            if matches!(command, ContainCommand::DenyOpen { .. }) {
+                let id = e.deny_open(ORIGIN_CLI, path, *dir, scope)?;
+                reply(e, "deny_open", Some(id), format!("file:{}", path.display()))
+            } else {
+                let id = e.deny_exec(ORIGIN_CLI, path, *dir, scope)?;
+                reply(
+                    e,
+                    "deny_exec",
+                    Some(id),
+                    format!("binary:{}", path.display()),
+                )
+            }
         }
         ContainCommand::DenyConnect {
             target,

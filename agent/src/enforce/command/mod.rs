@@ -93,6 +93,21 @@ pub enum ContainCommand {
         #[arg(long)]
         container: Option<String>,
     },
+    /// Deny opens of PATH (or, with --dir, of anything below it on its filesystem) with
+    /// EPERM. Needs BPF-LSM (`vigil probe` says whether this kernel runs it).
+    DenyOpen {
+        /// The file (or, with --dir, a directory); the rule names its inode now.
+        path: PathBuf,
+        /// PATH is a directory: every file below it on its filesystem.
+        #[arg(long)]
+        dir: bool,
+        /// Only in this cgroup v2 (path below the v2 root) and below; node-wide by default.
+        #[arg(long, conflicts_with = "container")]
+        cgroup: Option<String>,
+        /// Only in this container (12+ characters of its id) and below.
+        #[arg(long)]
+        container: Option<String>,
+    },
     /// Deny connects and sends of a cgroup to a CIDR (EPERM), optionally on some ports.
     DenyConnect {
         #[command(flatten)]
@@ -164,6 +179,20 @@ impl CgroupTarget {
     }
 }
 
+/// The scope of a file rule: `None` (node-wide) unless a cgroup or container is named.
+fn optional_scope(
+    cgroup: &Option<String>,
+    container: &Option<String>,
+) -> Option<proto::CgroupTarget> {
+    (cgroup.is_some() || container.is_some()).then(|| {
+        CgroupTarget {
+            cgroup: cgroup.clone(),
+            container: container.clone(),
+        }
+        .proto()
+    })
+}
+
 impl ContainCommand {
     /// The API request for this command (`None`: release, its own RPC).
     fn request(&self, reason: &str) -> Option<proto::ContainRequest> {
@@ -177,13 +206,17 @@ impl ContainCommand {
             } => Action::DenyExec(proto::DenyExec {
                 path: path.display().to_string(),
                 dir: *dir,
-                scope: (cgroup.is_some() || container.is_some()).then(|| {
-                    CgroupTarget {
-                        cgroup: cgroup.clone(),
-                        container: container.clone(),
-                    }
-                    .proto()
-                }),
+                scope: optional_scope(cgroup, container),
+            }),
+            Self::DenyOpen {
+                path,
+                dir,
+                cgroup,
+                container,
+            } => Action::DenyOpen(proto::DenyOpen {
+                path: path.display().to_string(),
+                dir: *dir,
+                scope: optional_scope(cgroup, container),
             }),
             Self::DenyConnect {
                 target,

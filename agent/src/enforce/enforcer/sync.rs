@@ -3,13 +3,13 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use aya::maps::lpm_trie::Key;
+use aya::maps::{HashMap, MapData, MapError, lpm_trie::Key};
 use vigil_common::{
     enforce::{
         EXEC_RULE_DIR, EXEC_RULE_FILE, EXEC_SCOPES_MAX, EnforceControl, ExecRule, FileKey,
         NET_CIDRS, NET_ISOLATE, NET_PORTS_MAX, NetKeyV4, NetKeyV6, NetPolicy, NetRule,
     },
-    maps::{ENFORCE_CONTROL, EXEC_DENY, NET_DENY_V4, NET_DENY_V6, NET_POLICY},
+    maps::{ENFORCE_CONTROL, EXEC_DENY, NET_DENY_V4, NET_DENY_V6, NET_POLICY, OPEN_DENY},
 };
 
 use super::Enforcer;
@@ -20,25 +20,15 @@ impl Enforcer {
     pub(super) fn sync(&mut self, set: &RuleSet) -> Result<(), EnforceError> {
         let desired = Desired::of(set)?;
         let map_err = |name| move |source| EnforceError::Map { name, source };
-        // Exec.
-        let stale: Vec<FileKey> = self
-            .maps
-            .exec
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !desired.exec.contains_key(&(k.dev, k.ino)))
-            .collect();
-        for key in stale {
-            let _ = self.maps.exec.remove(&key);
-        }
-        for (&(dev, ino), rule) in &desired.exec {
-            let key = FileKey { dev, _pad: 0, ino };
-            let mut rule = *rule;
-            rule.hits = self.maps.exec.get(&key, 0).map(|r| r.hits).unwrap_or(0);
-            self.maps
-                .exec
-                .insert(key, rule, 0)
-                .map_err(map_err(EXEC_DENY))?;
+        sync_files(&mut self.maps.exec, &desired.exec).map_err(map_err(EXEC_DENY))?;
+        if let Some(open) = self.maps.open.as_mut() {
+            sync_files(open, &desired.open).map_err(map_err(OPEN_DENY))?;
+        } else if !desired.open.is_empty() {
+            return Err(EnforceError::Refused {
+                reason: format!(
+                    "the pinned {OPEN_DENY} map is missing: run `vigil enforcement clear` once to re-pin the maps"
+                ),
+            });
         }
         // Network tries first, then the policies that point at them.
         let stale: Vec<Key<NetKeyV4>> = self
@@ -121,7 +111,7 @@ impl Enforcer {
                 .filter(|r| r.flags & EXEC_RULE_DIR != 0)
                 .count() as u32,
             net_policies: desired.policy.len() as u32,
-            _pad: 0,
+            open_rules: desired.open.len() as u32,
         };
         self.maps
             .control
@@ -130,10 +120,41 @@ impl Enforcer {
     }
 }
 
+/// Makes a file deny map (exec or open) hold exactly `desired`, keeping each entry's hits.
+fn sync_files(
+    map: &mut HashMap<MapData, FileKey, ExecRule>,
+    desired: &BTreeMap<(u32, u64), ExecRule>,
+) -> Result<(), MapError> {
+    let stale: Vec<FileKey> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !desired.contains_key(&(k.dev, k.ino)))
+        .collect();
+    for key in stale {
+        let _ = map.remove(&key);
+    }
+    for (&(dev, ino), rule) in desired {
+        let key = FileKey { dev, _pad: 0, ino };
+        let mut rule = *rule;
+        rule.hits = map.get(&key, 0).map(|r| r.hits).unwrap_or(0);
+        map.insert(key, rule, 0)?;
+    }
+    Ok(())
+}
+
+/// A deny-exec or deny-open rule's target, as the file maps key it.
+struct FileTarget<'a> {
+    dir: bool,
+    dev: u32,
+    ino: u64,
+    cgroup: &'a Option<crate::enforce::CgroupRef>,
+}
+
 /// The kernel entries a rule set asks for.
 #[derive(Default)]
 struct Desired {
     exec: BTreeMap<(u32, u64), ExecRule>,
+    open: BTreeMap<(u32, u64), ExecRule>,
     policy: BTreeMap<u64, NetPolicy>,
     v4: BTreeMap<(u32, u64, [u8; 4]), NetRule>,
     v6: BTreeMap<(u32, u64, [u8; 16]), NetRule>,
@@ -141,48 +162,11 @@ struct Desired {
 
 impl Desired {
     fn of(set: &RuleSet) -> Result<Self, EnforceError> {
-        let mut d = Self::default();
-        // Exec: rules on one inode merge; any node-wide rule makes the entry node-wide.
-        let mut node_wide: BTreeMap<(u32, u64), bool> = BTreeMap::new();
-        for rule in &set.rules {
-            let RuleKind::DenyExec {
-                dir,
-                dev,
-                ino,
-                cgroup,
-                ..
-            } = &rule.kind
-            else {
-                continue;
-            };
-            let entry = d.exec.entry((*dev, *ino)).or_default();
-            entry.rule_id = rule.id;
-            entry.flags |= if *dir { EXEC_RULE_DIR } else { EXEC_RULE_FILE };
-            match cgroup {
-                None => {
-                    node_wide.insert((*dev, *ino), true);
-                }
-                Some(c) => {
-                    let n = entry.nscopes as usize;
-                    if !entry.scopes[..n].contains(&c.id) {
-                        if n == EXEC_SCOPES_MAX {
-                            return Err(EnforceError::TooMany {
-                                what: "cgroup scopes of one executable",
-                                max: EXEC_SCOPES_MAX,
-                            });
-                        }
-                        entry.scopes[n] = c.id;
-                        entry.nscopes += 1;
-                    }
-                }
-            }
-        }
-        for (key, wide) in node_wide {
-            if let (true, Some(entry)) = (wide, d.exec.get_mut(&key)) {
-                entry.nscopes = 0;
-                entry.scopes = [0; EXEC_SCOPES_MAX];
-            }
-        }
+        let mut d = Self {
+            exec: file_entries(set, false)?,
+            open: file_entries(set, true)?,
+            ..Self::default()
+        };
         for rule in &set.rules {
             match &rule.kind {
                 RuleKind::Isolate { cgroup } => {
@@ -228,6 +212,73 @@ impl Desired {
         }
         Ok(d)
     }
+}
+
+/// The file map entries of the deny-open rules (`open`) or deny-exec rules: rules on one
+/// inode merge their scopes; any node-wide rule makes the entry node-wide.
+fn file_entries(set: &RuleSet, open: bool) -> Result<BTreeMap<(u32, u64), ExecRule>, EnforceError> {
+    let mut out: BTreeMap<(u32, u64), ExecRule> = BTreeMap::new();
+    let mut node_wide: Vec<(u32, u64)> = Vec::new();
+    for rule in &set.rules {
+        let target = match &rule.kind {
+            RuleKind::DenyExec {
+                dir,
+                dev,
+                ino,
+                cgroup,
+                ..
+            } if !open => FileTarget {
+                dir: *dir,
+                dev: *dev,
+                ino: *ino,
+                cgroup,
+            },
+            RuleKind::DenyOpen {
+                dir,
+                dev,
+                ino,
+                cgroup,
+                ..
+            } if open => FileTarget {
+                dir: *dir,
+                dev: *dev,
+                ino: *ino,
+                cgroup,
+            },
+            _ => continue,
+        };
+        let at = (target.dev, target.ino);
+        let entry = out.entry(at).or_default();
+        entry.rule_id = rule.id;
+        entry.flags |= if target.dir {
+            EXEC_RULE_DIR
+        } else {
+            EXEC_RULE_FILE
+        };
+        match target.cgroup {
+            None => node_wide.push(at),
+            Some(c) => {
+                let n = entry.nscopes as usize;
+                if !entry.scopes[..n].contains(&c.id) {
+                    if n == EXEC_SCOPES_MAX {
+                        return Err(EnforceError::TooMany {
+                            what: "cgroup scopes of one file",
+                            max: EXEC_SCOPES_MAX,
+                        });
+                    }
+                    entry.scopes[n] = c.id;
+                    entry.nscopes += 1;
+                }
+            }
+        }
+    }
+    for at in node_wide {
+        if let Some(entry) = out.get_mut(&at) {
+            entry.nscopes = 0;
+            entry.scopes = [0; EXEC_SCOPES_MAX];
+        }
+    }
+    Ok(out)
 }
 
 /// Merges `ports` into a CIDR entry; `nports == u32::MAX` marks an entry not yet set. Any
@@ -317,6 +368,26 @@ mod tests {
         set.add("cli", exec(None));
         let d = Desired::of(&set).expect("merges");
         assert_eq!(d.exec[&(1, 2)].nscopes, 0, "a node-wide rule wins");
+        assert!(d.open.is_empty(), "exec rules are not open rules");
+
+        set.add(
+            "cli",
+            RuleKind::DenyOpen {
+                path: "/etc/secret".into(),
+                dir: true,
+                dev: 1,
+                ino: 2,
+                cgroup: Some(cg(7)),
+            },
+        );
+        let d = Desired::of(&set).expect("merges");
+        let open = d.open[&(1, 2)];
+        assert_eq!(
+            (open.flags, open.nscopes, open.scopes[0]),
+            (EXEC_RULE_DIR, 1, 7),
+            "an open rule on the same inode is its own entry, with its own scope"
+        );
+        assert_eq!(d.exec[&(1, 2)].flags, EXEC_RULE_FILE);
 
         let connect = |ports: &[u16]| RuleKind::DenyConnect {
             cgroup: cg(9),

@@ -78,6 +78,7 @@ fn actions_the_kernel_cannot_enforce_are_check_errors() {
   - {name: d, action: freeze, match: {kind: exec, container.id: {exists: true}}}
   - {name: e, action: isolate, match: {kind: connect}, scope: {namespaces: [prod]}}
   - {name: f, action: kill_tree, match: {kind: [exec, file]}}
+  - {name: g, action: deny_open, mode: enforce, match: {kind: file, file.path: {prefix: /etc/vigil-secret/}, process.cgroup: /t}}
 ";
     compile(ok).expect("enforceable");
     for (text, field, fragment) in [
@@ -105,6 +106,16 @@ fn actions_the_kernel_cannot_enforce_are_check_errors() {
             "{name: r, action: kill_on_exec, match: {kind: exec, process.binary: /x}, scope: {images: ['x*']}}",
             "scope.images",
             "knows cgroups",
+        ),
+        (
+            "{name: r, action: deny_open, match: {kind: file, file.path: {glob: '/etc/*'}}}",
+            "match.file.path",
+            "cannot test",
+        ),
+        (
+            "{name: r, action: deny_open, match: {kind: [file, exec], file.path: /etc/shadow}}",
+            "match.kind",
+            "needs `kind: file` alone",
         ),
         (
             "{name: r, action: deny_connect, match: {kind: connect, any: [{network.dst_port: 1}]}}",

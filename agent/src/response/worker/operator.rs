@@ -164,11 +164,18 @@ impl Worker {
         let who = requested_by.split_whitespace().next().unwrap_or("unknown");
         let origin = format!("{ORIGIN_API}{who}");
         match action {
-            OperatorAction::DenyExec { path, dir, scope } => {
+            OperatorAction::DenyExec { path, dir, scope }
+            | OperatorAction::DenyOpen { path, dir, scope } => {
+                let open = matches!(action, OperatorAction::DenyOpen { .. });
+                let (scope_field, path_field) = if open {
+                    ("deny_open.scope", "deny_open.path")
+                } else {
+                    ("deny_exec.scope", "deny_exec.path")
+                };
                 subject.binary = Some(path.display().to_string());
                 let scope = match scope {
                     Some(sel) => {
-                        let at = OperatorError::at(sel.field("deny_exec.scope"));
+                        let at = OperatorError::at(sel.field(scope_field));
                         let cgroup = resolve(enforcer, sel)
                             .and_then(|c| self.guard.check_cgroup(&c.path).map(|()| c))
                             .map_err(at)?;
@@ -177,9 +184,12 @@ impl Worker {
                     }
                     None => None,
                 };
-                let id = enforcer
-                    .deny_exec(&origin, path, *dir, scope.as_deref())
-                    .map_err(OperatorError::at("deny_exec.path"))?;
+                let id = if open {
+                    enforcer.deny_open(&origin, path, *dir, scope.as_deref())
+                } else {
+                    enforcer.deny_exec(&origin, path, *dir, scope.as_deref())
+                }
+                .map_err(OperatorError::at(path_field))?;
                 subject.made(id, enforcer);
             }
             OperatorAction::DenyConnect { scope, cidr, ports } => {
@@ -283,6 +293,10 @@ fn target(action: &OperatorAction) -> String {
     match action {
         OperatorAction::DenyExec { path, dir, .. } => {
             let what = if *dir { "directory" } else { "binary" };
+            format!("{what}:{}", path.display())
+        }
+        OperatorAction::DenyOpen { path, dir, .. } => {
+            let what = if *dir { "directory" } else { "file" };
             format!("{what}:{}", path.display())
         }
         OperatorAction::DenyConnect { scope, .. } => scope.target(),

@@ -144,6 +144,11 @@ fn install(enforcer: &mut Enforcer, origin: &str, spec: &Spec) -> Result<u32, St
             Some(scope) => resolve(enforcer, scope)
                 .and_then(|c| enforcer.deny_exec(origin, path, *dir, Some(&c))),
         },
+        Spec::Open { path, dir, scope } => match scope {
+            None => enforcer.deny_open(origin, path, *dir, None),
+            Some(scope) => resolve(enforcer, scope)
+                .and_then(|c| enforcer.deny_open(origin, path, *dir, Some(&c))),
+        },
         Spec::Connect { scope, cidr, ports } => {
             resolve(enforcer, scope).and_then(|c| enforcer.deny_connect(origin, &c, cidr, ports))
         }
@@ -169,8 +174,20 @@ fn identity_of(kind: &RuleKind) -> String {
             dev,
             ino,
             cgroup,
+        }
+        | RuleKind::DenyOpen {
+            path,
+            dir,
+            dev,
+            ino,
+            cgroup,
         } => format!(
-            "exec {} {dir} {dev}:{ino} {}",
+            "{} {} {dir} {dev}:{ino} {}",
+            if matches!(kind, RuleKind::DenyExec { .. }) {
+                "exec"
+            } else {
+                "open"
+            },
             path.display(),
             cgroup.as_ref().map_or("-", |c| c.path.as_str())
         ),
@@ -191,7 +208,7 @@ fn identity_of(kind: &RuleKind) -> String {
 fn identity_of_spec(enforcer: &Enforcer, spec: &Spec) -> Result<String, String> {
     let err = |e: EnforceError| chain(&e);
     Ok(match spec {
-        Spec::Exec { path, dir, scope } => {
+        Spec::Exec { path, dir, scope } | Spec::Open { path, dir, scope } => {
             let key = crate::enforce::file_key_of(path)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
@@ -199,8 +216,13 @@ fn identity_of_spec(enforcer: &Enforcer, spec: &Spec) -> Result<String, String> 
                 None => "-".to_owned(),
                 Some(s) => resolve(enforcer, s).map_err(err)?,
             };
+            let kind = if matches!(spec, Spec::Exec { .. }) {
+                "exec"
+            } else {
+                "open"
+            };
             format!(
-                "exec {} {dir} {}:{} {cgroup}",
+                "{kind} {} {dir} {}:{} {cgroup}",
                 canonical.display(),
                 key.dev,
                 key.ino
