@@ -29,7 +29,7 @@ pub use enforcer::{Enforcer, KernelAction, RuleView, parse_cidr};
 pub use error::EnforceError;
 pub use freeze::{FreezeMode, freeze, thaw};
 pub use guard::{Guard, RateLimit};
-pub use install::{InstallReport, clear, installed_links, program_stats};
+pub use install::{ENFORCE_PROGRAMS, InstallReport, clear, installed_links, program_stats};
 pub use layout::Layout;
 pub use process::{ProcessFacts, facts as process_facts, kill_process, kill_tree};
 pub use rules::{CgroupRef, Rule, RuleKind};
