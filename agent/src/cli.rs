@@ -117,6 +117,19 @@ enum Command {
     },
     /// Enforcement in force: list it, clear it, read the kernel's action records.
     Enforcement(vigil::enforce::command::EnforcementArgs),
+    /// The in-guest suite of `cargo xtask test-kernels`: loads every program, triggers and
+    /// checks captures and enforcement, one `vigil-selftest {json}` line per check. It
+    /// changes cgroups and pins programs: for throw-away guests.
+    #[command(hide = true)]
+    Selftest {
+        /// Trigger mode (the suite's child): connect to this address and exit 0 (connected),
+        /// 10 (EPERM) or 11.
+        #[arg(long)]
+        connect: Option<std::net::SocketAddr>,
+        /// With --connect: join this cgroup v2 directory first.
+        #[arg(long, requires = "connect")]
+        cgroup: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -229,6 +242,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             vigil::enforce::command::enforcement(args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Selftest { connect, cgroup } => Ok(match connect {
+            Some(addr) => ExitCode::from(
+                u8::try_from(vigil::selftest::trigger_connect(addr, cgroup.as_deref()))
+                    .unwrap_or(1),
+            ),
+            None if vigil::selftest::run() => ExitCode::SUCCESS,
+            None => ExitCode::FAILURE,
+        }),
         Command::Config { action } => {
             match action {
                 ConfigAction::Default => print!("{DEFAULT_TOML}"),

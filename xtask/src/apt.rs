@@ -67,7 +67,12 @@ pub struct Apt {
 impl Apt {
     /// Installs whichever of `PACKAGES` are missing.
     pub fn ensure_packages(&mut self) -> Result<()> {
-        let names: Vec<&str> = PACKAGES.iter().map(|(name, _)| *name).collect();
+        self.ensure(PACKAGES)
+    }
+
+    /// Installs whichever of `packages` (name, why) are missing.
+    pub fn ensure(&mut self, packages: &[(&str, &str)]) -> Result<()> {
+        let names: Vec<&str> = packages.iter().map(|(name, _)| *name).collect();
         let missing = missing(&names)?;
         if missing.is_empty() {
             println!(
@@ -77,7 +82,7 @@ impl Apt {
             return Ok(());
         }
         println!("setup: installing Debian packages: {}", missing.join(" "));
-        for (name, why) in PACKAGES.iter().filter(|(n, _)| missing.contains(n)) {
+        for (name, why) in packages.iter().filter(|(n, _)| missing.contains(n)) {
             println!("setup:   {name}: {why}");
         }
         self.update()?;
@@ -89,6 +94,17 @@ impl Apt {
     /// Downloads the `.deb` files of `names` (without their dependencies) into `dir`, emptied
     /// first, and returns their paths.
     pub fn download(&mut self, names: &[&str], dir: &Path) -> Result<Vec<PathBuf>> {
+        self.download_with(&[], names, dir)
+    }
+
+    /// [`Apt::download`] with extra `-o` options for apt (a private state for another
+    /// architecture: see `kernels::apt_arch`).
+    pub fn download_with(
+        &mut self,
+        options: &[String],
+        names: &[&str],
+        dir: &Path,
+    ) -> Result<Vec<PathBuf>> {
         if dir.exists() {
             fs::remove_dir_all(dir).with_context(|| format!("cannot empty {}", dir.display()))?;
         }
@@ -99,7 +115,11 @@ impl Apt {
                 // apt's download sandbox user `_apt` cannot write into a root-owned cache folder.
                 download.args(["-o", "APT::Sandbox::User=root"]);
             }
-            download.arg("download").args(names).current_dir(dir);
+            download
+                .args(options)
+                .arg("download")
+                .args(names)
+                .current_dir(dir);
             cmd::run(&mut download)
         };
         if let Err(err) = attempt() {

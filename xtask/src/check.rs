@@ -8,13 +8,15 @@ use std::{
 
 use anyhow::Result;
 
-use crate::{cargo, cmd, privileged_tests, setup, setup::BuildEnv};
+use crate::{cargo, cmd, kernels, privileged_tests, setup, setup::BuildEnv};
 
 /// Which stages `test` runs.
 pub struct TestPlan {
     pub lint: bool,
     pub unit: bool,
     pub privileged: bool,
+    /// The x86_64 kernel matrix (`cargo xtask test-kernels` with its defaults).
+    pub kernels: bool,
 }
 
 pub fn lint() -> Result<ExitCode> {
@@ -47,6 +49,14 @@ pub fn test(plan: &TestPlan) -> Result<ExitCode> {
     }
     if plan.privileged {
         stages.run("privileged tests", || privileged_tests::run(&env));
+    }
+    if plan.kernels {
+        stages.run("kernel matrix (x86_64)", || {
+            match kernels::run(&kernels::Options::default())? {
+                code if code == ExitCode::SUCCESS => Ok(()),
+                _ => anyhow::bail!("a check failed on a guest kernel (the matrix above)"),
+            }
+        });
     }
     Ok(stages.finish())
 }

@@ -1,4 +1,4 @@
-//! Vigil's tasks: `cargo xtask <setup|build|run|test|bench|lint>` (alias in .cargo/config.toml).
+//! Vigil's tasks: `cargo xtask <setup|build|run|test|bench|lint|test-kernels>` (alias in .cargo/config.toml).
 //!
 //! `setup` installs what the eBPF build needs (Debian packages, a compiler that builds `core`
 //! for bpfel-unknown-none, bpf-linker) and every other task starts with it, then runs cargo
@@ -10,6 +10,7 @@ mod cargo;
 mod check;
 mod cmd;
 mod debian_rust;
+mod kernels;
 mod linker;
 mod privilege;
 mod privileged_tests;
@@ -49,7 +50,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Set up, then rustfmt, both clippies, unit and pipeline tests, privileged tests (as root).
+    /// Set up, then rustfmt, both clippies, unit and pipeline tests, privileged tests (as root),
+    /// the x86_64 kernel matrix.
     Test {
         /// Skip rustfmt and clippy.
         #[arg(long)]
@@ -60,6 +62,9 @@ enum Task {
         /// Only the privileged tests (no lint).
         #[arg(long)]
         privileged_only: bool,
+        /// Skip the x86_64 kernel matrix (`test-kernels`: Debian 6.1 and 6.12 in QEMU).
+        #[arg(long)]
+        no_kernels: bool,
     },
     /// Build, then run `vigil bench ARGS` as root.
     Bench {
@@ -69,6 +74,22 @@ enum Task {
     },
     /// Set up, then rustfmt and both clippies (host crates, and the eBPF crate for its target).
     Lint,
+    /// Boot stock Debian kernels in QEMU (TCG) and run `vigil selftest` in each: prints the
+    /// matrix kernel x arch x check (pass / FAIL / n/s with the reason); fails if a check fails.
+    TestKernels {
+        /// Kernel series: the newest Debian kernel of each is booted.
+        #[arg(long, value_delimiter = ',', default_value = "6.1,6.12")]
+        kernels: Vec<String>,
+        /// Guest architectures: x86_64, aarch64.
+        #[arg(long = "arch", value_delimiter = ',', default_value = "x86_64")]
+        arches: Vec<String>,
+        /// Seconds a guest may take from boot to power-off.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// Also write the report to docs/kernels.md (the README's "Supported kernels").
+        #[arg(long)]
+        write_docs: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,14 +111,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Task::Run { args } => agent::run_as_root("run", "run", &args),
         Task::Bench { args } => agent::run_as_root("bench", "bench", &args),
         Task::Lint => check::lint(),
+        Task::TestKernels {
+            kernels,
+            arches,
+            timeout,
+            write_docs,
+        } => kernels::run(&kernels::Options {
+            kernels,
+            arches: arches
+                .iter()
+                .map(|a| kernels::Arch::parse(a))
+                .collect::<Result<_>>()?,
+            timeout: std::time::Duration::from_secs(timeout),
+            write_docs,
+        }),
         Task::Test {
             no_lint,
             unit_only,
             privileged_only,
+            no_kernels,
         } => check::test(&check::TestPlan {
             lint: !no_lint && !unit_only && !privileged_only,
             unit: !privileged_only,
             privileged: !unit_only,
+            kernels: !no_kernels && !unit_only && !privileged_only,
         }),
     }
 }

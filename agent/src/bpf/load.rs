@@ -35,6 +35,13 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     (programs::SYSCALL_EXIT, "sys_exit"),
 ];
 
+/// The programs that attach when they can: without one, the events it gives are missing and
+/// the sensor says so (`Sensor::fallbacks`).
+pub const OPTIONAL_PROGRAMS: &[(&str, &str)] = &[
+    (programs::NETWORK_TCP_STATE, TCP_STATE_HOOK),
+    (programs::NETWORK_DNS, DNS_HOOK),
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum BpfError {
     #[error(transparent)]
@@ -222,10 +229,7 @@ fn attach_optional(
 pub fn program_stats(ebpf: &Ebpf) -> Vec<(&'static str, Duration, u64)> {
     PROGRAMS
         .iter()
-        .chain([
-            &(programs::NETWORK_TCP_STATE, TCP_STATE_HOOK),
-            &(programs::NETWORK_DNS, DNS_HOOK),
-        ])
+        .chain(OPTIONAL_PROGRAMS)
         .filter_map(|&(name, _)| {
             let info = ebpf.program(name)?.info().ok()?;
             Some((name, info.run_time(), info.run_count()))

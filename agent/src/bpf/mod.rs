@@ -8,7 +8,9 @@ pub mod preflight;
 pub mod probe;
 
 pub use btf::{Btf, BtfError, VMLINUX_BTF_PATH};
-pub use load::{AttachedProgram, BpfError, LoadOptions, Sensor, program_stats};
+pub use load::{
+    AttachedProgram, BpfError, LoadOptions, OPTIONAL_PROGRAMS, PROGRAMS, Sensor, program_stats,
+};
 pub use offsets::{OffsetsError, resolve_offsets};
 
 /// The eBPF object built by `build.rs`, embedded so the binary is self-contained.

@@ -1,0 +1,115 @@
+//! `vigil selftest` (hidden): the suite that `cargo xtask test-kernels` runs inside each guest
+//! kernel, as root in a bare initramfs. One machine-readable line per check (`report`):
+//!
+//! - `probe.*`: what the kernel allows, from the same probe as `vigil probe`;
+//! - `load.*`: every program Vigil ships loads and attaches, or is reported unsupported
+//!   with what is used instead (`programs`);
+//! - `capture.*`: fork/exec/exit of a busybox command with its exact argv, a loopback
+//!   connect, an open in a watched folder (`capture`);
+//! - `enforce.*`: kill-on-exec and the cgroup connect deny, each next to a process that must
+//!   be left alone (`enforce`);
+//! - `lsm.*`: the BPF-LSM enforcement hooks (`lsm`: where their checks plug in).
+//!
+//! It loads programs and changes cgroups: run it in a throw-away guest, not on a node.
+
+mod capture;
+mod enforce;
+mod lsm;
+mod programs;
+mod report;
+mod trigger;
+
+use std::path::PathBuf;
+
+pub use report::{Outcome, PREFIX};
+pub use trigger::connect as trigger_connect;
+
+use crate::bpf::probe;
+
+/// The busybox the triggers run (Debian's busybox-static puts it here; so does the guest).
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Where the suite keeps its files.
+const WORKDIR: &str = "/tmp/vigil-selftest";
+
+/// Runs every check and prints its line; true when none failed.
+pub fn run() -> bool {
+    let mut reporter = report::Reporter::new();
+    reporter.begin();
+    let probe = probe::probe();
+    reporter.record_all(programs::probe_rows(&probe));
+    let workdir = PathBuf::from(WORKDIR);
+    if let Err(e) = std::fs::create_dir_all(&workdir) {
+        reporter.record("setup", Outcome::Fail(format!("creating {WORKDIR}: {e}")));
+        return reporter.end();
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            reporter.record("setup", Outcome::Fail(format!("a tokio runtime: {e}")));
+            return reporter.end();
+        }
+    };
+    let started = {
+        let _context = runtime.enter();
+        capture::Capture::start(&workdir)
+    };
+    match started {
+        Ok(mut capture) => {
+            if let Some(agent) = capture.agent() {
+                reporter.record_all(programs::sensor_rows(Ok(agent)));
+            }
+            for (check, outcome) in capture.exec_fork_exit() {
+                reporter.record(check, outcome);
+            }
+            reporter.record("capture.connect", capture.connect());
+            reporter.record("capture.file_open", capture.file_open());
+            runtime.block_on(capture.stop());
+        }
+        Err(why) => {
+            reporter.record_all(programs::sensor_rows(Err(&why)));
+            // The whole reason is on the load rows; here only its first line.
+            let why = why.lines().next().unwrap_or_default().to_owned();
+            for check in [
+                "capture.fork",
+                "capture.exec",
+                "capture.exit",
+                "capture.connect",
+                "capture.file_open",
+            ] {
+                reporter.record(
+                    check,
+                    Outcome::Fail(format!("the sensor did not load: {why}")),
+                );
+            }
+        }
+    }
+
+    match enforce::install(&workdir) {
+        Ok((mut installed, report)) => {
+            reporter.record_all(programs::enforcement_rows(Ok(&report)));
+            reporter.record(
+                "enforce.kill_on_exec",
+                enforce::kill_on_exec(&mut installed, &workdir),
+            );
+            reporter.record(
+                "enforce.connect_deny",
+                enforce::connect_deny(&mut installed),
+            );
+            reporter.record_all(lsm::rows(&probe, Some(&mut installed), &workdir));
+        }
+        Err(why) => {
+            reporter.record_all(programs::enforcement_rows(Err(&why)));
+            for check in ["enforce.kill_on_exec", "enforce.connect_deny"] {
+                reporter.record(check, Outcome::Fail(format!("install failed: {why}")));
+            }
+            reporter.record_all(lsm::rows(&probe, None, &workdir));
+        }
+    }
+    reporter.end()
+}
