@@ -38,19 +38,27 @@ impl Drop for Installed {
     }
 }
 
-/// Installs the enforcement programs under `<workdir>` state and a private bpffs folder.
-pub fn install(workdir: &Path) -> Result<(Installed, InstallReport), String> {
+/// Installs the enforcement programs under `<workdir>` state and a private bpffs folder: the
+/// BPF-LSM variants where this kernel runs them (`lsm`), else the fallbacks every kernel
+/// runs (what a kernel without BPF-LSM gets, checked on every kernel).
+pub fn install(workdir: &Path, lsm: bool) -> Result<(Installed, InstallReport), String> {
+    let name = if lsm { "lsm" } else { "fallback" };
     let layout = Layout {
-        bpffs_dir: PathBuf::from("/sys/fs/bpf/vigil-selftest"),
-        state_dir: workdir.join("enforcement"),
+        bpffs_dir: PathBuf::from(format!("/sys/fs/bpf/vigil-selftest-{name}")),
+        state_dir: workdir.join(format!("enforcement-{name}")),
     };
-    let (enforcer, report) = Enforcer::install(layout.clone(), Guard::new(&[], &[]))
-        .map_err(|e| crate::telemetry::chain(&e))?;
+    let guard = Guard::new(&[], &[]);
+    let (enforcer, report) = if lsm {
+        Enforcer::install(layout.clone(), guard)
+    } else {
+        Enforcer::install_fallbacks(layout.clone(), guard)
+    }
+    .map_err(|e| crate::telemetry::chain(&e))?;
     Ok((Installed { enforcer, layout }, report))
 }
 
 /// A copy of busybox at `dir/name`: its own inode, so a rule on it touches no other binary.
-fn busybox_copy(dir: &Path, name: &str) -> Result<PathBuf, String> {
+pub fn busybox_copy(dir: &Path, name: &str) -> Result<PathBuf, String> {
     let path = dir.join(name);
     std::fs::copy(BUSYBOX, &path).map_err(|e| format!("copying {BUSYBOX}: {e}"))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
@@ -105,14 +113,14 @@ fn try_kill_on_exec(installed: &mut Installed, workdir: &Path) -> Result<String,
 }
 
 /// A cgroup v2 directory below the root, removed on drop.
-struct TestCgroup {
-    dir: PathBuf,
+pub struct TestCgroup {
+    pub dir: PathBuf,
     /// Below the v2 root, as in /proc/PID/cgroup.
-    rel: String,
+    pub rel: String,
 }
 
 impl TestCgroup {
-    fn new(root: &Path, name: &str) -> Result<Self, String> {
+    pub fn new(root: &Path, name: &str) -> Result<Self, String> {
         let dir = root.join(name);
         if !dir.is_dir() {
             std::fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
@@ -163,11 +171,19 @@ fn try_connect_deny(installed: &mut Installed) -> Result<String, String> {
     };
     let denied = run(&deny.dir)?;
     let allowed = run(&allow.dir)?;
+    let record = installed
+        .enforcer
+        .drain_actions()
+        .into_iter()
+        .find(|a| a.rule_id == rule && a.destination == Some(addr));
     let _ = installed.enforcer.release(rule);
-    if denied == Some(trigger::DENIED) && allowed == Some(trigger::CONNECTED) {
+    if denied == Some(trigger::DENIED)
+        && allowed == Some(trigger::CONNECTED)
+        && let Some(record) = record
+    {
         Ok(format!(
-            "connect to {addr}: EPERM in {}, connected from {}",
-            deny.rel, allow.rel
+            "connect to {addr}: EPERM in {}, connected from {}; kernel record {} for pid {}",
+            deny.rel, allow.rel, record.action, record.tgid
         ))
     } else {
         Err(format!(

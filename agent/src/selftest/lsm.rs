@@ -1,111 +1,179 @@
-//! BPF-LSM enforcement checks: the slot where the LSM variants of the enforcement hooks are
-//! tested on kernels that allow them.
+//! BPF-LSM enforcement checks, on the install that prefers the BPF-LSM variants
+//! (`enforce::install(.., true)`): deny an exec (`bprm_check_security`), an open
+//! (`file_open`) and a connect (`socket_connect`), each next to a process, file or cgroup
+//! that must be left alone.
 //!
-//! Today the agent ships no BPF-LSM program, so every row says `unsupported` with "not built
-//! yet" and what the kernel would allow, clearly apart from a kernel that refuses LSM. When
-//! an LSM program lands in the eBPF object (section `lsm/<hook>`), its row turns into
-//! `unsupported: ... its selftest check is not written yet` until a check is added here:
-//!
-//! 1. write `fn <hook>(installed: &mut Installed, workdir: &Path) -> Outcome` below (deny an
-//!    exec / an open of a protected file / a connect with the LSM program, scoped so that a
-//!    second process is unaffected, the way `super::enforce` does for the fallbacks);
-//! 2. return it from [`run_check`] for that hook.
-//!
-//! On a kernel where the probe says LSM programs are refused or the `bpf` LSM is inactive,
-//! the row stays `unsupported` with the probe's reason and the fallback that enforcement
-//! takes instead (kill-on-exec, cgroup connect deny), which `super::enforce` checks.
+//! Where the install fell back for a duty (the kernel refuses BPF-LSM programs, or the `bpf`
+//! LSM is not active) the row is `unsupported` with the install's reason and the fallback in
+//! force; `super::enforce` checks those fallbacks on every kernel.
 
-use std::path::Path;
+use std::{io::ErrorKind, path::Path, process::Command, time::Duration};
 
-use object::{Object as _, ObjectSection as _};
+use crate::{
+    cgroup::CgroupFs,
+    enforce::{Duty, InstallReport},
+    telemetry::chain,
+};
 
-use crate::bpf::{OBJECT, probe::ProbeReport};
+use super::{
+    BUSYBOX, Outcome,
+    enforce::{Installed, TestCgroup, busybox_copy, connect_deny},
+    trigger::Child,
+};
 
-use super::{Outcome, enforce::Installed};
+const WAIT: Duration = Duration::from_secs(20);
 
-/// The LSM hooks Vigil's enforcement is meant to use, each with its row name and the
-/// fallback taken without it.
-pub const HOOKS: &[(&str, &str, &str)] = &[
-    (
-        "bprm_check_security",
-        "lsm.exec_deny",
-        "kill-on-exec (raw_tp/sched_process_exec + SIGKILL)",
-    ),
-    (
-        "file_open",
-        "lsm.file_open_deny",
-        "none (files are only reported)",
-    ),
-    (
-        "socket_connect",
-        "lsm.socket_connect_deny",
-        "cgroup connect deny (cgroup/connect4|6)",
-    ),
+/// The duties with a BPF-LSM variant: row, duty.
+const ROWS: &[(&str, Duty)] = &[
+    ("lsm.exec_deny", Duty::Exec),
+    ("lsm.file_open_deny", Duty::Open),
+    ("lsm.socket_connect_deny", Duty::Connect),
 ];
 
-/// The hooks of the `lsm/<hook>` (and sleepable `lsm.s/<hook>`) programs in the embedded
-/// eBPF object.
-pub fn lsm_programs_in_object() -> Vec<String> {
-    let Ok(file) = object::File::parse(OBJECT) else {
-        return Vec::new();
-    };
-    file.sections()
-        .filter_map(|s| s.name().ok().map(str::to_owned))
-        .filter_map(|name| {
-            name.strip_prefix("lsm/")
-                .or_else(|| name.strip_prefix("lsm.s/"))
-                .map(str::to_owned)
-        })
-        .collect()
-}
-
-/// One row per LSM hook.
+/// One row per BPF-LSM duty.
 pub fn rows(
-    probe: &ProbeReport,
-    installed: Option<&mut Installed>,
+    install: Result<(&mut Installed, &InstallReport), &str>,
     workdir: &Path,
 ) -> Vec<(String, Outcome)> {
-    let supported = |name: &str| {
-        probe
-            .features
-            .iter()
-            .find(|f| f.name == name)
-            .map(|f| (f.supported, f.detail.clone()))
-            .unwrap_or((false, "not probed".into()))
+    let (installed, report) = match install {
+        Ok(ok) => ok,
+        Err(why) => {
+            return ROWS
+                .iter()
+                .map(|&(row, _)| {
+                    (
+                        row.to_owned(),
+                        Outcome::Fail(format!("the enforcement install failed: {why}")),
+                    )
+                })
+                .collect();
+        }
     };
-    let (loads, loads_detail) = supported("lsm");
-    let (active, active_detail) = supported("bpf_lsm_enabled");
-    let kernel = match (loads, active) {
-        (true, true) => "this kernel allows BPF-LSM".to_owned(),
-        (false, _) => format!("this kernel refuses BPF-LSM programs ({loads_detail})"),
-        (true, false) => format!("the bpf LSM is not active ({active_detail})"),
-    };
-    let built = lsm_programs_in_object();
-    let mut installed = installed;
-    HOOKS
-        .iter()
-        .map(|&(hook, row, fallback)| {
-            let outcome = if !built.iter().any(|h| h == hook) {
-                Outcome::Unsupported(format!(
-                    "not built yet: the agent has no lsm/{hook} program; {kernel}; fallback: {fallback}"
-                ))
-            } else if !(loads && active) {
-                Outcome::Unsupported(format!("{kernel}; fallback: {fallback}"))
-            } else {
-                match installed.as_deref_mut() {
-                    Some(installed) => run_check(hook, installed, workdir),
-                    None => Outcome::Fail("the enforcement install failed".into()),
+    ROWS.iter()
+        .map(|&(row, duty)| {
+            let outcome = match report.fallbacks.iter().find(|f| f.duty == duty) {
+                Some(fallback) => {
+                    let instead = if fallback.programs.is_empty() {
+                        "nothing (this duty needs BPF-LSM)".to_owned()
+                    } else {
+                        fallback.programs.join(", ")
+                    };
+                    Outcome::Unsupported(format!("{}; fallback: {instead}", fallback.reason))
                 }
+                None => match duty {
+                    Duty::Exec => exec_deny(installed, workdir),
+                    Duty::Open => open_deny(installed, workdir),
+                    Duty::Connect => connect_deny(installed),
+                    Duty::Sendmsg => Outcome::Fail("no BPF-LSM variant".into()),
+                },
             };
             (row.to_owned(), outcome)
         })
         .collect()
 }
 
-/// The check of the LSM program at `hook`, on a kernel that allows BPF-LSM.
-fn run_check(hook: &str, _installed: &mut Installed, _workdir: &Path) -> Outcome {
-    // Add `"bprm_check_security" => exec_deny(installed, workdir),` and the others here.
-    Outcome::Unsupported(format!(
-        "lsm/{hook} is in the eBPF object but its selftest check is not written yet (agent/src/selftest/lsm.rs)"
-    ))
+fn outcome(result: Result<String, String>) -> Outcome {
+    match result {
+        Ok(detail) => Outcome::Pass(detail),
+        Err(why) => Outcome::Fail(why),
+    }
+}
+
+/// The exec of a denied copy of busybox fails with EPERM (the program is never loaded, so no
+/// child runs); another copy runs.
+fn exec_deny(installed: &mut Installed, workdir: &Path) -> Outcome {
+    outcome((|| {
+        let dir = workdir.join("lsm-bin");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let denied = busybox_copy(&dir, "busybox-lsm-denied")?;
+        let allowed = busybox_copy(&dir, "busybox-lsm-allowed")?;
+        let rule = installed
+            .enforcer
+            .deny_exec("cli", &denied, false, None)
+            .map_err(|e| format!("deny rule: {}", chain(&e)))?;
+        let refused = Command::new(&denied).arg("true").status();
+        let other = Command::new(&allowed).arg("true").status();
+        let record = installed
+            .enforcer
+            .drain_actions()
+            .into_iter()
+            .find(|a| a.rule_id == rule);
+        let _ = installed.enforcer.release(rule);
+        match (&refused, &other, record) {
+            (Err(e), Ok(status), Some(record))
+                if e.kind() == ErrorKind::PermissionDenied
+                    && status.success()
+                    && record.action == "exec_denied" =>
+            {
+                Ok(format!(
+                    "exec of {} refused with EPERM (kernel record {} for pid {}); another copy ran and exited 0",
+                    denied.display(),
+                    record.action,
+                    record.tgid
+                ))
+            }
+            (refused, other, record) => Err(format!(
+                "denied exec: {refused:?} (want EPERM), other copy: {other:?}, kernel record: {record:?}"
+            )),
+        }
+    })())
+}
+
+/// `cat` of a protected file fails with EPERM in the denied cgroup and reads it in another
+/// cgroup; another file opens in the denied cgroup.
+fn open_deny(installed: &mut Installed, workdir: &Path) -> Outcome {
+    outcome((|| {
+        let root = CgroupFs::discover()
+            .v2_root
+            .ok_or("no cgroup v2 hierarchy is mounted")?;
+        let deny = TestCgroup::new(&root, "vigil-selftest-open-deny")?;
+        let allow = TestCgroup::new(&root, "vigil-selftest-open-allow")?;
+        let secret = workdir.join("lsm-secret");
+        let other = workdir.join("lsm-other");
+        for (path, text) in [(&secret, "secret"), (&other, "other")] {
+            std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        }
+        let rule = installed
+            .enforcer
+            .deny_open("cli", &secret, false, Some(&deny.rel))
+            .map_err(|e| format!("deny rule: {}", chain(&e)))?;
+        // busybox joins the cgroup, then `cat`s; the paths are the suite's own.
+        let cat = |cgroup: &TestCgroup, file: &Path| -> Result<Option<i32>, String> {
+            let script = format!(
+                "echo 0 > {}/cgroup.procs && exec {BUSYBOX} cat {} > /dev/null",
+                cgroup.dir.display(),
+                file.display()
+            );
+            let mut child = Child::spawn(Command::new(BUSYBOX).args(["sh", "-c", &script]))
+                .map_err(|e| format!("spawning busybox: {e}"))?;
+            Ok(child.wait(WAIT).and_then(|s| s.code()))
+        };
+        let denied = cat(&deny, &secret)?;
+        let allowed = cat(&allow, &secret)?;
+        let unrelated = cat(&deny, &other)?;
+        let record = installed
+            .enforcer
+            .drain_actions()
+            .into_iter()
+            .find(|a| a.rule_id == rule);
+        let _ = installed.enforcer.release(rule);
+        match (denied, allowed, unrelated, record) {
+            (Some(code), Some(0), Some(0), Some(record))
+                if code != 0 && record.action == "open_denied" =>
+            {
+                Ok(format!(
+                    "open of {} refused in {} (cat exit {code}, kernel record {} for pid {}); read from {}; another file read in {}",
+                    secret.display(),
+                    deny.rel,
+                    record.action,
+                    record.tgid,
+                    allow.rel,
+                    deny.rel
+                ))
+            }
+            (denied, allowed, unrelated, record) => Err(format!(
+                "cat exits: denied {denied:?} (want non-zero), allowed {allowed:?}, other file {unrelated:?}; kernel record {record:?}"
+            )),
+        }
+    })())
 }

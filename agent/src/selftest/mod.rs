@@ -6,9 +6,10 @@
 //!   with what is used instead (`programs`);
 //! - `capture.*`: fork/exec/exit of a busybox command with its exact argv, a loopback
 //!   connect, an open in a watched folder (`capture`);
-//! - `enforce.*`: kill-on-exec and the cgroup connect deny, each next to a process that must
-//!   be left alone (`enforce`);
-//! - `lsm.*`: the BPF-LSM enforcement hooks (`lsm`: where their checks plug in).
+//! - `enforce.*`: kill-on-exec and the cgroup connect deny (the fallbacks, installed as such
+//!   on every kernel), each next to a process that must be left alone (`enforce`);
+//! - `lsm.*`: exec, open and connect denied by the BPF-LSM variants, or `unsupported` with
+//!   the install's reason and the fallback in force (`lsm`).
 //!
 //! It loads programs and changes cgroups: run it in a throw-away guest, not on a node.
 
@@ -90,9 +91,10 @@ pub fn run() -> bool {
         }
     }
 
-    match enforce::install(&workdir) {
-        Ok((mut installed, report)) => {
-            reporter.record_all(programs::enforcement_rows(Ok(&report)));
+    // The fallbacks, on every kernel (what a kernel without BPF-LSM enforces with), then the
+    // BPF-LSM variants where this kernel runs them; one install at a time, each cleared.
+    match enforce::install(&workdir, false) {
+        Ok((mut installed, _)) => {
             reporter.record(
                 "enforce.kill_on_exec",
                 enforce::kill_on_exec(&mut installed, &workdir),
@@ -101,14 +103,21 @@ pub fn run() -> bool {
                 "enforce.connect_deny",
                 enforce::connect_deny(&mut installed),
             );
-            reporter.record_all(lsm::rows(&probe, Some(&mut installed), &workdir));
         }
         Err(why) => {
-            reporter.record_all(programs::enforcement_rows(Err(&why)));
             for check in ["enforce.kill_on_exec", "enforce.connect_deny"] {
                 reporter.record(check, Outcome::Fail(format!("install failed: {why}")));
             }
-            reporter.record_all(lsm::rows(&probe, None, &workdir));
+        }
+    }
+    match enforce::install(&workdir, true) {
+        Ok((mut installed, report)) => {
+            reporter.record_all(programs::enforcement_rows(Ok(&report)));
+            reporter.record_all(lsm::rows(Ok((&mut installed, &report)), &workdir));
+        }
+        Err(why) => {
+            reporter.record_all(programs::enforcement_rows(Err(&why)));
+            reporter.record_all(lsm::rows(Err(&why), &workdir));
         }
     }
     reporter.end()

@@ -81,17 +81,37 @@ pub fn sensor_rows(agent: Result<&Agent, &str>) -> Vec<(String, Outcome)> {
         .collect()
 }
 
-/// One `load.<program>` row per enforcement program, from the install.
+/// One `load.<program>` row per enforcement program, from the install that prefers the
+/// BPF-LSM variants: each is attached, or its duty is done by the other variant (a BPF-LSM
+/// program that fell back is `unsupported` with the reason; a fallback not needed passes).
 pub fn enforcement_rows(install: Result<&InstallReport, &str>) -> Vec<(String, Outcome)> {
     ENFORCE_PROGRAMS
         .iter()
-        .map(|&(name, hook)| {
+        .map(|program| {
+            let (name, hook) = (program.name, program.hook);
+            let attached =
+                |r: &InstallReport| r.attached.contains(&name) || r.already.contains(&name);
             let outcome = match install {
                 Err(why) => Outcome::Fail(format!("the enforcement install failed: {why}")),
-                Ok(report) if report.attached.contains(&name) || report.already.contains(&name) => {
+                Ok(report) if attached(report) => {
                     Outcome::Pass(format!("attached at {hook} and pinned"))
                 }
-                Ok(_) => Outcome::Fail(format!("the install did not attach it at {hook}")),
+                Ok(report) => match report.fallbacks.iter().find(|f| f.duty == program.duty) {
+                    Some(fallback) if program.is_lsm() => Outcome::Unsupported(format!(
+                        "{}; fallback: {}",
+                        fallback.reason,
+                        if fallback.programs.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            fallback.programs.join(", ")
+                        }
+                    )),
+                    None if !program.is_lsm() => Outcome::Pass(format!(
+                        "not attached: the BPF-LSM variant does the {} duty",
+                        program.duty.name()
+                    )),
+                    _ => Outcome::Fail(format!("the install did not attach it at {hook}")),
+                },
             };
             (format!("load.{name}"), outcome)
         })
