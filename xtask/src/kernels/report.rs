@@ -305,7 +305,7 @@ pub fn render_markdown(runs: &[Run], date: &str, command: &str) -> String {
     }
     let notes = notes(runs, &names);
     if !notes.is_empty() {
-        out.push_str("\nn/s: not supported there, with the reason and what is used instead:\n\n");
+        out.push_str("\nEvery cell that is not a pass, with its reason (n/s: not supported there, and what is used instead):\n\n");
         for (who, name, status, detail) in notes {
             let _ = writeln!(
                 out,
