@@ -289,7 +289,7 @@ struct PipelineTask {
     counters: Arc<Counters>,
     loss_interval: Duration,
     /// Where each tick's metrics snapshot goes, when the endpoint is on.
-    metrics: Option<watch::Sender<Arc<str>>>,
+    metrics: Option<watch::Sender<Option<crate::export::metrics_http::Published>>>,
     /// Events handed to the exporter, by kind.
     events_by_kind: std::collections::BTreeMap<&'static str, u64>,
     /// Findings handed to the exporter, by rule and severity.
@@ -438,7 +438,9 @@ impl PipelineTask {
                 .as_ref()
                 .map(|f| crate::telemetry::metrics::ForwardMetrics::of(f.stats())),
         };
-        let _ = metrics.send(crate::telemetry::metrics::render(&snapshot).into());
+        metrics.send_replace(Some(crate::export::metrics_http::Published::now(
+            crate::telemetry::metrics::render(&snapshot),
+        )));
     }
 
     fn publish_api_counters(&self) {
