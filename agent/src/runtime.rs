@@ -11,6 +11,7 @@ use tokio::{
 use vigil_common::{config::KernelConfig, stats::KernelCounter};
 
 mod start;
+mod status;
 
 use start::{next_signal, start_metrics, start_policies, start_recorder};
 
@@ -220,6 +221,7 @@ impl Agent {
             api,
             ring_fill,
             program_runs,
+            status: status::StatusTracker::new(config),
         };
         let (task, metrics_addr) =
             start_metrics(task, &config.telemetry.metrics_address, &shutdown)?;
@@ -306,6 +308,8 @@ struct PipelineTask {
     dump_signal: Option<tokio::signal::unix::Signal>,
     ring_fill: Option<crate::telemetry::RingFill>,
     program_runs: crate::telemetry::ProgramRuns,
+    /// What `vigil status` reports that the counters do not hold.
+    status: status::StatusTracker,
 }
 
 impl PipelineTask {
@@ -332,6 +336,7 @@ impl PipelineTask {
                     }
                     self.publish_metrics(losses.kernel_totals());
                     self.publish_api_counters();
+                    self.publish_status(losses.kernel_totals());
                 }
                 result = crate::enrich::next_result(&mut self.lookups) => {
                     self.pipeline.on_lookup(result, boot_now_ns(), &mut out);
