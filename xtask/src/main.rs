@@ -10,6 +10,7 @@ mod cargo;
 mod check;
 mod cmd;
 mod debian_rust;
+mod deploy;
 mod linker;
 mod privilege;
 mod privileged_tests;
@@ -69,6 +70,18 @@ enum Task {
     },
     /// Set up, then rustfmt and both clippies (host crates, and the eBPF crate for its target).
     Lint,
+    /// Build, then check the deployment manifests (Kubernetes, systemd); --write first
+    /// re-renders deploy/kubernetes/vigil.yaml and the base's copy of the default policies;
+    /// --packages then checks the .deb and the container image.
+    Deploy {
+        #[arg(long)]
+        write: bool,
+        /// Also build, install and remove the .deb and build and run the image (root).
+        #[arg(long)]
+        packages: bool,
+    },
+    /// Build, then build the container image (deploy/Containerfile) with podman.
+    Image,
 }
 
 fn main() -> ExitCode {
@@ -90,6 +103,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Task::Run { args } => agent::run_as_root("run", "run", &args),
         Task::Bench { args } => agent::run_as_root("bench", "bench", &args),
         Task::Lint => check::lint(),
+        Task::Deploy { write, packages } => {
+            let env = setup::run()?;
+            agent::build_with(&env, true)?;
+            if write {
+                deploy::write(&env)?;
+            }
+            deploy::check_manifests(&env)?;
+            if packages {
+                deploy::check_packages(&env)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Image => {
+            let binary = agent::build(true)?;
+            deploy::build_image(&binary).map(|()| ExitCode::SUCCESS)
+        }
         Task::Test {
             no_lint,
             unit_only,
