@@ -38,6 +38,10 @@ pub fn check(ctx: &Context, checks: &mut Checks) {
             "vigil probe runs in the image with only the agent's capabilities",
             probe_in_container,
         );
+        checks.run(
+            "the agent runs in the image as the DaemonSet runs it, and stops cleanly",
+            || run_as_daemonset(ctx),
+        );
     }
 }
 
@@ -109,36 +113,150 @@ fn build(context: &Path) -> Result<()> {
     )
 }
 
-/// The DaemonSet's container, as podman can make it: the same capability list and seccomp
-/// profile, host PIDs, BTF and tracefs from the host.
-fn probe_in_container() -> Result<()> {
+/// The options that make a podman container what the DaemonSet's is: the runtime that works
+/// here, no network, the agent's capabilities only, host PIDs, a read-only root, seccomp off.
+fn daemonset_like(run: &mut Command) {
     let caps: Vec<&str> = capabilities::NEEDED
         .iter()
         .map(|c| c.trim_start_matches("CAP_"))
         .collect();
-    let out = cmd::output(
-        Command::new("podman")
-            .args(["run", "--rm", "--runtime", "runc", "--network", "none"])
-            .args([
-                "--ulimit",
-                "nofile=1024:1024",
-                "--ulimit",
-                "nproc=4096:4096",
-            ])
-            .args([
-                "--pid",
-                "host",
-                "--read-only",
-                "--security-opt",
-                "seccomp=unconfined",
-            ])
-            .args(["--cap-drop", "ALL", "--cap-add"])
-            .arg(caps.join(","))
-            .args(["--volume", "/sys/kernel/btf:/sys/kernel/btf:ro"])
-            .args(["--volume", "/sys/kernel/tracing:/sys/kernel/tracing:ro"])
-            .arg(tag())
-            .args(["probe", "--json"]),
-    )?;
+    run.args(["run", "--runtime", "runc", "--network", "none"])
+        .args([
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=4096:4096",
+        ])
+        .args([
+            "--pid",
+            "host",
+            "--read-only",
+            "--security-opt",
+            "seccomp=unconfined",
+        ])
+        .args(["--cap-drop", "ALL", "--cap-add"])
+        .arg(caps.join(","));
+}
+
+/// `vigil run` in the image with the base's config and policies and the DaemonSet's host
+/// mounts (its /run/vigil and /var/lib/vigil in scratch folders, not the host's): every
+/// program attaches, `vigil status` in the container reports the node name passed in
+/// VIGIL_NODE_NAME and the mounted policies, and SIGTERM stops it with status 0.
+fn run_as_daemonset(ctx: &Context) -> Result<()> {
+    const NODE: &str = "deployment-check-node";
+    let name = format!("vigil-deploy-check-{}", std::process::id());
+    let state = ctx.scratch.join("daemonset");
+    let _ = fs::remove_dir_all(&state);
+    let mut run = Command::new("podman");
+    daemonset_like(&mut run);
+    run.args(["--detach", "--name", &name, "--tmpfs", "/tmp", "--env"])
+        .arg(format!("VIGIL_NODE_NAME={NODE}"));
+    for (path, read_only) in super::kubernetes::HOST_MOUNTS {
+        let source = match path {
+            "/run/vigil" | "/var/lib/vigil" => state.join(path.trim_start_matches('/')),
+            _ => PathBuf::from(path),
+        };
+        if path.ends_with(".sock") && !source.exists() {
+            // No container runtime here: the agent runs without pod metadata.
+            continue;
+        }
+        if !source.exists() {
+            fs::create_dir_all(&source)?;
+        }
+        let mode = if read_only { ":ro" } else { "" };
+        run.arg("--volume")
+            .arg(format!("{}:{path}{mode}", source.display()));
+    }
+    let base = fs::canonicalize(Path::new(super::kubernetes::DIR).join("base"))?;
+    run.arg("--volume").arg(format!(
+        "{}:/etc/vigil/vigil.toml:ro",
+        base.join("vigil.toml").display()
+    ));
+    run.arg("--volume").arg(format!(
+        "{}:/etc/vigil/policies:ro",
+        base.join("policies").display()
+    ));
+    run.arg(tag())
+        .args(["run", "--config", "/etc/vigil/vigil.toml"]);
+    cmd::output(&mut run)?;
+    let result = check_running(&name, NODE);
+    let _ = Command::new("podman")
+        .args(["rm", "--force", &name])
+        .output();
+    result
+}
+
+fn check_running(name: &str, node: &str) -> Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let logs = Command::new("podman").args(["logs", name]).output()?;
+        let stderr = String::from_utf8_lossy(&logs.stderr);
+        if stderr.contains("Vigil is running.") {
+            break;
+        }
+        ensure!(
+            started.elapsed().as_secs() < 30,
+            "the agent did not start in 30 s:\n{stderr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let out = cmd::output(Command::new("podman").args([
+        "exec",
+        name,
+        "/usr/bin/vigil",
+        "status",
+        "--json",
+        "--socket",
+        "/run/vigil/vigil.sock",
+    ]))?;
+    let status: serde_json::Value = serde_json::from_str(&out).context("vigil status --json")?;
+    let info = &status["info"];
+    ensure!(
+        info["node"] == node,
+        "node {} (VIGIL_NODE_NAME={node})",
+        info["node"]
+    );
+    ensure!(
+        info["fallbacks"] == serde_json::json!([]),
+        "degraded: {}",
+        info["fallbacks"]
+    );
+    let sources = info["policy_sources"]
+        .as_array()
+        .context("policy_sources")?;
+    ensure!(
+        !sources.is_empty()
+            && sources.iter().all(|s| s
+                .as_str()
+                .is_some_and(|s| s.starts_with("/etc/vigil/policies/"))),
+        "policies from {}",
+        info["policy_sources"]
+    );
+    cmd::output(Command::new("podman").args(["stop", "--time", "10", name]))?;
+    let code = cmd::output(Command::new("podman").args([
+        "inspect",
+        name,
+        "--format",
+        "{{.State.ExitCode}}",
+    ]))?;
+    ensure!(
+        code.trim() == "0",
+        "exit status {} after SIGTERM",
+        code.trim()
+    );
+    Ok(())
+}
+
+/// The DaemonSet's container, as podman can make it: the same capability list and seccomp
+/// profile, host PIDs, BTF and tracefs from the host.
+fn probe_in_container() -> Result<()> {
+    let mut run = Command::new("podman");
+    daemonset_like(&mut run);
+    run.args(["--rm", "--volume", "/sys/kernel/btf:/sys/kernel/btf:ro"])
+        .args(["--volume", "/sys/kernel/tracing:/sys/kernel/tracing:ro"])
+        .arg(tag())
+        .args(["probe", "--json"]);
+    let out = cmd::output(&mut run)?;
     let report: serde_json::Value =
         serde_json::from_str(&out).context("vigil probe --json in the container")?;
     let feature = |name: &str| super::probe_feature(&report, name);

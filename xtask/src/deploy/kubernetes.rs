@@ -338,22 +338,21 @@ fn mount<'a>(ds: &'a Value, path: &str) -> Result<(&'a Value, bool)> {
     Ok((volume, m["readOnly"] == true))
 }
 
+/// The DaemonSet's host mounts, each at the same path in the container: (path, read-only).
+/// The image check runs the container with these too.
+pub const HOST_MOUNTS: [(&str, bool); 7] = [
+    ("/sys/kernel/btf", true),
+    ("/sys/kernel/tracing", true),
+    ("/sys/fs/cgroup", false),
+    ("/sys/fs/bpf", false),
+    ("/run/containerd/containerd.sock", false),
+    ("/run/vigil", false),
+    ("/var/lib/vigil", false),
+];
+
 fn mounts(ds: &Value) -> Result<()> {
-    // (mount path, host path, read-only)
-    let host = [
-        ("/sys/kernel/btf", "/sys/kernel/btf", true),
-        ("/sys/kernel/tracing", "/sys/kernel/tracing", true),
-        ("/sys/fs/cgroup", "/sys/fs/cgroup", false),
-        ("/sys/fs/bpf", "/sys/fs/bpf", false),
-        (
-            "/run/containerd/containerd.sock",
-            "/run/containerd/containerd.sock",
-            false,
-        ),
-        ("/run/vigil", "/run/vigil", false),
-        ("/var/lib/vigil", "/var/lib/vigil", false),
-    ];
-    for (path, host_path, read_only) in host {
+    for (path, read_only) in HOST_MOUNTS {
+        let host_path = path;
         let (volume, ro) = mount(ds, path)?;
         ensure!(
             volume["hostPath"]["path"] == host_path,

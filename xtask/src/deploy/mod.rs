@@ -6,7 +6,7 @@
 
 mod deb;
 mod image;
-mod kubernetes;
+pub mod kubernetes;
 mod systemd;
 pub mod tools;
 
