@@ -1,4 +1,5 @@
-//! Command line: `vigil run | probe | bench | policy | config | events | contain | enforcement`.
+//! Command line: `vigil run | probe | status | bench | policy | config | events | contain |
+//! enforcement`.
 
 use std::{
     io::{BufWriter, Write},
@@ -75,6 +76,16 @@ enum Command {
         #[arg(long)]
         binary: Option<String>,
         /// One JSON object per line (the API's message) instead of a readable line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A running agent's state through its API: uptime, event rate, drops by cause, caches,
+    /// exporters, policies in force, enforcement.
+    Status {
+        /// The agent's API socket (`api.socket`).
+        #[arg(long, default_value = "/run/vigil/vigil.sock")]
+        socket: PathBuf,
+        /// One JSON object (`health`, `info`, `enforcement`: the API's messages).
         #[arg(long)]
         json: bool,
     },
@@ -204,6 +215,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(events(socket, kinds, binary, json))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { socket, json } => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let report = rt.block_on(vigil::api::status_cli::fetch(&socket))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render_text());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Contain(args) => {

@@ -11,6 +11,7 @@ use tokio::{
 use vigil_common::{config::KernelConfig, stats::KernelCounter};
 
 mod start;
+mod status;
 
 use start::{next_signal, start_metrics, start_policies, start_recorder};
 
@@ -220,6 +221,7 @@ impl Agent {
             api,
             ring_fill,
             program_runs,
+            status: status::StatusTracker::new(config),
         };
         let (task, metrics_addr) =
             start_metrics(task, &config.telemetry.metrics_address, &shutdown)?;
@@ -289,7 +291,7 @@ struct PipelineTask {
     counters: Arc<Counters>,
     loss_interval: Duration,
     /// Where each tick's metrics snapshot goes, when the endpoint is on.
-    metrics: Option<watch::Sender<Arc<str>>>,
+    metrics: Option<watch::Sender<Option<crate::export::metrics_http::Published>>>,
     /// Events handed to the exporter, by kind.
     events_by_kind: std::collections::BTreeMap<&'static str, u64>,
     /// Findings handed to the exporter, by rule and severity.
@@ -306,6 +308,8 @@ struct PipelineTask {
     dump_signal: Option<tokio::signal::unix::Signal>,
     ring_fill: Option<crate::telemetry::RingFill>,
     program_runs: crate::telemetry::ProgramRuns,
+    /// What `vigil status` reports that the counters do not hold.
+    status: status::StatusTracker,
 }
 
 impl PipelineTask {
@@ -332,6 +336,7 @@ impl PipelineTask {
                     }
                     self.publish_metrics(losses.kernel_totals());
                     self.publish_api_counters();
+                    self.publish_status(losses.kernel_totals());
                 }
                 result = crate::enrich::next_result(&mut self.lookups) => {
                     self.pipeline.on_lookup(result, boot_now_ns(), &mut out);
@@ -438,7 +443,9 @@ impl PipelineTask {
                 .as_ref()
                 .map(|f| crate::telemetry::metrics::ForwardMetrics::of(f.stats())),
         };
-        let _ = metrics.send(crate::telemetry::metrics::render(&snapshot).into());
+        metrics.send_replace(Some(crate::export::metrics_http::Published::now(
+            crate::telemetry::metrics::render(&snapshot),
+        )));
     }
 
     fn publish_api_counters(&self) {

@@ -14,10 +14,14 @@ use crate::{cargo, cmd, privilege, setup};
 
 /// Runs setup, builds the `vigil` package and returns the binary's path.
 pub fn build(release: bool) -> Result<PathBuf> {
-    let env = setup::run()?;
+    build_with(&setup::run()?, release)
+}
+
+/// Builds the `vigil` package with an environment already set up.
+pub fn build_with(env: &setup::BuildEnv, release: bool) -> Result<PathBuf> {
     let profile = if release { "release" } else { "debug" };
     println!("build: building the agent ({profile})");
-    let mut build = cargo::with_env(&env);
+    let mut build = cargo::with_env(env);
     build.args(["build", "--package", "vigil"]);
     if release {
         build.arg("--release");

@@ -56,6 +56,18 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "runc",
         "runs the containers of the container enrichment tests",
     ),
+    // deploy/Containerfile is built FROM scratch and run (no registry needed).
+    (
+        "podman",
+        "builds and runs the container image in the deployment checks",
+    ),
+    // cargo-deb's `depends = "$auto"` asks dpkg-shlibdeps.
+    (
+        "dpkg-dev",
+        "dpkg-shlibdeps, for the .deb's library dependencies",
+    ),
+    // `systemd-analyze verify` of deploy/systemd/vigil.service.
+    ("systemd", "systemd-analyze, which verifies the unit file"),
 ];
 
 /// apt-get with `apt-get update` run at most once per xtask run, and only when needed.

@@ -8,7 +8,9 @@ use std::{
     process::Command,
 };
 
-use crate::setup::BuildEnv;
+use anyhow::{Context as _, Result};
+
+use crate::{cmd, setup::BuildEnv};
 
 /// The workspace root (xtask's parent folder); xtask makes it the current folder at start.
 pub fn workspace_root() -> &'static Path {
@@ -39,4 +41,34 @@ pub fn ebpf(build: &BuildEnv) -> Command {
     cmd.args(["run", &build.toolchain.name, "cargo"]);
     build.apply(&mut cmd);
     cmd
+}
+
+/// `cargo install --locked --force --root <root> --target-dir <scratch> <spec>`, with what
+/// `configure` adds (features, environment); the scratch folder is removed afterwards.
+pub fn install(
+    root: &Path,
+    scratch: &Path,
+    spec: &str,
+    configure: impl FnOnce(&mut Command),
+) -> Result<()> {
+    let mut install = host();
+    install
+        .args(["install", "--locked", "--force", "--root"])
+        .arg(root)
+        .arg("--target-dir")
+        .arg(scratch)
+        .arg(spec);
+    configure(&mut install);
+    cmd::run(&mut install).with_context(|| format!("building {spec} failed"))?;
+    println!("setup: removing the build folder {}", scratch.display());
+    std::fs::remove_dir_all(scratch).with_context(|| format!("cannot remove {}", scratch.display()))
+}
+
+/// The version a tool prints as `<name> <version>` for `--version`, if the binary runs.
+pub fn tool_version(binary: &Path) -> Option<String> {
+    if !binary.is_file() {
+        return None;
+    }
+    let out = cmd::probe(Command::new(binary).arg("--version"))?;
+    out.split_whitespace().nth(1).map(str::to_owned)
 }

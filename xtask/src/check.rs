@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::Result;
 
-use crate::{cargo, cmd, kernels, privileged_tests, setup, setup::BuildEnv};
+use crate::{cargo, cmd, deploy, kernels, privileged_tests, setup, setup::BuildEnv};
 
 /// Which stages `test` runs.
 pub struct TestPlan {
@@ -46,9 +46,21 @@ pub fn test(plan: &TestPlan) -> Result<ExitCode> {
             ]);
             cmd::run(&mut test)
         });
+        stages.run("deployment manifests", || {
+            // `vigil config check` and `vigil policy check` run on what the manifests ship.
+            crate::agent::build_with(&env, true)?;
+            deploy::check_manifests(&env)
+        });
     }
     if plan.privileged {
         stages.run("privileged tests", || privileged_tests::run(&env));
+        // After the privileged tests, whose release build the package and the image reuse.
+        stages.run("deployment packages", || {
+            if !crate::privilege::is_root() {
+                anyhow::bail!("dpkg -i and podman need root: run `cargo xtask test` as root");
+            }
+            deploy::check_packages(&env)
+        });
     }
     if plan.kernels {
         stages.run("kernel matrix (x86_64)", || {

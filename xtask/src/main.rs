@@ -10,6 +10,7 @@ mod cargo;
 mod check;
 mod cmd;
 mod debian_rust;
+mod deploy;
 mod kernels;
 mod linker;
 mod privilege;
@@ -90,6 +91,18 @@ enum Task {
         #[arg(long)]
         write_docs: bool,
     },
+    /// Build, then check the deployment manifests (Kubernetes, systemd); --write first
+    /// re-renders deploy/kubernetes/vigil.yaml and the base's copy of the default policies;
+    /// --packages then checks the .deb and the container image.
+    Deploy {
+        #[arg(long)]
+        write: bool,
+        /// Also build, install and remove the .deb and build and run the image (root).
+        #[arg(long)]
+        packages: bool,
+    },
+    /// Build, then build the container image (deploy/Containerfile) with podman.
+    Image,
 }
 
 fn main() -> ExitCode {
@@ -125,6 +138,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             timeout: std::time::Duration::from_secs(timeout),
             write_docs,
         }),
+        Task::Deploy { write, packages } => {
+            let env = setup::run()?;
+            agent::build_with(&env, true)?;
+            if write {
+                deploy::write(&env)?;
+            }
+            deploy::check_manifests(&env)?;
+            if packages {
+                deploy::check_packages(&env)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Image => {
+            let binary = agent::build(true)?;
+            deploy::build_image(&binary).map(|()| ExitCode::SUCCESS)
+        }
         Task::Test {
             no_lint,
             unit_only,

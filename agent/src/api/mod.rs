@@ -13,6 +13,8 @@ pub mod filter;
 pub mod response;
 pub mod rules;
 mod server;
+pub mod status;
+pub mod status_cli;
 
 use std::{
     collections::BTreeMap,
@@ -97,6 +99,8 @@ pub struct Shared {
     pub policies: AtomicU64,
     /// Events exported, by kind (refreshed on every loss-report tick).
     pub by_kind: Mutex<BTreeMap<&'static str, u64>>,
+    /// Rate, drops, caches, exporters and rules (refreshed on every tick).
+    pub status: Mutex<status::Status>,
     /// Turns true when the pipeline has delivered its last event: streams end, the server
     /// stops.
     closed: watch::Sender<bool>,
@@ -123,6 +127,7 @@ impl Shared {
             dropped: AtomicU64::new(0),
             policies: AtomicU64::new(0),
             by_kind: Mutex::new(BTreeMap::new()),
+            status: Mutex::new(status::Status::default()),
             closed: watch::channel(false).0,
             operator: OnceLock::new(),
         })

@@ -152,7 +152,7 @@ impl sensor_server::Sensor for Service {
         counters.insert("events".into(), s.events.load(Ordering::Relaxed));
         counters.insert("losses".into(), s.losses.load(Ordering::Relaxed));
         counters.insert("api_dropped".into(), s.dropped());
-        Ok(Response::new(proto::Info {
+        let mut info = proto::Info {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|r| r.trim().to_owned())
@@ -162,7 +162,13 @@ impl sensor_server::Sensor for Service {
             fallbacks: s.fallbacks.clone(),
             policies: u32::try_from(s.policies.load(Ordering::Relaxed)).unwrap_or(u32::MAX),
             counters,
-        }))
+            uptime_seconds: s.started.elapsed().as_secs(),
+            ..proto::Info::default()
+        };
+        if let Ok(status) = s.status.lock() {
+            status.fill(&mut info);
+        }
+        Ok(Response::new(info))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Loading the embedded eBPF object: preflight checks, kernel offsets from BTF, globals,
 //! attach, and typed handles on the maps the rest of the agent reads.
 
+mod advice;
 mod btf;
 mod load;
 mod offsets;

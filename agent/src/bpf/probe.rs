@@ -19,6 +19,9 @@ pub struct Feature {
     pub supported: bool,
     /// Why not, or how it was found.
     pub detail: String,
+    /// When unsupported: what to change, and what does not work meanwhile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -37,23 +40,23 @@ pub struct ProbeReport {
     pub uses: Vec<Use>,
 }
 
+impl Feature {
+    /// A feature without advice yet: [`probe`] adds it to the unsupported ones at the end.
+    fn new(name: &'static str, supported: bool, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            supported,
+            detail: detail.into(),
+            advice: None,
+        }
+    }
+}
+
 fn program(name: &'static str, program_type: ProgramType) -> Feature {
     match is_program_supported(program_type) {
-        Ok(true) => Feature {
-            name,
-            supported: true,
-            detail: "a trivial program loads".into(),
-        },
-        Ok(false) => Feature {
-            name,
-            supported: false,
-            detail: "the kernel does not know this program type".into(),
-        },
-        Err(error) => Feature {
-            name,
-            supported: false,
-            detail: format!("refused by the kernel: {error}"),
-        },
+        Ok(true) => Feature::new(name, true, "a trivial program loads"),
+        Ok(false) => Feature::new(name, false, "the kernel does not know this program type"),
+        Err(error) => Feature::new(name, false, format!("refused by the kernel: {error}")),
     }
 }
 
@@ -67,28 +70,21 @@ fn kernel_release() -> String {
 pub fn probe() -> ProbeReport {
     let caps = preflight::effective_caps();
     let lsm_list = preflight::active_lsms().unwrap_or_else(|why| why);
+    let cgroup_v2 = crate::cgroup::CgroupFs::discover().v2_root;
     let mut features = vec![
-        Feature {
-            name: "privileges",
-            supported: preflight::caps_sufficient(caps),
-            detail: format!("effective capabilities {caps:#x}"),
-        },
-        Feature {
-            name: "btf",
-            supported: Path::new(VMLINUX_BTF_PATH).exists(),
-            detail: VMLINUX_BTF_PATH.into(),
-        },
+        Feature::new(
+            "privileges",
+            preflight::caps_sufficient(caps),
+            format!("effective capabilities {caps:#x}"),
+        ),
+        Feature::new(
+            "btf",
+            Path::new(VMLINUX_BTF_PATH).exists(),
+            VMLINUX_BTF_PATH,
+        ),
         match is_map_supported(MapType::RingBuf) {
-            Ok(ok) => Feature {
-                name: "ring_buffer",
-                supported: ok,
-                detail: "BPF_MAP_TYPE_RINGBUF (5.8+)".into(),
-            },
-            Err(error) => Feature {
-                name: "ring_buffer",
-                supported: false,
-                detail: error.to_string(),
-            },
+            Ok(ok) => Feature::new("ring_buffer", ok, "BPF_MAP_TYPE_RINGBUF (5.8+)"),
+            Err(error) => Feature::new("ring_buffer", false, error.to_string()),
         },
         program("raw_tracepoint", ProgramType::RawTracePoint),
         program("tracepoint", ProgramType::TracePoint),
@@ -96,31 +92,33 @@ pub fn probe() -> ProbeReport {
         program("cgroup_sock_addr", ProgramType::CgroupSockAddr),
         program("fentry_tp_btf", ProgramType::Tracing),
         program("lsm", ProgramType::Lsm(LsmAttachType::Mac)),
-        Feature {
-            name: "bpf_lsm_enabled",
-            supported: lsm_list.split(',').any(|l| l.trim() == "bpf"),
-            detail: format!("/sys/kernel/security/lsm: {}", lsm_list.trim()),
-        },
+        Feature::new(
+            "bpf_lsm_enabled",
+            lsm_list.split(',').any(|l| l.trim() == "bpf"),
+            format!("/sys/kernel/security/lsm: {}", lsm_list.trim()),
+        ),
+        Feature::new(
+            "cgroup_v2",
+            cgroup_v2.is_some(),
+            cgroup_v2.map_or_else(
+                || "no cgroup2 mount in /proc/self/mountinfo".to_owned(),
+                |root| root.display().to_string(),
+            ),
+        ),
     ];
     features.push(match preflight::ensure_tracefs() {
-        Ok(path) => Feature {
-            name: "tracefs",
-            supported: true,
-            detail: path.into(),
-        },
-        Err(error) => Feature {
-            name: "tracefs",
-            supported: false,
-            detail: error.to_string(),
-        },
+        Ok(path) => Feature::new("tracefs", true, path),
+        Err(error) => Feature::new("tracefs", false, error.to_string()),
     });
     // Not a kernel feature, but what `enrich` needs for pod metadata (auto-detected socket).
     let runtime = crate::enrich::probe_runtime(&crate::enrich::EnrichConfig::default());
-    features.push(Feature {
-        name: "container_runtime",
-        supported: runtime.is_ok(),
-        detail: runtime.unwrap_or_else(|why| why),
+    features.push(match runtime {
+        Ok(found) => Feature::new("container_runtime", true, found),
+        Err(why) => Feature::new("container_runtime", false, why),
     });
+    for feature in features.iter_mut().filter(|f| !f.supported) {
+        feature.advice = super::advice::advice(feature.name, &lsm_list);
+    }
     let mut uses: Vec<Use> = PROGRAMS
         .iter()
         .map(|&(program, hook)| Use {
@@ -159,6 +157,9 @@ impl ProbeReport {
         for f in &self.features {
             let mark = if f.supported { "yes" } else { "no " };
             out.push_str(&format!("  {:<18} {mark}  {}\n", f.name, f.detail));
+            if let Some(advice) = &f.advice {
+                out.push_str(&format!("  {:<18}      -> {advice}\n", ""));
+            }
         }
         out.push_str("\nVigil uses:\n");
         for u in &self.uses {
@@ -175,5 +176,29 @@ impl ProbeReport {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On whatever this machine lacks (without root: nearly everything), each missing feature
+    /// says what to do; a present one carries no advice.
+    #[test]
+    fn every_unsupported_feature_of_this_machine_carries_advice() {
+        let report = probe();
+        for feature in &report.features {
+            match (&feature.advice, feature.supported) {
+                (Some(advice), false) => assert!(advice.len() > 40, "{}: {advice}", feature.name),
+                (None, true) => {}
+                (advice, supported) => {
+                    panic!("{}: supported={supported}, advice={advice:?}", feature.name)
+                }
+            }
+        }
+        let text = report.render_text();
+        let unsupported = report.features.iter().filter(|f| !f.supported).count();
+        assert_eq!(text.matches("      -> ").count(), unsupported, "{text}");
     }
 }

@@ -85,13 +85,14 @@ pub(super) fn start_metrics(
         source,
     })?;
     let bound = listener.local_addr().ok();
-    let (tx, rx) = watch::channel(Arc::<str>::from(""));
+    let (tx, rx) = watch::channel(None);
     task.metrics = Some(tx);
     tokio::spawn(crate::export::metrics_http::serve(
         listener,
         rx,
+        crate::export::metrics_http::stall_limit(task.loss_interval),
         shutdown.subscribe(),
     ));
-    tracing::info!(address = ?bound, "Serving metrics at /metrics.");
+    tracing::info!(address = ?bound, "Serving metrics at /metrics, probes at /healthz and /readyz.");
     Ok((task, bound))
 }

@@ -12,6 +12,9 @@ mod direct;
 mod print;
 mod remote;
 
+pub use print::listing;
+pub use remote::{ListError, list};
+
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -314,16 +317,16 @@ pub fn enforcement(args: EnforcementArgs) -> anyhow::Result<()> {
                 crate::api::rules::listing(&layout)?
             } else {
                 let socket = args.via.socket(&config);
-                match runtime()?.block_on(remote::list(&socket)) {
+                match runtime()?.block_on(list(&socket)) {
                     Ok(listing) => listing,
-                    Err(remote::ListError::Unreachable(why)) => {
+                    Err(ListError::Unreachable(why)) => {
                         eprintln!(
                             "note: {why}: listing the pinned maps under {}",
                             layout.bpffs_dir.display()
                         );
                         crate::api::rules::listing(&layout)?
                     }
-                    Err(remote::ListError::Failed(error)) => return Err(error),
+                    Err(ListError::Failed(error)) => return Err(error),
                 }
             };
             if json {
