@@ -78,3 +78,5 @@ pub fn write_event(out: &mut dyn Write, event: &proto::Event, json: bool) -> std
     }
 }
 
+#[cfg(test)]
+mod tests;
