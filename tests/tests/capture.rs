@@ -9,7 +9,6 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     process::Command,
-    time::Duration,
 };
 
 use vigil::{
@@ -22,7 +21,7 @@ use vigil::{
 use vigil_tests::{
     EVENT_TIMEOUT, Harness,
     binary::{run, vigil_binary},
-    daemon::Daemon,
+    daemon::{Daemon, wait_until},
     spawn::{TempDir, install_executable, python3, run_to_end},
 };
 
@@ -56,6 +55,18 @@ fn tree_of(events: &[Event], root: u32) -> BTreeSet<u32> {
             return tree;
         }
     }
+}
+
+/// The events of every capture file in `dir` so far (an open file up to its last frame).
+fn recorded(dir: &Path) -> Vec<proto::Event> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| CaptureReader::open(&e.path()).ok())
+        .flat_map(|reader| reader.events().flatten())
+        .collect()
 }
 
 /// A finding as the comparison sees it: rule, process (tgid) and binary.
@@ -148,8 +159,18 @@ sleep 2.2
         let exits = rules.iter().filter(|r| *r == "rp-step-exit").count();
         (exits == 2 && rules.iter().any(|r| r == "rp-connect-to-the-listener")).then_some(())
     });
-    // What the pipeline exported by now is in the stream: give it a moment to be written.
-    agent.collect_for(Duration::from_millis(500));
+    // The recorder writes its open frame out every second: wait until the files hold the
+    // chain's last event, the shell's exit, before stopping it.
+    wait_until(
+        EVENT_TIMEOUT,
+        "the shell's exit in the recorded files",
+        || {
+            recorded(&out).iter().any(|e| {
+                matches!(e.detail, Some(Pd::Exit(_)))
+                    && e.process.as_ref().is_some_and(|p| p.tgid == shell.pid)
+            })
+        },
+    );
     recorder.interrupt(EVENT_TIMEOUT);
     let log = std::fs::read_to_string(d.join("record.log")).unwrap_or_default();
     assert!(log.contains(" 0 lost by the stream"), "{log}");
