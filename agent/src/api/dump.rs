@@ -176,6 +176,67 @@ mod tests {
         assert_eq!(status.message(), "post_seconds: at most 300 (asked 301)");
     }
 
+    /// The RPC against a recorder that is starting, off, and answering (a written dump,
+    /// then a dropped one), as the pipeline task would answer.
+    #[test]
+    fn the_recorders_state_and_answer_become_the_reply_or_its_status() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let shared = || {
+            Shared::new(
+                &crate::api::ApiConfig::default(),
+                "n".into(),
+                vec![],
+                vec![],
+            )
+        };
+        rt.block_on(async {
+            let asked = proto::DumpRecorderRequest::default;
+            let starting = dump(&shared(), String::new(), asked()).await;
+            assert_eq!(
+                starting.expect_err("starting").code(),
+                tonic::Code::Unavailable
+            );
+            let off = shared();
+            off.set_recorder(None);
+            let status = dump(&off, String::new(), asked()).await.expect_err("off");
+            assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+            assert!(status.message().contains("[recorder] enabled = false"));
+
+            let on = shared();
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Ask>(1);
+            on.set_recorder(Some(tx));
+            let pipeline = tokio::spawn(async move {
+                let first = rx.recv().await.expect("an ask");
+                assert_eq!(first.request.metadata[0].1, "uid=0 pid=9");
+                let written = Written {
+                    path: "/captures/a.vcap".into(),
+                    events: 3,
+                    processes: 1,
+                    bytes: 99,
+                    kinds: [("exec".to_owned(), 3)].into(),
+                    scope: "all".into(),
+                };
+                let _ = first.reply.expect("a reply").send(Ok(written));
+                let second = rx.recv().await.expect("a second ask");
+                let _ = second.reply.expect("a reply").send(Err(AskError::Dropped));
+            });
+            let reply = dump(&on, "uid=0 pid=9".into(), asked())
+                .await
+                .expect("written");
+            assert_eq!(reply.path, "/captures/a.vcap");
+            assert_eq!((reply.events, reply.processes, reply.bytes), (3, 1, 99));
+            assert_eq!(reply.kinds.get("exec"), Some(&3));
+            let dropped = dump(&on, String::new(), asked())
+                .await
+                .expect_err("dropped");
+            assert_eq!(dropped.code(), tonic::Code::ResourceExhausted);
+            pipeline.await.expect("the fake pipeline");
+        });
+    }
+
     #[test]
     fn a_request_becomes_the_recorders() {
         use proto::dump_recorder_request::Scope as S;
