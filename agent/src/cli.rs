@@ -1,5 +1,5 @@
 //! Command line: `vigil run | probe | status | bench | policy | config | events | contain |
-//! enforcement`.
+//! enforcement | collect | inspect | replay | capture`.
 
 use std::{
     io::{BufWriter, Write},
@@ -15,6 +15,7 @@ use vigil::{
     clock::BootClock,
     config::{Config, DEFAULT_TOML},
     export::{Exporter, JsonLines, file::RotatingFile, json::JsonRenderer},
+    forensics::command as forensics,
     node::node_name,
     runtime::Agent,
 };
@@ -111,21 +112,16 @@ enum Command {
         insecure: bool,
     },
     /// Read a capture file (.vcap): a summary with any damage named, or `--tree`, the process
-    /// tree with each process's activity.
-    Inspect {
-        file: PathBuf,
-        #[arg(long)]
-        tree: bool,
-        /// Only the subtree of this process (with --tree).
-        #[arg(long)]
-        pid: Option<u32>,
-        /// Only the processes of this container (id or prefix; with --tree).
-        #[arg(long)]
-        container: Option<String>,
-        /// JSON instead of the readable report.
-        #[arg(long)]
-        json: bool,
-    },
+    /// tree with each process's activity. Exit status 3: the file is damaged (what was
+    /// intact is shown).
+    Inspect(forensics::inspect::InspectArgs),
+    /// Run policies over capture files offline (the default pack, or --policy DIR): the
+    /// findings that live evaluation would have made. Exit status 3: a file is damaged (its
+    /// intact frames are replayed); 1: a file could not be read at all.
+    Replay(forensics::replay::ReplayArgs),
+    /// Capture files from a running agent: `record` its event stream, `dump` its flight
+    /// recorder.
+    Capture(forensics::CaptureArgs),
     /// Enforcement in force: list it, clear it, read the kernel's action records.
     Enforcement(vigil::enforce::command::EnforcementArgs),
     /// The in-guest suite of `cargo xtask test-kernels`: loads every program, triggers and
@@ -231,13 +227,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             vigil::enforce::command::contain(args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect {
-            file,
-            tree,
-            pid,
-            container,
-            json,
-        } => inspect(&file, tree, pid, container, json),
+        Command::Inspect(args) => with_std(|out, err| forensics::inspect::run(&args, out, err)),
+        Command::Replay(args) => with_std(|out, err| forensics::replay::run(&args, out, err)),
+        Command::Capture(args) => capture(args),
         Command::Collect {
             listen,
             out,
@@ -284,75 +276,45 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn inspect(
-    file: &std::path::Path,
-    tree: bool,
-    pid: Option<u32>,
-    container: Option<String>,
-    json: bool,
+/// Runs a command that writes to stdout and stderr; its exit status is its outcome's.
+fn with_std(
+    command: impl FnOnce(&mut dyn Write, &mut dyn Write) -> anyhow::Result<forensics::Outcome>,
 ) -> anyhow::Result<ExitCode> {
-    use vigil::forensics::{capture::CaptureReader, inspect};
-    let reader = CaptureReader::open(file)?;
-    if !tree {
-        let summary = reader.summary();
-        println!(
-            "{}: format version {}, {} bytes",
-            file.display(),
-            summary.version,
-            summary.file_len
-        );
-        if let Some(h) = &summary.header {
-            println!(
-                "  node {} (kernel {}), agent {}",
-                h.node, h.kernel_release, h.agent_version
+    let outcome = command(&mut std::io::stdout().lock(), &mut std::io::stderr().lock())?;
+    Ok(ExitCode::from(outcome.exit_code()))
+}
+
+fn capture(args: forensics::CaptureArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match args.command {
+        forensics::CaptureCommand::Dump(args) => {
+            let reply = rt.block_on(forensics::dump::run(&args))?;
+            forensics::dump::print(&reply, args.json, &mut std::io::stdout().lock())?;
+        }
+        forensics::CaptureCommand::Record(args) => {
+            let recorded = rt.block_on(async {
+                // Installed before connecting: a stop asked for meanwhile still finishes the
+                // files cleanly.
+                let mut signals = StopSignals::new()?;
+                let stop = async move { signals.next().await };
+                forensics::record::run(&args, stop, &mut std::io::stderr()).await
+            })?;
+            eprintln!(
+                "vigil capture record: {}: {} events in {} files, {} lost by the stream",
+                recorded.ended,
+                recorded.events,
+                recorded.files.len(),
+                recorded.lost
             );
-            for (key, value) in &h.metadata {
-                println!("  {key}: {value}");
-            }
-        }
-        println!(
-            "  {} events in {} frames, finished: {}",
-            summary.events, summary.frames, summary.finished
-        );
-        for (kind, n) in &summary.kinds {
-            println!("    {kind}: {n}");
-        }
-        for damage in &summary.damage {
-            println!("  damage: {damage}");
-        }
-        return Ok(if summary.damage.is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(3)
-        });
-    }
-    let mut events = Vec::new();
-    let mut damaged = false;
-    for item in reader.events() {
-        match item {
-            Ok(event) => events.push(event),
-            Err(damage) => {
-                damaged = true;
-                eprintln!("vigil inspect: {}: {damage}", file.display());
+            for file in &recorded.files {
+                println!("{}", file.display());
             }
         }
     }
-    let root = match (pid, container) {
-        (Some(pid), _) => inspect::Root::Pid(pid),
-        (None, Some(id)) => inspect::Root::Container(id),
-        (None, None) => inspect::Root::All,
-    };
-    let roots = inspect::tree(&events, &root);
-    if json {
-        println!("{}", serde_json::to_string_pretty(&roots)?);
-    } else {
-        print!("{}", inspect::render(&roots));
-    }
-    Ok(if damaged {
-        ExitCode::from(3)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Serves until SIGINT or SIGTERM.
@@ -394,16 +356,8 @@ async fn events(
         .into_inner();
     let stdout = std::io::stdout();
     while let Some(event) = stream.message().await.context("reading the event stream")? {
-        let mut out = stdout.lock();
-        let written = if json {
-            serde_json::to_writer(&mut out, &event)
-                .map_err(std::io::Error::other)
-                .and_then(|()| writeln!(out))
-        } else {
-            writeln!(out, "{}", client::line(&event))
-        };
         // A closed stdout (`| head`) ends the command quietly.
-        if written.and_then(|()| out.flush()).is_err() {
+        if !forensics::write_event(&mut stdout.lock(), &event, json).unwrap_or(false) {
             break;
         }
     }
@@ -520,6 +474,14 @@ impl StopSignals {
             term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
         })
+    }
+
+    /// The next SIGINT or SIGTERM (also one received before this call).
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 
     /// Returns on SIGINT, SIGTERM (also one received during start-up), or when the pipeline

@@ -13,7 +13,9 @@ use vigil_common::{config::KernelConfig, stats::KernelCounter};
 mod start;
 mod status;
 
-use start::{next_signal, start_metrics, start_policies, start_recorder};
+use start::{
+    connect_recorder, next_ask, next_signal, start_metrics, start_policies, start_recorder,
+};
 
 use crate::{
     bpf::{AttachedProgram, BpfError, LoadOptions, Sensor},
@@ -201,11 +203,13 @@ impl Agent {
             counters.clone(),
         )?;
         let (recorder, dump_signal) = start_recorder(config)?;
+        let dump_asks = connect_recorder(api.as_deref(), recorder.is_some());
         let task = PipelineTask {
             rx,
             forward,
             recorder,
             dump_signal,
+            dump_asks,
             lookups,
             policy_updates,
             response,
@@ -306,6 +310,8 @@ struct PipelineTask {
     recorder: Option<crate::forensics::stage::RecorderStage>,
     /// SIGUSR1: dump the flight recorder.
     dump_signal: Option<tokio::signal::unix::Signal>,
+    /// Dumps asked for through the API (`DumpRecorder`).
+    dump_asks: Option<mpsc::Receiver<crate::forensics::stage::Ask>>,
     ring_fill: Option<crate::telemetry::RingFill>,
     program_runs: crate::telemetry::ProgramRuns,
     /// What `vigil status` reports that the counters do not hold.
@@ -353,8 +359,14 @@ impl PipelineTask {
                             pre_ns: recorder.pre_ns(),
                             post_ns: 0,
                             scope: crate::forensics::Scope::All,
+                            metadata: Vec::new(),
                         };
                         recorder.ask(crate::forensics::stage::Ask { request, reply: None }, boot_now_ns());
+                    }
+                }
+                Some(ask) = next_ask(&mut self.dump_asks) => {
+                    if let Some(recorder) = &mut self.recorder {
+                        recorder.ask(ask, boot_now_ns());
                     }
                 }
                 set = crate::policy::reload::next(&mut self.policy_updates) => {

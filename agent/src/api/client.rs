@@ -1,4 +1,5 @@
-//! A client of the API over its unix socket (`vigil events`, `vigil contain`, tests).
+//! A client of the API over its unix socket (`vigil events`, `vigil contain`, `vigil capture`,
+//! tests).
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,18 @@ pub async fn channel(socket: &Path) -> Result<Channel, tonic::transport::Error> 
             }
         }))
         .await
+}
+
+/// [`channel`], or why no agent answers on `socket` as a sentence with the innermost cause:
+/// `no agent answers on /run/vigil/vigil.sock (No such file or directory (os error 2))`.
+pub async fn reach(socket: &Path) -> Result<Channel, String> {
+    channel(socket).await.map_err(|error| {
+        let mut cause: &dyn std::error::Error = &error;
+        while let Some(inner) = cause.source() {
+            cause = inner;
+        }
+        format!("no agent answers on {} ({cause})", socket.display())
+    })
 }
 
 /// Connects to the `Sensor` service served on `socket`.

@@ -5,10 +5,12 @@
 //! event) while the pipeline and the other clients go on.
 //!
 //! The unix socket also serves `proto/vigil/v1/response.proto` (`response`): operators'
-//! containment requests, handed to the responder thread; TCP does only with `tcp_response`.
+//! containment requests, handed to the responder thread, and dumps of the flight recorder
+//! (`dump`), handed to the pipeline; TCP does only with `tcp_response`.
 
 pub mod client;
 pub mod convert;
+mod dump;
 pub mod filter;
 pub mod response;
 pub mod rules;
@@ -27,7 +29,7 @@ use std::{
 };
 
 use serde::Deserialize;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 pub use server::{ApiError, ApiServer, start};
 
@@ -106,6 +108,9 @@ pub struct Shared {
     closed: watch::Sender<bool>,
     /// Operators' requests to the responder thread; set once the thread runs.
     operator: OnceLock<crate::response::OperatorHandle>,
+    /// Dumps asked of the pipeline's flight recorder; set at start, to `None` when the
+    /// recorder is off.
+    recorder: OnceLock<Option<mpsc::Sender<crate::forensics::stage::Ask>>>,
 }
 
 impl Shared {
@@ -130,6 +135,7 @@ impl Shared {
             status: Mutex::new(status::Status::default()),
             closed: watch::channel(false).0,
             operator: OnceLock::new(),
+            recorder: OnceLock::new(),
         })
     }
 
@@ -137,6 +143,17 @@ impl Shared {
     /// ignored).
     pub fn set_operator(&self, handle: crate::response::OperatorHandle) {
         let _ = self.operator.set(handle);
+    }
+
+    /// Connects `DumpRecorder` to the pipeline's flight recorder (`None`: it is off). Once;
+    /// later calls are ignored.
+    pub fn set_recorder(&self, asks: Option<mpsc::Sender<crate::forensics::stage::Ask>>) {
+        let _ = self.recorder.set(asks);
+    }
+
+    /// `None` while the agent starts; `Some(None)` when the recorder is off.
+    pub fn recorder(&self) -> Option<Option<&mpsc::Sender<crate::forensics::stage::Ask>>> {
+        self.recorder.get().map(Option::as_ref)
     }
 
     /// The responder thread's handle, once the agent has started it.

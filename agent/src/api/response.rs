@@ -1,4 +1,5 @@
-//! The `Response` service (`proto/vigil/v1/response.proto`): operators' containment requests.
+//! The `Response` service (`proto/vigil/v1/response.proto`): operators' containment requests
+//! (and dumps of the flight recorder, in `dump`).
 //! A request is checked here (a malformed field is `INVALID_ARGUMENT` naming it), then handed
 //! to the responder thread, which carries it out with the agent's guard, rate limit and
 //! enforcement layout; its errors come back naming the field at fault, with a status code
@@ -101,6 +102,16 @@ impl response_server::Response for Service {
         listed
             .map(Response::new)
             .map_err(|e| Status::internal(super::server::chain(&e)))
+    }
+
+    async fn dump_recorder(
+        &self,
+        request: Request<proto::DumpRecorderRequest>,
+    ) -> Result<Response<proto::DumpRecorderReply>, Status> {
+        let peer = peer(&request);
+        super::dump::dump(&self.shared, peer, request.into_inner())
+            .await
+            .map(Response::new)
     }
 }
 

@@ -2,7 +2,10 @@
 //! messages, so that any reader of the format (`vigil replay`, `vigil inspect`) reads them
 //! without the node they came from.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::{BTreeMap, HashSet},
+    path::{Path, PathBuf},
+};
 
 use super::Dump;
 use crate::clock::BootClock;
@@ -20,10 +23,18 @@ pub enum DumpError {
 }
 
 /// What a dump became.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Written {
     pub path: PathBuf,
     pub events: u64,
+    /// Distinct processes (tgid and start time) among the events.
+    pub processes: u64,
+    /// The file's size.
+    pub bytes: u64,
+    /// Events by kind.
+    pub kinds: BTreeMap<String, u64>,
+    /// The scope as the header names it (`tree:PID`...).
+    pub scope: String,
 }
 
 pub struct DumpWriter {
@@ -40,10 +51,22 @@ impl DumpWriter {
             source,
         })?;
         let path = self.dir.join(file_name(&self.node, &self.clock, dump));
-        write_capture(&path, &self.node, &self.clock, dump)?;
+        let bytes = write_capture(&path, &self.node, &self.clock, dump)?;
+        let mut kinds = BTreeMap::new();
+        let mut processes = HashSet::new();
+        for event in &dump.events {
+            *kinds.entry(event.detail.kind().to_owned()).or_default() += 1;
+            if let Some(process) = event.process.as_deref() {
+                processes.insert(process.key);
+            }
+        }
         Ok(Written {
             path,
             events: dump.events.len() as u64,
+            processes: processes.len() as u64,
+            bytes,
+            kinds,
+            scope: dump.request.scope.describe(),
         })
     }
 }
@@ -75,7 +98,13 @@ fn file_name(node: &str, clock: &BootClock, dump: &Dump) -> String {
     )
 }
 
-fn write_capture(path: &Path, node: &str, clock: &BootClock, dump: &Dump) -> Result<(), DumpError> {
+/// Writes the file; returns its size.
+fn write_capture(
+    path: &Path,
+    node: &str,
+    clock: &BootClock,
+    dump: &Dump,
+) -> Result<u64, DumpError> {
     let mut header = super::capture::header(node);
     let request = &dump.request;
     header.metadata.extend([
@@ -91,10 +120,11 @@ fn write_capture(path: &Path, node: &str, clock: &BootClock, dump: &Dump) -> Res
         ),
         ("scope".to_owned(), request.scope.describe()),
     ]);
+    header.metadata.extend(request.metadata.iter().cloned());
     let mut writer = super::capture::CaptureWriter::create(path, &header)?;
     for event in &dump.events {
         writer.write(&crate::api::convert::event(event, node, clock))?;
     }
     writer.finish()?;
-    Ok(())
+    Ok(std::fs::metadata(path).map_or(0, |m| m.len()))
 }

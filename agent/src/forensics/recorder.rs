@@ -28,6 +28,8 @@ pub struct DumpRequest {
     pub pre_ns: u64,
     pub post_ns: u64,
     pub scope: Scope,
+    /// Written into the capture's header as they are (an operator's reason, who asked).
+    pub metadata: Vec<(String, String)>,
 }
 
 /// A dump ready to be written: the events of its window that its scope keeps, in order.

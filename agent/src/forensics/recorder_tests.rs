@@ -102,6 +102,7 @@ fn request(pre_s: u64, post_s: u64, scope: Scope) -> DumpRequest {
         pre_ns: pre_s * SEC,
         post_ns: post_s * SEC,
         scope,
+        metadata: Vec::new(),
     }
 }
 
@@ -198,4 +199,76 @@ fn a_tree_named_by_pid_only_is_found_through_its_events() {
     );
     recorder.trigger(request(60, 0, Scope::tree_of_pid(40)), 3 * SEC, &mut done);
     assert_eq!(tgids(&done[0]), vec![40, 41]);
+}
+
+/// A dump asked for through the stage (as the API asks): the window is cut to what the ring
+/// keeps, the reply counts what the file holds, and the request's metadata is in its header.
+#[test]
+fn an_asked_dump_is_answered_with_what_the_file_holds() {
+    use crate::forensics::{
+        capture::CaptureReader,
+        dump::DumpWriter,
+        stage::{Ask, RecorderStage},
+    };
+    let dir = std::env::temp_dir().join(format!("vigil-stage-ask-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = crate::forensics::RecorderConfig {
+        dir: dir.clone(),
+        ..Default::default()
+    };
+    let writer = DumpWriter {
+        dir: dir.clone(),
+        node: "node-a".into(),
+        clock: crate::clock::BootClock::with_offset(0),
+    };
+    let mut stage = RecorderStage::start(&config, writer).expect("the writer thread");
+    stage.after_flush(
+        &batch(vec![
+            fork(1, 10, 1),
+            fork(2, 11, 10),
+            fork(3, 20, 1),
+            connect(4, 11, "127.0.0.1:4000", "127.0.0.1:80"),
+        ]),
+        5 * SEC,
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut asked = request(0, 0, Scope::tree_of_pid(10));
+    asked.pre_ns = u64::MAX;
+    asked.metadata = vec![("reason".into(), "INC-1".into())];
+    stage.ask(
+        Ask {
+            request: asked,
+            reply: Some(tx),
+        },
+        5 * SEC,
+    );
+    let written = rx
+        .blocking_recv()
+        .expect("a reply")
+        .expect("the dump is written");
+    assert_eq!((written.events, written.processes), (3, 2));
+    assert_eq!(
+        written
+            .kinds
+            .iter()
+            .map(|(k, n)| (k.as_str(), *n))
+            .collect::<Vec<_>>(),
+        [("connect", 1), ("fork", 2)]
+    );
+    assert_eq!(written.scope, "tree:10");
+    assert_eq!(
+        written.bytes,
+        std::fs::metadata(&written.path).expect("the file").len()
+    );
+    let header = CaptureReader::open(&written.path)
+        .expect("open")
+        .header()
+        .cloned()
+        .expect("a header");
+    let meta = |key: &str| header.metadata.get(key).cloned().unwrap_or_default();
+    assert_eq!(meta("reason"), "INC-1");
+    assert_eq!(meta("pre_trigger_s"), "60", "cut to the ring's max_age_s");
+    assert_eq!(meta("scope"), "tree:10");
+    stage.stop();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -30,7 +30,16 @@ pub struct RecorderStats {
 /// A dump asked for from outside the pipeline, with where to say where it went.
 pub struct Ask {
     pub request: DumpRequest,
-    pub reply: Option<tokio::sync::oneshot::Sender<Result<Written, String>>>,
+    pub reply: Option<Reply>,
+}
+
+/// Why an asked-for dump was not written.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AskError {
+    #[error("the dump writer is behind (its queue is full); the dump was dropped")]
+    Dropped,
+    #[error("writing the dump failed: {0}")]
+    Write(String),
 }
 
 pub struct RecorderStage {
@@ -45,7 +54,7 @@ pub struct RecorderStage {
     next_id: u64,
 }
 
-type Reply = tokio::sync::oneshot::Sender<Result<Written, String>>;
+pub type Reply = tokio::sync::oneshot::Sender<Result<Written, AskError>>;
 
 impl RecorderStage {
     pub fn start(config: &RecorderConfig, writer: DumpWriter) -> std::io::Result<Self> {
@@ -85,6 +94,7 @@ impl RecorderStage {
                     pre_ns: self.pre_ns(),
                     post_ns: self.config.post_trigger_s * 1_000_000_000,
                     scope: Scope::tree_of(event),
+                    metadata: Vec::new(),
                 };
                 self.recorder.trigger(request, now_ns, &mut self.done);
             }
@@ -92,10 +102,12 @@ impl RecorderStage {
         self.send_done();
     }
 
-    /// A dump asked for by a signal or the API.
+    /// A dump asked for by a signal or the API; its pre-trigger window is at most what the
+    /// ring keeps.
     pub fn ask(&mut self, ask: Ask, now_ns: u64) {
         let request = DumpRequest {
             id: self.take_id(),
+            pre_ns: ask.request.pre_ns.min(self.pre_ns()),
             ..ask.request
         };
         if let Some(reply) = ask.reply {
@@ -154,7 +166,7 @@ impl RecorderStage {
                     self.stats.dumps_dropped.fetch_add(1, Relaxed);
                     tracing::error!(reason = %dump.request.reason, events = dump.events.len(), "A flight-recorder dump was dropped: the writer is behind.");
                     if let Some(reply) = reply {
-                        let _ = reply.send(Err("the dump writer is behind; dump dropped".into()));
+                        let _ = reply.send(Err(AskError::Dropped));
                     }
                 }
             }
@@ -176,7 +188,7 @@ fn write_dumps(writer: &DumpWriter, rx: &Receiver<(Dump, Option<Reply>)>, stats:
             }
         }
         if let Some(reply) = reply {
-            let _ = reply.send(result.map_err(|e| crate::telemetry::chain(&e)));
+            let _ = reply.send(result.map_err(|e| AskError::Write(crate::telemetry::chain(&e))));
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The optional parts the supervisor starts beside the sensor: policies and their reloads,
-//! the flight recorder and its SIGUSR1, the metrics endpoint.
+//! the flight recorder with its SIGUSR1 and the API's dumps, the metrics endpoint.
 
 use std::sync::Arc;
 
@@ -56,6 +56,35 @@ pub(super) fn start_recorder(
     let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
         .map_err(StartError::Recorder)?;
     Ok((Some(stage), Some(signal)))
+}
+
+/// Dumps asked for through the API wait here for the pipeline task.
+const DUMP_ASKS: usize = 8;
+
+/// Connects the API's `DumpRecorder` to the recorder stage (when both run), or tells the API
+/// that the recorder is off.
+pub(super) fn connect_recorder(
+    api: Option<&crate::api::Shared>,
+    recorder_on: bool,
+) -> Option<mpsc::Receiver<crate::forensics::stage::Ask>> {
+    let api = api?;
+    if !recorder_on {
+        api.set_recorder(None);
+        return None;
+    }
+    let (tx, rx) = mpsc::channel(DUMP_ASKS);
+    api.set_recorder(Some(tx));
+    Some(rx)
+}
+
+/// The next dump asked for through the API, or never when the API or the recorder is off.
+pub(super) async fn next_ask(
+    asks: &mut Option<mpsc::Receiver<crate::forensics::stage::Ask>>,
+) -> Option<crate::forensics::stage::Ask> {
+    match asks {
+        Some(asks) => asks.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next SIGUSR1, or never when there is no handler.

@@ -16,23 +16,8 @@ pub enum ListError {
     Failed(anyhow::Error),
 }
 
-/// The innermost cause of a failed connection: `No such file or directory (os error 2)`.
-fn cause(error: &tonic::transport::Error) -> String {
-    let mut cause: &dyn std::error::Error = error;
-    while let Some(inner) = cause.source() {
-        cause = inner;
-    }
-    cause.to_string()
-}
-
-async fn channel(socket: &Path) -> Result<Channel, String> {
-    client::channel(socket)
-        .await
-        .map_err(|e| format!("no agent answers on {} ({})", socket.display(), cause(&e)))
-}
-
 async fn connect(socket: &Path) -> anyhow::Result<ResponseClient<Channel>> {
-    let channel = channel(socket).await.map_err(|unreachable| {
+    let channel = client::reach(socket).await.map_err(|unreachable| {
         anyhow::anyhow!(
             "{unreachable}: start `vigil run`, name its socket with --socket or --config, or act on the pinned maps without the agent with --direct"
         )
@@ -69,7 +54,11 @@ pub async fn contain(
 }
 
 pub async fn list(socket: &Path) -> Result<proto::ListActionsReply, ListError> {
-    let mut client = ResponseClient::new(channel(socket).await.map_err(ListError::Unreachable)?);
+    let mut client = ResponseClient::new(
+        client::reach(socket)
+            .await
+            .map_err(ListError::Unreachable)?,
+    );
     client
         .list_actions(proto::ListActionsRequest {})
         .await

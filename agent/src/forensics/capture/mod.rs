@@ -1,5 +1,5 @@
 //! Capture files (`.vcap`): events kept on disk for later study, by the flight recorder and
-//! `vigil capture record`, read back by `vigil capture replay` and `inspect`.
+//! `vigil capture record`, read back by `vigil replay` and `vigil inspect`.
 //!
 //! A file is a preamble (magic, format version, a `vigil.v1.CaptureHeader` message) followed
 //! by frames: each a fixed header with a marker and CRCs, then a zstd-compressed run of

@@ -1,4 +1,4 @@
-//! What a whole capture file holds, for `vigil capture inspect`.
+//! What a whole capture file holds, for `vigil inspect`.
 
 use std::{collections::BTreeMap, path::PathBuf};
 
