@@ -1,4 +1,4 @@
-//! Vigil's tasks: `cargo xtask <setup|build|run|test|bench|lint>` (alias in .cargo/config.toml).
+//! Vigil's tasks: `cargo xtask <setup|build|run|test|bench|lint|fuzz>` (alias in .cargo/config.toml).
 //!
 //! `setup` installs what the eBPF build needs (Debian packages, a compiler that builds `core`
 //! for bpfel-unknown-none, bpf-linker) and every other task starts with it, then runs cargo
@@ -10,6 +10,7 @@ mod cargo;
 mod check;
 mod cmd;
 mod debian_rust;
+mod fuzz;
 mod linker;
 mod privilege;
 mod privileged_tests;
@@ -69,6 +70,14 @@ enum Task {
     },
     /// Set up, then rustfmt and both clippies (host crates, and the eBPF crate for its target).
     Lint,
+    /// Set up, then run the fuzz targets of `fuzz/` (all, or those named) one at a time.
+    Fuzz {
+        /// How long each target runs.
+        #[arg(long, default_value_t = 180)]
+        seconds: u64,
+        /// Targets: event_decoder, policy, dns_decoder, api_filter (default: all).
+        targets: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,6 +99,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Task::Run { args } => agent::run_as_root("run", "run", &args),
         Task::Bench { args } => agent::run_as_root("bench", "bench", &args),
         Task::Lint => check::lint(),
+        Task::Fuzz { seconds, targets } => fuzz::run(seconds, &targets),
         Task::Test {
             no_lint,
             unit_only,

@@ -83,7 +83,7 @@ pub fn run() -> Result<BuildEnv> {
 
 /// `$VIGIL_CACHE_DIR`, else `$XDG_CACHE_HOME/vigil`, else `$HOME/.cache/vigil`; created and
 /// made absolute, since the compiler's toolchain link must not depend on the current folder.
-fn cache_dir() -> Result<PathBuf> {
+pub fn cache_dir() -> Result<PathBuf> {
     let non_empty = |key: &str| {
         env::var_os(key)
             .filter(|v| !v.is_empty())
