@@ -428,7 +428,7 @@ fn policy_command(action: PolicyAction) -> anyhow::Result<ExitCode> {
 }
 
 fn run(config: Option<PathBuf>, output: Option<String>) -> anyhow::Result<ExitCode> {
-    let mut config = Config::load(config.as_deref())?;
+    let mut config = Config::load_trusted(config.as_deref())?;
     if let Some(output) = output {
         config.output.target = output;
     }

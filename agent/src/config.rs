@@ -19,6 +19,8 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Untrusted(#[from] crate::secure::TrustError),
     #[error("{origin}: {message}")]
     Parse { origin: String, message: String },
     #[error("{origin}{}: `{field}` {problem}", line.map(|l| format!(": line {l}")).unwrap_or_default())]
@@ -171,6 +173,18 @@ impl Config {
                     path: path.to_owned(),
                     source,
                 })?;
+                Self::parse(&text, &path.display().to_string())
+            }
+        }
+    }
+
+    /// [`Config::load`] for the daemon: a file must be one only root could have written
+    /// (see [`crate::secure::trust`]).
+    pub fn load_trusted(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            None => Self::load(None),
+            Some(path) => {
+                let text = crate::secure::trust::read_to_string(path)?;
                 Self::parse(&text, &path.display().to_string())
             }
         }
@@ -486,5 +500,32 @@ mod tests {
         let err = Config::parse("[pipeline]\nqueue_capacity = \"big\"\n", "c.toml")
             .expect_err("wrong type");
         assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn the_daemon_refuses_a_config_others_could_write_and_config_check_reads_it() {
+        let dir = crate::secure::scratch::Scratch::new("config-trust");
+        let file = dir.file("vigil.toml", "node_name = \"n\"\n", 0o664);
+        let error = Config::load_trusted(Some(&file)).expect_err("group-writable");
+        let text = error.to_string();
+        assert!(
+            text.contains(&format!("refusing {}:", file.display())),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("chmod go-w {}", file.display())),
+            "{text}"
+        );
+        assert_eq!(
+            Config::load(Some(&file)).expect("offline check").node_name,
+            "n"
+        );
+        crate::secure::scratch::chmod(&file, 0o644);
+        assert_eq!(
+            Config::load_trusted(Some(&file))
+                .expect("trusted")
+                .node_name,
+            "n"
+        );
     }
 }

@@ -27,6 +27,7 @@ pub mod policy;
 pub mod process;
 pub mod response;
 pub mod runtime;
+pub mod secure;
 pub mod selftest;
 pub mod source;
 pub mod syscall;

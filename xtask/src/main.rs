@@ -1,4 +1,5 @@
-//! Vigil's tasks: `cargo xtask <setup|build|run|test|bench|lint|test-kernels>` (alias in .cargo/config.toml).
+//! Vigil's tasks: `cargo xtask <setup|build|run|test|bench|lint|test-kernels|deploy|image|fuzz>`
+//! (alias in .cargo/config.toml).
 //!
 //! `setup` installs what the eBPF build needs (Debian packages, a compiler that builds `core`
 //! for bpfel-unknown-none, bpf-linker) and every other task starts with it, then runs cargo
@@ -11,6 +12,7 @@ mod check;
 mod cmd;
 mod debian_rust;
 mod deploy;
+mod fuzz;
 mod kernels;
 mod linker;
 mod privilege;
@@ -103,6 +105,14 @@ enum Task {
     },
     /// Build, then build the container image (deploy/Containerfile) with podman.
     Image,
+    /// Set up, then run the fuzz targets of `fuzz/` (all, or those named) one at a time.
+    Fuzz {
+        /// How long each target runs.
+        #[arg(long, default_value_t = 180)]
+        seconds: u64,
+        /// Targets: event_decoder, policy, dns_decoder, api_filter, capture_reader (default: all).
+        targets: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -154,6 +164,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let binary = agent::build(true)?;
             deploy::build_image(&binary).map(|()| ExitCode::SUCCESS)
         }
+        Task::Fuzz { seconds, targets } => fuzz::run(seconds, &targets),
         Task::Test {
             no_lint,
             unit_only,

@@ -4,7 +4,6 @@
 
 use std::{
     fs::File,
-    io::Write as _,
     os::fd::AsRawFd,
     path::{Path, PathBuf},
 };
@@ -120,15 +119,14 @@ pub struct Locked {
 impl Locked {
     /// Takes the lock (waits for another writer) and reads the record (empty when absent).
     pub fn open(layout: &Layout) -> Result<Self, EnforceError> {
-        std::fs::create_dir_all(&layout.state_dir)
+        crate::secure::write::private_dir(&layout.state_dir)
             .map_err(EnforceError::io("creating", &layout.state_dir))?;
         let lock_path = layout.lock_file();
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(EnforceError::io("opening", &lock_path))?;
+        let lock = crate::secure::write::open(
+            &lock_path,
+            File::options().create(true).truncate(false).write(true),
+        )
+        .map_err(EnforceError::io("opening", &lock_path))?;
         // SAFETY: flock on an open descriptor we own; no memory is involved.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(EnforceError::io("locking", &lock_path)(
@@ -151,16 +149,18 @@ impl Locked {
             path: self.path.clone(),
             source,
         })?;
-        let mut file = File::create(&tmp).map_err(EnforceError::io("writing", &tmp))?;
-        file.write_all(&text)
-            .map_err(EnforceError::io("writing", &tmp))?;
-        std::fs::rename(&tmp, &self.path).map_err(EnforceError::io("renaming", &tmp))
+        crate::secure::write::replace(&self.path, &tmp, &text)
+            .map_err(EnforceError::io("writing", &self.path))
     }
 }
 
 /// Reads the record without the lock (for listing).
 pub fn read(path: &Path) -> Result<RuleSet, EnforceError> {
-    match std::fs::read(path) {
+    let bytes = crate::secure::write::open(path, File::options().read(true)).and_then(|mut f| {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut bytes).map(|_| bytes)
+    });
+    match bytes {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| EnforceError::State {
             path: path.to_owned(),
             source,
@@ -200,5 +200,55 @@ mod tests {
         let back: RuleSet = serde_json::from_str(&text).expect("parses");
         assert_eq!(back.rules, set.rules);
         assert!(text.contains("\"kind\":\"kill\""), "{text}");
+    }
+
+    #[test]
+    fn the_record_is_never_written_through_a_planted_link() {
+        let dir = crate::secure::scratch::Scratch::new("enforce-links");
+        let victim = dir.file("victim", "precious", 0o644);
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).expect("state dir");
+        let linked = Layout {
+            bpffs_dir: dir.path().join("bpf"),
+            state_dir: dir.path().join("state"),
+        };
+        std::os::unix::fs::symlink(&real, &linked.state_dir).expect("directory link");
+        let Err(error) = Locked::open(&linked) else {
+            panic!("opened state through a directory link");
+        };
+        assert!(error.to_string().contains("state"), "{error}");
+        assert!(
+            crate::telemetry::chain(&error).contains("is a symbolic link"),
+            "{error}"
+        );
+
+        let layout = Layout {
+            state_dir: real,
+            ..linked
+        };
+        std::os::unix::fs::symlink(&victim, layout.state_file()).expect("record link");
+        let Err(error) = Locked::open(&layout) else {
+            panic!("read the record through a link");
+        };
+        assert!(
+            crate::telemetry::chain(&error).contains("is a symbolic link"),
+            "{error}"
+        );
+        std::fs::remove_file(layout.state_file()).expect("remove the link");
+
+        let tmp = layout.state_file().with_extension("json.tmp");
+        std::os::unix::fs::symlink(&victim, &tmp).expect("temporary link");
+        let mut locked = Locked::open(&layout).expect("open");
+        locked.set.add(
+            "test",
+            RuleKind::Kill {
+                pid: 1,
+                tree: false,
+                killed: 0,
+            },
+        );
+        locked.save().expect("saved without following the link");
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
+        assert!(read(&layout.state_file()).expect("read back").rules.len() == 1);
     }
 }

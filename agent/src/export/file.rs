@@ -16,7 +16,7 @@ mod tests;
 use std::{
     fs::{File, OpenOptions, Permissions},
     io::{self, Write},
-    os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{FileExt, PermissionsExt},
     path::{Path, PathBuf},
     time::{Duration, SystemTime},
 };
@@ -24,7 +24,7 @@ use std::{
 use compress::Compressor;
 
 /// Mode of the output file and of every rotated file.
-const MODE: u32 = 0o600;
+const MODE: u32 = crate::secure::write::FILE_MODE;
 
 /// When and how the output file rotates (from `[output]`, see `config/default.toml`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -247,11 +247,7 @@ fn open_append(path: &Path) -> Result<(File, std::fs::Metadata), FileError> {
         path: path.to_owned(),
         source,
     };
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(MODE)
-        .open(path)
+    let file = crate::secure::write::open(path, OpenOptions::new().create(true).append(true))
         .map_err(error)?;
     let metadata = file.metadata().map_err(error)?;
     if metadata.file_type().is_file() && metadata.permissions().mode() & 0o077 != 0 {

@@ -139,7 +139,7 @@ pub struct Spool {
 impl Spool {
     /// Opens (or creates) the spool in `dir` for `destinations`.
     pub fn open(dir: &Path, limits: Limits, destinations: &[&str]) -> Result<Self, SpoolError> {
-        std::fs::create_dir_all(dir).map_err(io("creating the spool directory", dir))?;
+        crate::secure::write::private_dir(dir).map_err(io("creating the spool directory", dir))?;
         let stream = stream_id(dir)?;
         let mut segments = list_segments(dir)?;
         let mut truncated = 0;
@@ -437,8 +437,8 @@ impl Spool {
         for cursor in self.cursors.iter_mut().filter(|c| c.dirty) {
             let path = self.dir.join(format!("cursor-{}", cursor.name));
             let tmp = self.dir.join(format!(".cursor-{}.tmp", cursor.name));
-            std::fs::write(&tmp, cursor.acked.to_string()).map_err(io("writing", &tmp))?;
-            std::fs::rename(&tmp, &path).map_err(io("renaming into", &path))?;
+            crate::secure::write::replace(&path, &tmp, cursor.acked.to_string().as_bytes())
+                .map_err(io("writing", &path))?;
             cursor.dirty = false;
         }
         Ok(())
@@ -476,9 +476,7 @@ fn scan_tail(segment: &mut Segment) -> Result<u64, SpoolError> {
     segment.last_seq = expected - 1;
     segment.bytes = at;
     if at < len {
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&path)
+        let file = crate::secure::write::open(&path, OpenOptions::new().write(true))
             .map_err(io("opening", &path))?;
         file.set_len(at)
             .map_err(io("truncating a torn frame in", &path))?;
@@ -526,12 +524,7 @@ fn new_segment(dir: &Path, first_seq: u64) -> Result<Segment, SpoolError> {
 }
 
 fn open_append(path: &Path) -> Result<BufWriter<File>, SpoolError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
+    crate::secure::write::open(path, OpenOptions::new().create(true).append(true))
         .map(|f| BufWriter::with_capacity(64 * 1024, f))
         .map_err(io("opening", path))
 }
@@ -587,7 +580,8 @@ fn stream_id(dir: &Path) -> Result<String, SpoolError> {
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(io("reading", Path::new("/dev/urandom")))?;
     let id = format!("{:016x}", u64::from_le_bytes(bytes));
-    std::fs::write(&path, &id).map_err(io("writing", &path))?;
+    crate::secure::write::replace(&path, &dir.join(".stream.tmp"), id.as_bytes())
+        .map_err(io("writing", &path))?;
     Ok(id)
 }
 

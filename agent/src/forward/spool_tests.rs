@@ -199,3 +199,31 @@ fn stale_cursors_are_removed_and_new_destinations_start_at_the_oldest_record() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_planted_link_is_never_written_through() {
+    let dir = dir("links");
+    std::fs::create_dir_all(&dir).expect("parent");
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "precious").expect("victim");
+    // A linked spool directory is refused by name.
+    let linked = dir.join("linked");
+    std::os::unix::fs::symlink(&dir, &linked).expect("directory link");
+    let Err(error) = Spool::open(&linked, limits(1 << 20, 100), &["a"]) else {
+        panic!("opened a spool through a directory link");
+    };
+    let text = crate::telemetry::chain(&error);
+    assert!(text.contains("is a symbolic link"), "{text}");
+    // A segment name linked to another file is refused, and the file is untouched.
+    let spool_dir = dir.join("spool");
+    std::fs::create_dir(&spool_dir).expect("spool dir");
+    std::os::unix::fs::symlink(&victim, spool_dir.join(format!("{:020}.seg", 1)))
+        .expect("segment link");
+    let Err(error) = Spool::open(&spool_dir, limits(1 << 20, 100), &["a"]) else {
+        panic!("opened a linked segment");
+    };
+    let text = crate::telemetry::chain(&error);
+    assert!(text.contains("is a symbolic link"), "{text}");
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -43,4 +43,6 @@ pub enum PolicyError {
     },
     #[error("{0}")]
     Check(#[from] CheckErrors),
+    #[error(transparent)]
+    Untrusted(#[from] crate::secure::TrustError),
 }

@@ -107,7 +107,9 @@ pub fn read(files: &[PathBuf]) -> Result<Sources, PolicyError> {
         .collect()
 }
 
-/// The set `config` asks for: the default pack (if on), then the directory's files.
+/// The set `config` asks for: the default pack (if on), then the directory's files. This is
+/// the daemon's loader: the directory and every file must be ones only root could have
+/// written (see [`crate::secure::trust`]); `vigil policy check` uses [`read`] instead.
 pub fn load(config: &PolicyConfig) -> Result<PolicySet, PolicyError> {
     let mut sources = if config.default_pack {
         default_sources()
@@ -115,7 +117,11 @@ pub fn load(config: &PolicyConfig) -> Result<PolicySet, PolicyError> {
         Vec::new()
     };
     if let Some(dir) = config.directory() {
-        sources.extend(read(&files(&[dir])?)?);
+        crate::secure::trust::check_dir(&dir)?;
+        for path in files(&[dir])? {
+            let text = crate::secure::trust::read_to_string(&path)?;
+            sources.push((path.display().to_string(), text));
+        }
     }
     Ok(compile(&sources)?)
 }

@@ -8,14 +8,13 @@
 use std::{
     fs::{File, OpenOptions},
     io::{self, BufWriter},
-    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     thread::JoinHandle,
 };
 
 use flate2::{Compression, write::GzEncoder};
 
-use super::{FileError, MODE, names};
+use super::{FileError, names};
 
 /// At most one compression job at a time.
 #[derive(Debug, Default)]
@@ -74,16 +73,14 @@ pub(super) fn gzip(plain: &Path) -> Result<PathBuf, FileError> {
         path: plain.to_owned(),
         source,
     })?;
-    let output = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(MODE)
-        .open(&tmp)
-        .map_err(|source| FileError::Open {
-            path: tmp.clone(),
-            source,
-        })?;
+    let output = crate::secure::write::open(
+        &tmp,
+        OpenOptions::new().write(true).create(true).truncate(true),
+    )
+    .map_err(|source| FileError::Open {
+        path: tmp.clone(),
+        source,
+    })?;
     let written = (|| -> io::Result<()> {
         let mut encoder = GzEncoder::new(BufWriter::new(output), Compression::default());
         io::copy(&mut input, &mut encoder)?;

@@ -12,38 +12,31 @@ use std::{
 use super::*;
 
 /// A directory of one test, removed when dropped.
-struct Dir(PathBuf);
+struct Dir(crate::secure::scratch::Scratch);
 
 impl Dir {
     fn new(label: &str) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "vigil-file-{label}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("test directory");
-        Self(path)
+        Self(crate::secure::scratch::Scratch::new(&format!(
+            "file-{label}"
+        )))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
     }
 
     fn target(&self) -> PathBuf {
-        self.0.join("events.jsonl")
+        self.path().join("events.jsonl")
     }
 
     /// File names in the directory, sorted.
     fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.0)
+        let mut names: Vec<String> = std::fs::read_dir(self.path())
             .expect("list")
             .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
             .collect();
         names.sort();
         names
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -260,7 +253,7 @@ fn gzip_round_trip_with_mode_0600() {
         "the newest 3 files and the current"
     );
     for name in dir.names() {
-        let mode = std::fs::metadata(dir.0.join(&name))
+        let mode = std::fs::metadata(dir.path().join(&name))
             .expect("stat")
             .permissions()
             .mode();
@@ -274,11 +267,11 @@ fn a_start_finishes_what_a_stopped_compression_left() {
     let target = dir.target();
     let plain = line(1, 60) + &line(2, 60);
     std::fs::write(names::numbered(&target, 1), &plain).expect("plain .1");
-    std::fs::write(dir.0.join("events.jsonl.1.gz.tmp"), b"\x1f\x8b cut").expect("partial");
+    std::fs::write(dir.path().join("events.jsonl.1.gz.tmp"), b"\x1f\x8b cut").expect("partial");
     // Stopped between the rename of the .gz and the removal of the plain file.
     std::fs::write(names::numbered(&target, 2), "{\"n\":0}\n").expect("plain .2");
     let gz = gzip_bytes(b"{\"n\":0}\n");
-    std::fs::write(dir.0.join("events.jsonl.2.gz"), gz).expect(".2.gz");
+    std::fs::write(dir.path().join("events.jsonl.2.gz"), gz).expect(".2.gz");
     // The previous run was killed mid-line.
     std::fs::write(&target, "{\"n\":3}\n{\"n\":").expect("cut line");
 
@@ -293,7 +286,7 @@ fn a_start_finishes_what_a_stopped_compression_left() {
         dir.names(),
         ["events.jsonl", "events.jsonl.1.gz", "events.jsonl.2.gz"]
     );
-    let restored = gunzip(&std::fs::read(dir.0.join("events.jsonl.1.gz")).expect("read"));
+    let restored = gunzip(&std::fs::read(dir.path().join("events.jsonl.1.gz")).expect("read"));
     assert_eq!(restored, plain.as_bytes());
     let current = std::fs::read_to_string(&target).expect("read");
     assert_eq!(current, format!("{{\"n\":3}}\n{{\"n\":\n{}", line(4, 40)));
@@ -318,7 +311,7 @@ fn an_existing_readable_file_is_made_0600_and_errors_name_the_path() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 
-    let missing = dir.0.join("no-such-dir").join("events.jsonl");
+    let missing = dir.path().join("no-such-dir").join("events.jsonl");
     let Err(error) = RotatingFile::open(&missing, rotation(0, 1)) else {
         panic!("opened a file in a missing directory");
     };
@@ -339,4 +332,21 @@ fn a_device_is_written_and_never_rotated() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o666, 0o666, "left as it was");
+}
+
+#[test]
+fn a_planted_link_at_the_target_is_refused_and_its_target_untouched() {
+    let dir = Dir::new("link");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious").expect("victim");
+    let target = dir.target();
+    std::os::unix::fs::symlink(&victim, &target).expect("plant a link");
+    let Err(error) = RotatingFile::open(&target, rotation(0, 1)) else {
+        panic!("opened the output through a link");
+    };
+    let error: io::Error = error.into();
+    let text = error.to_string();
+    assert!(text.contains(&target.display().to_string()), "{text}");
+    assert!(text.contains("is a symbolic link"), "{text}");
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
 }

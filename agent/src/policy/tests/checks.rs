@@ -358,3 +358,41 @@ fn an_invalid_reload_keeps_the_set_in_force() {
     assert_eq!(stage.stats().reloads, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_daemon_refuses_policies_others_could_write_and_policy_check_still_reads_them() {
+    let dir = crate::secure::scratch::Scratch::new("policy-trust");
+    let file = dir.file(
+        "a.yaml",
+        "rules:\n  - {name: a, match: {kind: exec}}\n",
+        0o666,
+    );
+    let config = crate::policy::PolicyConfig {
+        default_pack: false,
+        directory: dir.path().display().to_string(),
+        ..crate::policy::PolicyConfig::default()
+    };
+    let error = load::load(&config)
+        .expect_err("a world-writable policy")
+        .to_string();
+    assert!(
+        error.contains(&format!("refusing {}:", file.display())),
+        "{error}"
+    );
+    assert!(error.contains("chmod go-w"), "{error}");
+    // `vigil policy check` reads what a user hands it.
+    let sources = load::read(&load::files(&[dir.path().to_owned()]).expect("list")).expect("read");
+    load::compile(&sources).expect("checks");
+
+    crate::secure::scratch::chmod(&file, 0o644);
+    crate::secure::scratch::chmod(dir.path(), 0o757);
+    let error = load::load(&config)
+        .expect_err("a world-writable directory")
+        .to_string();
+    assert!(
+        error.contains(&format!("refusing {}:", dir.path().display())),
+        "{error}"
+    );
+    crate::secure::scratch::chmod(dir.path(), 0o755);
+    assert_eq!(load::load(&config).expect("trusted again").rules().len(), 1);
+}
