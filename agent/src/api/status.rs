@@ -46,7 +46,8 @@ impl Status {
     pub fn fill(&self, info: &mut proto::Info) {
         let pairs = |v: &[(&'static str, u64)]| v.iter().map(|&(k, n)| (k.to_owned(), n)).collect();
         info.events_per_second = self.events_per_second;
-        info.rate_window_seconds = u32::try_from(self.rate_window.as_secs()).unwrap_or(u32::MAX);
+        // Whole seconds, rounded up: a rate measured over 0.4 s says 1 s, never 0.
+        info.rate_window_seconds = self.rate_window.as_secs_f64().ceil() as u32;
         info.drops = pairs(&self.drops);
         info.caches = pairs(&self.caches);
         info.exporters = self
