@@ -4,7 +4,6 @@
 //! from what `vigil enforcement list` shows.
 
 use std::{
-    net::IpAddr,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
@@ -13,8 +12,7 @@ use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf, lpm_trie::Lp
 use serde::Serialize;
 use vigil_common::{
     enforce::{
-        EnforceAction, EnforceControl, EnforceCounter, EnforceRecord, ExecRule, FileKey,
-        NET_PORTS_MAX, NetKeyV4, NetKeyV6, NetPolicy, NetRule,
+        EnforceControl, ExecRule, FileKey, NET_PORTS_MAX, NetKeyV4, NetKeyV6, NetPolicy, NetRule,
     },
     maps::{
         ENFORCE_CONTROL, ENFORCE_EVENTS, ENFORCE_STATS, EXEC_DENY, NET_DENY_V4, NET_DENY_V6,
@@ -32,7 +30,9 @@ use super::{
 };
 use crate::cgroup::CgroupFs;
 
+mod actions;
 mod sync;
+pub use actions::KernelAction;
 pub use sync::parse_cidr;
 
 /// Who asks for operator commands; any other origin is automated and rate-limited.
@@ -96,23 +96,6 @@ pub struct RuleView {
     pub rule: Rule,
     /// Kernel hits of the entry this rule is part of (shared by rules on one entry).
     pub hits: Option<u64>,
-}
-
-/// One action the kernel took, from the enforcement ring buffer.
-#[derive(Clone, Debug, Serialize)]
-pub struct KernelAction {
-    pub action: &'static str,
-    pub rule_id: u32,
-    pub time_ns: u64,
-    pub pid: u32,
-    pub tgid: u32,
-    pub cgroup_id: u64,
-    pub comm: String,
-    /// Exec: the executable's kernel identity.
-    pub dev: u32,
-    pub ino: u64,
-    /// Network: the destination.
-    pub destination: Option<std::net::SocketAddr>,
 }
 
 /// The rules and the actions. Cheap to hold; the agent keeps one for its lifetime, the CLI
@@ -556,40 +539,6 @@ impl Enforcer {
             .collect())
     }
 
-    /// The enforcement programs' counters, summed over CPUs.
-    pub fn counters(&self) -> Vec<(&'static str, u64)> {
-        EnforceCounter::ALL
-            .iter()
-            .map(|&c| {
-                let sum = self
-                    .maps
-                    .stats
-                    .get(&(c as u32), 0)
-                    .map(|v| v.iter().sum())
-                    .unwrap_or(0);
-                (c.name(), sum)
-            })
-            .collect()
-    }
-
-    /// Takes the records of the actions the kernel took since the last call.
-    pub fn drain_actions(&mut self) -> Vec<KernelAction> {
-        let mut out = Vec::new();
-        let Some(events) = self.maps.events.as_mut() else {
-            return out;
-        };
-        while let Some(item) = events.next() {
-            if item.len() < size_of::<EnforceRecord>() {
-                continue;
-            }
-            // SAFETY: at least size_of::<EnforceRecord>() bytes; a repr(C) integer struct.
-            let raw: EnforceRecord =
-                unsafe { item.as_ptr().cast::<EnforceRecord>().read_unaligned() };
-            out.push(decode_action(&raw));
-        }
-        out
-    }
-
     /// Applies `edit` to the locked record, saves it and rebuilds the kernel entries.
     fn change<T>(
         &mut self,
@@ -602,40 +551,5 @@ impl Enforcer {
         locked.set = set;
         locked.save()?;
         Ok(out)
-    }
-}
-
-fn decode_action(raw: &EnforceRecord) -> KernelAction {
-    let action = EnforceAction::from_u32(raw.action);
-    let comm_len = raw
-        .comm
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(raw.comm.len());
-    let destination = match action {
-        Some(EnforceAction::ConnectDenied | EnforceAction::SendmsgDenied) => {
-            let port = raw.file.dev as u16;
-            // The kernel wrote IPv4 destinations (and IPv4-mapped ones) into the first four
-            // bytes and left the rest zero.
-            let ip = if raw.addr[4..].iter().all(|&b| b == 0) {
-                IpAddr::from([raw.addr[0], raw.addr[1], raw.addr[2], raw.addr[3]])
-            } else {
-                IpAddr::from(raw.addr)
-            };
-            Some(std::net::SocketAddr::new(ip, port))
-        }
-        _ => None,
-    };
-    KernelAction {
-        action: action.map_or("unknown", EnforceAction::name),
-        rule_id: raw.rule_id,
-        time_ns: raw.time_ns,
-        pid: raw.pid,
-        tgid: raw.tgid,
-        cgroup_id: raw.cgroup_id,
-        comm: String::from_utf8_lossy(&raw.comm[..comm_len]).into_owned(),
-        dev: raw.file.dev,
-        ino: raw.file.ino,
-        destination,
     }
 }

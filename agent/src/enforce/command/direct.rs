@@ -67,24 +67,15 @@ pub fn contain(
     let mut enforcer = installed(layout, guard)?;
     let e = &mut enforcer;
     Ok(match command {
-        ContainCommand::DenyExec {
-            path,
-            dir,
-            cgroup,
-            container,
-        }
-        | ContainCommand::DenyOpen {
-            path,
-            dir,
-            cgroup,
-            container,
-        } => {
+        ContainCommand::DenyExec(rule) | ContainCommand::DenyOpen(rule) => {
+            let (path, dir) = (&rule.path, &rule.dir);
+            let (cgroup, container) = (&rule.cgroup, &rule.container);
             let scope = match (cgroup, container) {
                 (None, None) => None,
                 _ => Some(resolve(e, cgroup.as_deref(), container.as_deref())?.path),
             };
             let scope = scope.as_deref();
-            if matches!(command, ContainCommand::DenyOpen { .. }) {
+            if matches!(command, ContainCommand::DenyOpen(_)) {
                 let id = e.deny_open(ORIGIN_CLI, path, *dir, scope)?;
                 reply(e, "deny_open", Some(id), format!("file:{}", path.display()))
             } else {

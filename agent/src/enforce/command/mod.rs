@@ -79,38 +79,43 @@ pub struct ContainArgs {
     action: ContainCommand,
 }
 
+/// The target of a deny-exec or deny-open rule.
+#[derive(Args, Clone, Debug)]
+pub struct FileRuleArgs {
+    /// The file (or, with --dir, a directory); the rule names its inode now.
+    pub path: PathBuf,
+    /// PATH is a directory: every file below it on its filesystem.
+    #[arg(long)]
+    pub dir: bool,
+    /// Only in this cgroup v2 (path below the v2 root) and below; node-wide by default.
+    #[arg(long, conflicts_with = "container")]
+    pub cgroup: Option<String>,
+    /// Only in this container (12+ characters of its id) and below.
+    #[arg(long)]
+    pub container: Option<String>,
+}
+
+impl FileRuleArgs {
+    /// The rule's scope: `None` (node-wide) unless a cgroup or container is named.
+    fn scope(&self) -> Option<proto::CgroupTarget> {
+        (self.cgroup.is_some() || self.container.is_some()).then(|| {
+            CgroupTarget {
+                cgroup: self.cgroup.clone(),
+                container: self.container.clone(),
+            }
+            .proto()
+        })
+    }
+}
+
 #[derive(Subcommand, Clone, Debug)]
 pub enum ContainCommand {
     /// Kill-on-exec: a process that executes PATH (or, with --dir, anything below it on its
     /// filesystem) is killed before its first instruction.
-    DenyExec {
-        /// The executable (or, with --dir, a directory); the rule names its inode now.
-        path: PathBuf,
-        /// PATH is a directory: every executable below it on its filesystem.
-        #[arg(long)]
-        dir: bool,
-        /// Only in this cgroup v2 (path below the v2 root) and below; node-wide by default.
-        #[arg(long, conflicts_with = "container")]
-        cgroup: Option<String>,
-        /// Only in this container (12+ characters of its id) and below.
-        #[arg(long)]
-        container: Option<String>,
-    },
+    DenyExec(FileRuleArgs),
     /// Deny opens of PATH (or, with --dir, of anything below it on its filesystem) with
     /// EPERM. Needs BPF-LSM (`vigil probe` says whether this kernel runs it).
-    DenyOpen {
-        /// The file (or, with --dir, a directory); the rule names its inode now.
-        path: PathBuf,
-        /// PATH is a directory: every file below it on its filesystem.
-        #[arg(long)]
-        dir: bool,
-        /// Only in this cgroup v2 (path below the v2 root) and below; node-wide by default.
-        #[arg(long, conflicts_with = "container")]
-        cgroup: Option<String>,
-        /// Only in this container (12+ characters of its id) and below.
-        #[arg(long)]
-        container: Option<String>,
-    },
+    DenyOpen(FileRuleArgs),
     /// Deny connects and sends of a cgroup to a CIDR (EPERM), optionally on some ports.
     DenyConnect {
         #[command(flatten)]
@@ -182,44 +187,20 @@ impl CgroupTarget {
     }
 }
 
-/// The scope of a file rule: `None` (node-wide) unless a cgroup or container is named.
-fn optional_scope(
-    cgroup: &Option<String>,
-    container: &Option<String>,
-) -> Option<proto::CgroupTarget> {
-    (cgroup.is_some() || container.is_some()).then(|| {
-        CgroupTarget {
-            cgroup: cgroup.clone(),
-            container: container.clone(),
-        }
-        .proto()
-    })
-}
-
 impl ContainCommand {
     /// The API request for this command (`None`: release, its own RPC).
     fn request(&self, reason: &str) -> Option<proto::ContainRequest> {
         use proto::contain_request::Action;
         let action = match self {
-            Self::DenyExec {
-                path,
-                dir,
-                cgroup,
-                container,
-            } => Action::DenyExec(proto::DenyExec {
-                path: path.display().to_string(),
-                dir: *dir,
-                scope: optional_scope(cgroup, container),
+            Self::DenyExec(rule) => Action::DenyExec(proto::DenyExec {
+                path: rule.path.display().to_string(),
+                dir: rule.dir,
+                scope: rule.scope(),
             }),
-            Self::DenyOpen {
-                path,
-                dir,
-                cgroup,
-                container,
-            } => Action::DenyOpen(proto::DenyOpen {
-                path: path.display().to_string(),
-                dir: *dir,
-                scope: optional_scope(cgroup, container),
+            Self::DenyOpen(rule) => Action::DenyOpen(proto::DenyOpen {
+                path: rule.path.display().to_string(),
+                dir: rule.dir,
+                scope: rule.scope(),
             }),
             Self::DenyConnect {
                 target,
