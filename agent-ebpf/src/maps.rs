@@ -32,6 +32,15 @@ pub struct Scratch {
     pub buf: [u8; SCRATCH_SIZE],
 }
 
+/// Slots of the scratch buffer past anything a masked write reaches, where the exec program
+/// parks a position between steps (`helpers::opaque`): its last 16 bytes. Not fields of their
+/// own: a per-CPU value may not exceed 32 KiB.
+pub const SCRATCH_CURSOR: usize = SCRATCH_SIZE - 8;
+/// The path walk's length so far (see [`SCRATCH_CURSOR`]).
+pub const SCRATCH_WALK_LEN: usize = SCRATCH_SIZE - 16;
+
+const _: () = assert!(SCRATCH_MASK + vigil_common::process::ARGV_MAX + 256 < SCRATCH_WALK_LEN);
+
 /// `vigil_common::maps::EVENTS`: every record, all CPUs. Userspace may resize it before load.
 #[map(name = "VIGIL_EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_SIZE_DEFAULT, 0);

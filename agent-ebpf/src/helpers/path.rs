@@ -10,8 +10,11 @@
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
 use vigil_common::process::{CGROUP_DEPTH_MAX, PATH_COMPONENT_MAX, PATH_DEPTH_MAX, PATH_MAX};
 
-use super::kread::{read_ptr, read_ptr_pair};
-use crate::maps::{SCRATCH_MASK, offset};
+use super::{
+    kread::{read_ptr, read_ptr_pair},
+    opaque::opaque,
+};
+use crate::maps::{SCRATCH_MASK, SCRATCH_WALK_LEN, offset};
 
 /// Result of a walk.
 pub struct Walked {
@@ -45,7 +48,7 @@ fn push_component(buf: *mut u8, pos: usize, len: usize, name: *const u8) -> Opti
 }
 
 /// Walks the `struct path` at `path` and writes its components into `buf` at `pos`.
-/// `buf` must have at least `SCRATCH_MASK + 1 + PATH_COMPONENT_MAX` bytes.
+/// `buf` is the per-CPU scratch buffer (`SCRATCH_WALK_LEN` is used).
 #[inline(always)]
 pub fn walk(buf: *mut u8, pos: usize, path: *const u8) -> Walked {
     let mount_mnt = offset!(mount_mnt);
@@ -88,7 +91,8 @@ pub fn walk(buf: *mut u8, pos: usize, path: *const u8) -> Walked {
             continue;
         }
         match push_component(buf, pos, len, name) {
-            Some(new_len) => len = new_len,
+            // Opaque: one verifier state per step, not one per step and length so far.
+            Some(new_len) => len = opaque(walk_len_slot(buf), new_len),
             None => {
                 return Walked {
                     len,
@@ -104,8 +108,14 @@ pub fn walk(buf: *mut u8, pos: usize, path: *const u8) -> Walked {
     }
 }
 
+/// The slot where a walk keeps its length between steps (see `helpers::opaque`).
+#[inline(always)]
+fn walk_len_slot(buf: *mut u8) -> *mut u64 {
+    buf.wrapping_add(SCRATCH_WALK_LEN).cast()
+}
+
 /// Walks the cgroup v2 hierarchy from the current task's default cgroup up to the root and
-/// writes its path components into `buf` at `pos`.
+/// writes its path components into `buf` (the scratch buffer, as for [`walk`]) at `pos`.
 #[inline(always)]
 pub fn walk_cgroup(buf: *mut u8, pos: usize, task: *const u8) -> Walked {
     let css_set = read_ptr(task, offset!(task_cgroups));
@@ -122,7 +132,8 @@ pub fn walk_cgroup(buf: *mut u8, pos: usize, task: *const u8) -> Walked {
             };
         }
         match push_component(buf, pos, len, name) {
-            Some(new_len) => len = new_len,
+            // Opaque: one verifier state per step, not one per step and length so far.
+            Some(new_len) => len = opaque(walk_len_slot(buf), new_len),
             None => {
                 return Walked {
                     len,

@@ -26,10 +26,24 @@ use crate::{
     emit::{KindCounters, output, reserve_submit},
     helpers::{
         kread::{read_at, read_ptr},
+        opaque::opaque,
         path, task,
     },
-    maps::{SCRATCH, SCRATCH_MASK, SCRATCH_SIZE, config, count, offset},
+    maps::{SCRATCH, SCRATCH_CURSOR, SCRATCH_MASK, SCRATCH_SIZE, config, count, offset},
 };
+
+/// `put!(event.field, value)` writes a field of the exec record being assembled in map
+/// memory. Volatile, so that the compiler does not keep the value in a register or on the
+/// stack until the end: there the verifier would carry each finished section's length and
+/// flags along and tell otherwise equal states apart by them (see `helpers::opaque`).
+macro_rules! put {
+    ($event:ident . $($field:ident).+, $value:expr $(,)?) => {{
+        let value = $value;
+        // SAFETY: `$event` is the record at the start of this CPU's scratch value (8-byte
+        // aligned, far larger than an ExecEvent).
+        unsafe { (&raw mut (*$event).$($field).+).write_volatile(value) }
+    }};
+}
 
 const EXEC: KindCounters = KindCounters {
     submitted: KernelCounter::SubmittedExec,
@@ -46,7 +60,8 @@ const EXIT: KindCounters = KindCounters {
 
 /// `raw_tp/sched_process_exec(task, old_pid, bprm)`: emits an [`ExecEvent`] with the filename,
 /// argv, executable path and cwd trailing it. Runs after the new image is set up, so argv is
-/// read from the new mm.
+/// read from the new mm. Its sections hand over through map memory (`put!`, `opaque`) so
+/// that the verifier of Linux 6.1 accepts it, not only that of newer kernels.
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn process_exec(ctx: RawTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
@@ -56,62 +71,79 @@ pub fn process_exec(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     let buf = scratch.cast::<u8>();
-    let mut event = exec_identity(task);
+    let cursor = buf.wrapping_add(SCRATCH_CURSOR).cast::<u64>();
+    // The record is assembled in place: its fixed part at the start of the buffer, each
+    // trailing section after it.
+    let event = buf.cast::<ExecEvent>();
+    // SAFETY: the scratch buffer holds SCRATCH_SIZE bytes, far more than an ExecEvent, and
+    // a map value is 8-byte aligned.
+    unsafe { event.write(exec_identity(task)) };
     let mut pos = size_of::<ExecEvent>();
 
     let mut filename_len = read_filename(buf, pos, read_ptr(bprm, offset!(bprm_filename)));
     if filename_len >= FILENAME_MAX {
         // One byte more than we keep came back: the name was longer.
-        event.flags |= EXEC_FILENAME_TRUNCATED;
+        add_flags(event, EXEC_FILENAME_TRUNCATED);
         filename_len = FILENAME_MAX - 1;
     }
-    event.filename_len = filename_len as u16;
+    put!(event.filename_len, filename_len as u16);
     pos += filename_len;
 
     let (argv_len, argv_flags) = read_argv(buf, pos, read_ptr(task, offset!(task_mm)));
-    event.flags |= argv_flags;
-    event.argv_len = argv_len as u16;
-    pos += argv_len;
+    add_flags(event, argv_flags);
+    put!(event.argv_len, argv_len as u16);
+    pos = opaque(cursor, pos + argv_len);
 
     let file = read_ptr(bprm, offset!(bprm_file));
     let exe = path::walk(buf, pos, file.wrapping_add(offset!(file_path) as usize));
     if exe.truncated {
-        event.flags |= EXEC_EXE_PATH_TRUNCATED;
+        add_flags(event, EXEC_EXE_PATH_TRUNCATED);
     }
-    event.exe_path_len = exe.len as u16;
-    pos += exe.len;
+    put!(event.exe_path_len, exe.len as u16);
+    pos = opaque(cursor, pos + exe.len);
 
     let fs = read_ptr(task, offset!(task_fs));
     let cwd = path::walk(buf, pos, fs.wrapping_add(offset!(fs_pwd) as usize));
     if cwd.truncated {
-        event.flags |= EXEC_CWD_TRUNCATED;
+        add_flags(event, EXEC_CWD_TRUNCATED);
     }
-    event.cwd_len = cwd.len as u16;
-    pos += cwd.len;
+    put!(event.cwd_len, cwd.len as u16);
+    pos = opaque(cursor, pos + cwd.len);
 
     let cgroup = path::walk_cgroup(buf, pos, task);
     if cgroup.truncated {
-        event.flags |= EXEC_CGROUP_TRUNCATED;
+        add_flags(event, EXEC_CGROUP_TRUNCATED);
     }
-    event.cgroup_len = cgroup.len as u16;
-    pos += cgroup.len;
+    put!(event.cgroup_len, cgroup.len as u16);
+    pos = opaque(cursor, pos + cgroup.len);
 
     let inode = read_ptr(file, offset!(file_inode));
-    event.exe_ino = read_at::<u64>(inode, offset!(inode_ino));
-    event.exe_dev = read_at::<u32>(read_ptr(inode, offset!(inode_sb)), offset!(sb_dev));
+    put!(event.exe_ino, read_at::<u64>(inode, offset!(inode_ino)));
+    put!(
+        event.exe_dev,
+        read_at::<u32>(read_ptr(inode, offset!(inode_sb)), offset!(sb_dev)),
+    );
     if !inode.is_null() && read_at::<u32>(inode, offset!(inode_nlink)) == 0 {
-        event.flags |= EXEC_EXE_UNLINKED;
+        add_flags(event, EXEC_EXE_UNLINKED);
     }
 
     let size = pos & (SCRATCH_SIZE - 1);
-    event.header.size = size as u32;
-    // SAFETY: the scratch buffer holds SCRATCH_SIZE bytes and ExecEvent is far smaller;
-    // `write_unaligned` because the buffer is a byte array.
-    unsafe { buf.cast::<ExecEvent>().write_unaligned(event) };
+    put!(event.header.size, size as u32);
     // SAFETY: `size < SCRATCH_SIZE`, the bytes up to `size` were written above.
     let record = unsafe { core::slice::from_raw_parts(buf, size) };
     output(EXEC, record);
     0
+}
+
+/// Sets `flags` in the record being assembled (as [`put!`]).
+#[inline(always)]
+fn add_flags(event: *mut ExecEvent, flags: u32) {
+    // SAFETY: `event` is the record at the start of this CPU's scratch value (8-byte aligned,
+    // far larger than an ExecEvent).
+    unsafe {
+        let field = &raw mut (*event).flags;
+        field.write_volatile(field.read_volatile() | flags);
+    }
 }
 
 /// Everything of an exec record that does not trail it: ids, parent, credentials, comm.
