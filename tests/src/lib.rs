@@ -14,6 +14,8 @@
 //! - [`pki`]: CAs and certificates for the mutual-TLS tests.
 //! - [`scrape`]: the agent's `/metrics` endpoint.
 //! - [`select`]: picking one's own events out of everything the machine does.
+//! - [`vigil_run`]: the real `vigil run` with a config the test writes, its JSON output and
+//!   its log.
 //! - [`containerd`], [`pod`], [`image`]: a private containerd started by the test, pods and
 //!   containers created through its CRI API, images built from busybox-static.
 //!
@@ -33,6 +35,7 @@ pub mod pod;
 pub mod scrape;
 pub mod select;
 pub mod spawn;
+pub mod vigil_run;
 
 use std::time::Duration;
 
