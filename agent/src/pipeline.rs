@@ -47,17 +47,25 @@ impl Pipeline {
         &self.cache
     }
 
-    /// Seeds the process cache from /proc (processes that started before Vigil).
+    /// Seeds the process cache from /proc (processes that started before Vigil). Processes
+    /// that exit during the walk are normal: counted in the one line logged, never an error.
     pub fn seed_from_proc(&mut self) {
         let cgroups = crate::cgroup::CgroupFs::discover();
-        let (entries, skipped) =
-            crate::process::snapshot::read_proc(std::path::Path::new("/proc"), &cgroups);
+        let proc_root = std::path::Path::new("/proc");
+        let (entries, skipped) = match crate::process::snapshot::read_proc(proc_root, &cgroups) {
+            Ok(read) => read,
+            Err(error) => {
+                tracing::warn!(%error, "Cannot list /proc; processes that started before Vigil are known only once they act.");
+                return;
+            }
+        };
         let count = entries.len();
         self.cache
             .seed(entries, crate::process::snapshot::tick_ns());
         tracing::info!(
             processes = count,
-            skipped,
+            vanished = skipped.vanished,
+            unreadable = skipped.unreadable,
             "Read running processes from /proc."
         );
     }

@@ -14,6 +14,10 @@
 //! - [`pki`]: CAs and certificates for the mutual-TLS tests.
 //! - [`scrape`]: the agent's `/metrics` endpoint.
 //! - [`select`]: picking one's own events out of everything the machine does.
+//! - [`vigil_run`]: the real `vigil run` with a config the test writes, its JSON output and
+//!   its log.
+//! - [`hostile_socket`], [`fake_pod`]: a runtime socket that hangs or answers garbage, and a
+//!   pod-shaped cgroup with no runtime behind it.
 //! - [`containerd`], [`pod`], [`image`]: a private containerd started by the test, pods and
 //!   containers created through its CRI API, images built from busybox-static.
 //!
@@ -24,8 +28,10 @@ pub mod binary;
 pub mod containerd;
 pub mod daemon;
 pub mod enforcement;
+pub mod fake_pod;
 pub mod gate;
 pub mod harness;
+pub mod hostile_socket;
 pub mod image;
 pub mod json;
 pub mod pki;
@@ -33,6 +39,7 @@ pub mod pod;
 pub mod scrape;
 pub mod select;
 pub mod spawn;
+pub mod vigil_run;
 
 use std::time::Duration;
 

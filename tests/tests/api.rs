@@ -4,6 +4,7 @@
 //! is made by `cargo xtask setup` (`<cache>/py`).
 
 use std::{
+    ffi::OsStr,
     os::unix::fs::{FileTypeExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -266,6 +267,77 @@ fn vigil_events_prints_one_line_per_filtered_event() {
         return;
     }
     panic!("`vigil events` printed nothing for 20 runs of the target");
+}
+
+/// Runs `program` with `args` as uid and gid 65534 (nobody), without supplementary groups.
+fn as_nobody(program: &Path, args: &[&OsStr]) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(program)
+        .args(args)
+        .output()
+        .expect("run setpriv (util-linux)")
+}
+
+#[test]
+fn the_unix_socket_serves_root_and_refuses_another_user() {
+    let dir = TempDir::new("api-perm");
+    let Some((_agent, socket)) = start(&dir) else {
+        return;
+    };
+    let Some(vigil) = vigil_tests::binary::vigil_binary() else {
+        return;
+    };
+    // Others may enter the directories: only the socket's own mode can refuse them.
+    for d in [dir.path(), socket.parent().expect("the socket's directory")] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+    }
+
+    // What nobody can do: see the socket, and run vigil.
+    let seen = as_nobody(
+        Path::new("/usr/bin/stat"),
+        &[OsStr::new("-c"), OsStr::new("%a %u %F"), socket.as_os_str()],
+    );
+    assert!(seen.status.success(), "{seen:?}");
+    assert_eq!(String::from_utf8_lossy(&seen.stdout).trim(), "600 0 socket");
+    let version = as_nobody(&vigil, &[OsStr::new("--version")]);
+    assert!(version.status.success(), "{version:?}");
+
+    // Refused by the kernel at connect(2), before any byte of gRPC.
+    let status = [
+        OsStr::new("status"),
+        OsStr::new("--json"),
+        OsStr::new("--socket"),
+        socket.as_os_str(),
+    ];
+    let refused = as_nobody(&vigil, &status);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        stderr.contains(&format!("no agent answers on {}", socket.display()))
+            && stderr.contains("Permission denied (os error 13)"),
+        "{stderr}"
+    );
+
+    // Root is served.
+    let served = vigil_tests::binary::run(
+        &vigil,
+        &[
+            "status",
+            "--json",
+            "--socket",
+            socket.to_str().expect("UTF-8 path"),
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_str(served.ok()).expect("JSON");
+    assert_eq!(report["health"]["serving"], true, "{report}");
 }
 
 #[test]

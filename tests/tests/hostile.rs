@@ -9,114 +9,23 @@
 //! The limits themselves (how many arguments and bytes are kept, where a filename is cut)
 //! are asserted on the in-process pipeline in `exec_limits.rs`; this is about the output.
 
-use std::{
-    ffi::OsStr,
-    os::unix::ffi::OsStrExt as _,
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{ffi::OsStr, os::unix::ffi::OsStrExt as _, path::Path, process::Command};
 
 use serde_json::Value;
 use vigil::export::escape::unescape;
 use vigil_common::process::{FILENAME_MAX, PATH_MAX};
 use vigil_tests::{
     EVENT_TIMEOUT,
-    binary::vigil_binary,
-    daemon::{Daemon, json_lines, wait_until},
-    gate,
-    spawn::{TempDir, bytes, install_executable, run_to_end},
+    spawn::{bytes, install_executable, run_to_end},
+    vigil_run::{VigilRun, setup},
 };
 
-/// How long `vigil run` may take to load and attach.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 const RULE: &str = "hostile-test-marker";
 const MARKER: &str = "vigil-hup-marker";
 
 /// Every kind of byte that has broken a log pipeline: quotes, backslashes, braces, a
 /// newline, a clear-screen and a set-title escape, a bell, and bytes that are not UTF-8.
 const NASTY: &[u8] = b"q\"b\\s{b}[a]\n\x1b[2J\x1b]0;owned\x07\r\t\xff\xfe\xc3(\x00end";
-
-/// `vigil run` with only this test's policy directory, no API socket and no enforcement
-/// pins (nothing shared with an agent running beside), writing JSON to `events.jsonl`.
-struct Agent {
-    daemon: Daemon,
-    output: PathBuf,
-}
-
-fn start(vigil: &Path, dir: &Path) -> Agent {
-    let config = dir.join("vigil.toml");
-    let output = dir.join("events.jsonl");
-    std::fs::write(
-        &config,
-        format!(
-            "[policy]\ndefault_pack = false\ndirectory = \"{}\"\nreload_interval_ms = 0\n\n\
-             [api]\nenabled = false\n\n[enforcement]\nenabled = false\n",
-            dir.join("policies").display()
-        ),
-    )
-    .expect("writing the config");
-    let mut daemon = Daemon::start(
-        Command::new(vigil)
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .arg("--output")
-            .arg(&output)
-            .env("VIGIL_LOG", "info"),
-        &dir.join("agent.log"),
-    );
-    daemon.wait_for_log("Vigil is running.", 1, START_TIMEOUT);
-    Agent { daemon, output }
-}
-
-fn setup(label: &str) -> Option<(PathBuf, TempDir)> {
-    if !gate::privileged() {
-        gate::skip("`vigil run` needs root or CAP_BPF + CAP_PERFMON");
-        return None;
-    }
-    let vigil = vigil_binary()?;
-    let dir = TempDir::new(label);
-    std::fs::create_dir(dir.path().join("policies")).expect("policy directory");
-    Some((vigil, dir))
-}
-
-impl Agent {
-    /// The line of `kind` about `pid`, once it is in the file.
-    #[track_caller]
-    fn line(&self, kind: &str, pid: u32) -> Value {
-        let mut found = None;
-        let output = self.output.clone();
-        wait_until(EVENT_TIMEOUT, &format!("{kind} line of pid {pid}"), || {
-            found = json_lines(&output)
-                .into_iter()
-                .find(|l| l["kind"] == kind && l["process"]["pid"] == pid);
-            found.is_some()
-        });
-        found.expect("found")
-    }
-
-    /// Stops the agent cleanly and checks the whole file: whole lines, each one JSON object,
-    /// no raw control byte but the line ends.
-    fn stop_and_check_output(self) -> Vec<Value> {
-        self.daemon.interrupt(EVENT_TIMEOUT);
-        let text = std::fs::read(&self.output).expect("the output file");
-        assert_eq!(text.last(), Some(&b'\n'), "the file ends with a whole line");
-        if let Some(at) = text.iter().position(|&b| b < 0x20 && b != b'\n') {
-            panic!("raw control byte {:#04x} at offset {at}", text[at]);
-        }
-        text.split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let value: Value = serde_json::from_slice(l).unwrap_or_else(|e| {
-                    panic!("not a JSON line ({e}): {}", String::from_utf8_lossy(l))
-                });
-                assert!(value.is_object(), "{value}");
-                value
-            })
-            .collect()
-    }
-}
 
 /// The bytes a JSON string field stands for.
 #[track_caller]
@@ -149,7 +58,7 @@ fn hostile_arguments_and_paths_are_escaped_exactly_and_cut_with_a_flag() {
     let deep_program = install_executable(Path::new("/bin/true"), &deep, "vigil-hostile-deep");
     let plain = install_executable(Path::new("/bin/true"), dir.path(), "vigil-hostile-plain");
 
-    let agent = start(&vigil, dir.path());
+    let agent = VigilRun::start(&vigil, dir.path(), "");
 
     // argv: the hostile argument (NUL ends a C string: the kernel sees what precedes it),
     // then 1 MiB in 16 arguments of 64 KiB.
@@ -229,7 +138,7 @@ fn a_malformed_policy_pushed_by_sighup_leaves_the_set_in_force() {
         ),
     )
     .expect("policy file");
-    let mut agent = start(&vigil, dir.path());
+    let mut agent = VigilRun::start(&vigil, dir.path(), "");
     let before = run_to_end(&mut Command::new(&marker), EVENT_TIMEOUT);
     assert_eq!(agent.line("finding", before.pid)["finding"]["rule"], RULE);
 

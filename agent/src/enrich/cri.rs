@@ -50,6 +50,14 @@ pub enum CriError {
     },
     #[error("the runtime does not know {id}")]
     NotFound { id: ContainerId },
+    /// The connection broke or did not carry gRPC: the socket closed at once, or answered
+    /// with something that is not HTTP/2 (an HTTP/1 server, random bytes).
+    #[error("`{call}` failed: the socket does not speak gRPC")]
+    Transport {
+        call: &'static str,
+        #[source]
+        source: tonic::Status,
+    },
     #[error("`{call}` failed: {code:?}: {message}")]
     Status {
         call: &'static str,
@@ -73,6 +81,7 @@ impl CriError {
                 ..
             } => "unavailable",
             Self::Timeout { .. } => "timeout",
+            Self::Transport { .. } => "transport",
             Self::NotFound { .. } => "not_found",
             Self::Status { .. } => "error",
             Self::Invalid { .. } => "invalid",
@@ -168,6 +177,10 @@ impl CriClient {
     ) -> Result<T, CriError> {
         match tokio::time::timeout(self.timeout, rpc).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) if from_transport(&status) => Err(CriError::Transport {
+                call,
+                source: status,
+            }),
             Ok(Err(status)) => Err(CriError::Status {
                 call,
                 code: status.code(),
@@ -304,6 +317,13 @@ impl CriClient {
     }
 }
 
+/// Whether `status` was made by the client's transport (the connection failed under the
+/// call) rather than sent by a runtime.
+fn from_transport(status: &tonic::Status) -> bool {
+    std::error::Error::source(status)
+        .is_some_and(|source| source.downcast_ref::<tonic::transport::Error>().is_some())
+}
+
 /// The runtime a CRI `Version` names.
 fn runtime_named(name: &str) -> Option<Runtime> {
     match name {
@@ -337,4 +357,4 @@ fn own_labels(
 
 #[cfg(test)]
 #[path = "cri_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -3,13 +3,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::{io::AsyncWriteExt, net::UnixListener};
+use tokio::{io::AsyncWriteExt as _, net::UnixListener};
 
 use super::*;
 
 const TIMEOUT: Duration = Duration::from_millis(300);
 
-fn socket_path(label: &str) -> PathBuf {
+pub(crate) fn socket_path(label: &str) -> PathBuf {
     std::env::temp_dir().join(format!(
         "vigil-cri-test-{label}-{}.sock",
         std::process::id()
@@ -45,11 +45,7 @@ async fn absent_socket_is_unavailable_at_once() {
 
 #[tokio::test]
 async fn silent_socket_times_out() {
-    let path = listen("silent", |stream| async move {
-        // Holds the connection open and never answers.
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        drop(stream);
-    });
+    let path = listen_hostile("silent", Hostile::Silent);
     let started = Instant::now();
     let error = CriClient::connect(&path, TIMEOUT)
         .await
@@ -59,24 +55,69 @@ async fn silent_socket_times_out() {
     let _ = std::fs::remove_file(path);
 }
 
-#[tokio::test]
-async fn garbage_answer_is_an_error_not_a_panic() {
-    let path = listen("garbage", |mut stream| async move {
-        let _ = stream
-            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n\xff\x00garbage")
-            .await;
+/// What a socket that is not a CRI runtime may do when the client connects.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Hostile {
+    /// Accepts, then never reads nor answers.
+    Silent,
+    /// 4 KiB of random bytes, then closes.
+    RandomBytes,
+    /// An HTTP/1.1 response, then closes.
+    Http1,
+    /// Closes at once.
+    Close,
+}
+
+/// A socket that does `hostile` to every connection.
+pub(crate) fn listen_hostile(label: &str, hostile: Hostile) -> PathBuf {
+    listen(label, move |mut stream| async move {
+        match hostile {
+            Hostile::Silent => tokio::time::sleep(Duration::from_secs(30)).await,
+            Hostile::RandomBytes => {
+                let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+                let bytes: Vec<u8> = (0..4096)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x.to_le_bytes()[0]
+                    })
+                    .collect();
+                let _ = stream.write_all(&bytes).await;
+            }
+            Hostile::Http1 => {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 9\r\n\r\n\xff\x00garbage",
+                    )
+                    .await;
+            }
+            Hostile::Close => {}
+        }
         let _ = stream.shutdown().await;
-    });
-    let started = Instant::now();
-    let error = CriClient::connect(&path, TIMEOUT)
-        .await
-        .expect_err("not gRPC");
-    assert!(
-        matches!(error.cause(), "unavailable" | "error" | "timeout"),
-        "{error}"
-    );
-    assert!(started.elapsed() < TIMEOUT * 3, "{:?}", started.elapsed());
-    let _ = std::fs::remove_file(path);
+    })
+}
+
+#[tokio::test]
+async fn a_socket_that_does_not_speak_grpc_is_a_transport_error_at_once() {
+    for hostile in [Hostile::RandomBytes, Hostile::Http1, Hostile::Close] {
+        let path = listen_hostile(&format!("{hostile:?}"), hostile);
+        let started = Instant::now();
+        let error = CriClient::connect(&path, TIMEOUT)
+            .await
+            .expect_err("not gRPC");
+        assert_eq!(error.cause(), "transport", "{hostile:?}: {error}");
+        assert_eq!(
+            error.to_string(),
+            "`Version` failed: the socket does not speak gRPC"
+        );
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "{hostile:?}: {:?}",
+            started.elapsed()
+        );
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 #[test]

@@ -34,7 +34,7 @@ use crate::{
 
 /// After a failed lookup, the next event of that container asks again after this long.
 const RETRY_NS: u64 = 10_000_000_000;
-/// After the runtime was unavailable or slow, new containers' events are not held for this
+/// After the runtime was unavailable, slow or not speaking gRPC, new containers' events are not held for this
 /// long (a broken runtime must not add the pending timeout to every new container).
 const DEGRADED_NS: u64 = 10_000_000_000;
 /// A container spans few cgroups (systemd sub-cgroups inside it); remembered for removal.
@@ -237,7 +237,7 @@ impl Enricher {
             }
             Outcome::Failed(cause) => {
                 self.stats.add(EnrichCounter::for_failure(cause), 1);
-                if matches!(cause, "unavailable" | "timeout") {
+                if matches!(cause, "unavailable" | "timeout" | "transport") {
                     self.degraded_until_ns = now_ns.saturating_add(DEGRADED_NS);
                 }
                 if let Some(entry) = self.containers.get_mut(&id) {

@@ -57,6 +57,8 @@ pub struct LookupTask {
     requests: mpsc::Receiver<ContainerId>,
     results: mpsc::Sender<LookupResult>,
     client: Option<CriClient>,
+    /// The socket last connected to or tried (auto-detection may find none), for the logs.
+    tried: Option<PathBuf>,
     /// Until when connecting is not tried again, and why the last try failed.
     backoff: Option<(Instant, &'static str)>,
     /// Containers found, to tell the pipeline when they go.
@@ -88,6 +90,7 @@ impl LookupTask {
             requests,
             results,
             client: None,
+            tried: None,
             backoff: None,
             known: HashSet::new(),
             warned: HashMap::new(),
@@ -151,7 +154,10 @@ impl LookupTask {
             return Err(cause);
         }
         let connected = match find_socket(self.socket.as_deref()) {
-            Ok(path) => CriClient::connect(&path, self.timeout).await,
+            Ok(path) => {
+                self.tried = Some(path.clone());
+                CriClient::connect(&path, self.timeout).await
+            }
             Err(error) => Err(error),
         };
         match connected {
@@ -218,7 +224,13 @@ impl LookupTask {
         }
         let suppressed = std::mem::take(&mut entry.1);
         entry.0 = Some(now);
+        let socket = self
+            .tried
+            .as_deref()
+            .map_or_else(|| "(none found)".into(), |p| p.display().to_string());
         tracing::warn!(
+            socket = %socket,
+            cause = %error.cause(),
             container_id = %id,
             error = %super::cri::error_chain(error),
             suppressed,
@@ -246,3 +258,7 @@ async fn lookup_with_retry(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "lookup_tests.rs"]
+mod tests;

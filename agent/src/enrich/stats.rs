@@ -13,6 +13,8 @@ pub enum EnrichCounter {
     LookupFailedNotFound,
     LookupFailedInvalid,
     LookupFailedError,
+    /// The socket closed under the call or did not speak gRPC.
+    LookupFailedTransport,
     /// The lookup task's request queue was full: no lookup asked.
     LookupRequestsDropped,
     /// Events held while metadata was on its way.
@@ -36,7 +38,7 @@ pub enum EnrichCounter {
 }
 
 impl EnrichCounter {
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::LookupsRequested,
         Self::LookupsFound,
         Self::LookupFailedUnavailable,
@@ -44,6 +46,7 @@ impl EnrichCounter {
         Self::LookupFailedNotFound,
         Self::LookupFailedInvalid,
         Self::LookupFailedError,
+        Self::LookupFailedTransport,
         Self::LookupRequestsDropped,
         Self::EventsHeld,
         Self::IncompleteTimeout,
@@ -66,6 +69,7 @@ impl EnrichCounter {
             Self::LookupFailedNotFound => (&f::ENRICH_LOOKUP_FAILURES, Some("not_found")),
             Self::LookupFailedInvalid => (&f::ENRICH_LOOKUP_FAILURES, Some("invalid")),
             Self::LookupFailedError => (&f::ENRICH_LOOKUP_FAILURES, Some("error")),
+            Self::LookupFailedTransport => (&f::ENRICH_LOOKUP_FAILURES, Some("transport")),
             Self::LookupRequestsDropped => (&f::ENRICH_LOOKUP_REQUESTS_DROPPED, None),
             Self::EventsHeld => (&f::ENRICH_EVENTS_HELD, None),
             Self::IncompleteTimeout => (&f::ENRICH_INCOMPLETE, Some("timeout")),
@@ -86,6 +90,7 @@ impl EnrichCounter {
             "timeout" => Self::LookupFailedTimeout,
             "not_found" => Self::LookupFailedNotFound,
             "invalid" => Self::LookupFailedInvalid,
+            "transport" => Self::LookupFailedTransport,
             _ => Self::LookupFailedError,
         }
     }
