@@ -34,7 +34,8 @@ pub struct PeerRun {
     pub storm: Timing,
     /// Output lines of each class.
     pub captured: Vec<u64>,
-    /// Events the tool itself reported lost (its "lost N events" warnings on stderr).
+    /// Events the tool itself reported lost (its "lost N events" warnings, on stderr for
+    /// libbpf-tools, on stdout for bpftrace).
     pub lost: u64,
     /// Kernel ns per storm iteration, all of its programs together.
     pub kernel_ns_per_event: f64,
@@ -70,14 +71,16 @@ pub fn run(
     let lines = Arc::new(AtomicU64::new(0));
     let seen = lines.clone();
     let reader = std::thread::spawn(move || {
-        let mut captured = vec![0; classes];
+        let (mut captured, mut lost) = (vec![0; classes], 0);
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             seen.fetch_add(1, Ordering::Relaxed);
             if let Some(n) = classify(&line).and_then(|class| captured.get_mut(class)) {
                 *n += 1;
             }
+            // bpftrace prints its "Lost N events" among its output, on stdout.
+            lost += lost_events(&line).unwrap_or(0);
         }
-        captured
+        (captured, lost)
     });
     let errors = std::thread::spawn(move || {
         BufReader::new(stderr)
@@ -117,18 +120,21 @@ pub fn run(
         }
     };
     let after = run_totals(&ids);
-    // Let it drain its buffer: wait until its output stops growing (it arrives in blocks).
-    let mut last = u64::MAX;
+    // Let it drain its buffer: wait until its output has stopped growing for a second (it
+    // arrives in blocks, and a tool starved of CPU on a busy machine pauses).
+    let (mut last, mut still) = (u64::MAX, 0);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while lines.load(Ordering::Relaxed) != last && Instant::now() < deadline {
-        last = lines.load(Ordering::Relaxed);
-        std::thread::sleep(Duration::from_millis(300));
+    while still < 4 && Instant::now() < deadline {
+        let now = lines.load(Ordering::Relaxed);
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        std::thread::sleep(Duration::from_millis(250));
     }
     let cpu = process_cpu(pid).saturating_sub(cpu_before);
     let peak_rss_kib = super::status_kib_of(pid, "VmHWM");
     stop(&mut child).with_context(|| format!("waiting for {tool}"))?;
-    let captured = reader.join().unwrap_or_default();
-    let lost = errors.join().unwrap_or(0);
+    let (captured, lost_stdout) = reader.join().unwrap_or_default();
+    let lost = errors.join().unwrap_or(0) + lost_stdout;
     let per = |ns: u128, n: u64| ns as f64 / n.max(1) as f64;
     let programs = after
         .iter()
