@@ -49,8 +49,19 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ),
     // Certificates for the API's mutual-TLS test.
     ("openssl", "test certificates for the API's mutual TLS"),
-    // The peer that `vigil bench exec` measures side by side (execsnoop, CO-RE, no headers).
-    ("libbpf-tools", "execsnoop, the peer of the exec benchmark"),
+    // The peers that `vigil bench exec|connect|open` measure side by side (execsnoop,
+    // tcpstates, opensnoop: CO-RE, no headers).
+    (
+        "libbpf-tools",
+        "execsnoop, tcpstates, opensnoop: peers of the benchmarks",
+    ),
+    // The second peer of the exec, connect and open storms (tracepoints with printf).
+    (
+        "bpftrace",
+        "the bpftrace peer of the exec, connect and open benchmarks",
+    ),
+    // Ground truth of the storms: `perf stat -e <tracepoint>` counts in the kernel.
+    ("linux-perf", "perf stat, the benchmarks' ground truth"),
     // containerd's OCI runtime.
     (
         "runc",

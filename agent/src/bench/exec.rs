@@ -86,8 +86,16 @@ struct RunResult {
     programs: Vec<(&'static str, f64, u64)>,
     /// Vigil's kernel ns per storm iteration, all programs together.
     kernel_ns_per_exec: f64,
-    peer: Option<peer::PeerRun>,
+    /// CPU time of this process (the agent) from the storm's start until it had stopped.
+    cpu: Duration,
+    /// Peak resident memory of this process (the agent) from its start until it stopped, KiB.
+    peak_rss_kib: u64,
+    /// One per [`PEERS`]; `None` when the tool is not installed.
+    peers: Vec<Option<peer::PeerRun>>,
 }
+
+/// (tool, name) of the peers, run in turn on the same storm.
+const PEERS: &[(&str, &str)] = &[(peer::EXECSNOOP, "execsnoop"), (peer::BPFTRACE, "bpftrace")];
 
 async fn one_run(binary: &Path, args: &[&str], count: u32) -> anyhow::Result<RunResult> {
     let (b, a) = (
@@ -109,11 +117,13 @@ async fn one_run(binary: &Path, args: &[&str], count: u32) -> anyhow::Result<Run
         renderer: JsonRenderer::new("bench".into(), BootClock::now()),
         buf: Vec::with_capacity(1 << 20),
     };
+    super::reset_peak_rss();
     let agent = Agent::start(&Config::default(), Box::new(exporter)).context("starting Vigil")?;
     let before = agent
         .sensor()
         .map(|s| s.program_stats())
         .unwrap_or_default();
+    let cpu_before = super::cpu_time(libc::RUSAGE_SELF);
     let (b, a) = (
         binary.to_owned(),
         args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
@@ -129,6 +139,8 @@ async fn one_run(binary: &Path, args: &[&str], count: u32) -> anyhow::Result<Run
         .unwrap_or_default();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let summary = agent.stop().await;
+    let cpu = super::cpu_time(libc::RUSAGE_SELF).saturating_sub(cpu_before);
+    let peak_rss_kib = super::status_kib("VmHWM");
     let programs = after
         .iter()
         .zip(&before)
@@ -146,24 +158,36 @@ async fn one_run(binary: &Path, args: &[&str], count: u32) -> anyhow::Result<Run
         .filter(|((name, _, _), _)| name.starts_with("process_"))
         .map(|((_, t1, _), (_, t0, _))| t1.saturating_sub(*t0).as_nanos() as f64)
         .sum();
-    let peer = if peer::available(peer::EXECSNOOP) {
+    let mut peers = Vec::new();
+    for &(tool, _) in PEERS {
+        if !peer::available(tool) {
+            peers.push(None);
+            continue;
+        }
         let (b, a) = (
             binary.to_owned(),
             args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         );
-        let children = peer::execsnoop_child_of(std::process::id());
-        Some(
+        let parent = std::process::id();
+        let (tool_args, children): (Vec<String>, super::storm::LineClassifier) =
+            if tool == peer::BPFTRACE {
+                (
+                    peer::bpftrace_exec(),
+                    Box::new(peer::bpftrace_exec_child_of(parent)),
+                )
+            } else {
+                (Vec::new(), Box::new(peer::execsnoop_child_of(parent)))
+            };
+        peers.push(Some(
             tokio::task::spawn_blocking(move || {
-                peer::run(peer::EXECSNOOP, &[], count, 1, children, || {
+                peer::run(tool, &tool_args, count, 1, children, || {
                     let a: Vec<&str> = a.iter().map(String::as_str).collect();
                     storm(&b, &a, count).map(super::Timing::from)
                 })
             })
             .await??,
-        )
-    } else {
-        None
-    };
+        ));
+    }
     Ok(RunResult {
         base,
         traced,
@@ -171,7 +195,9 @@ async fn one_run(binary: &Path, args: &[&str], count: u32) -> anyhow::Result<Run
         lost: summary.lost,
         programs,
         kernel_ns_per_exec: total_ns / f64::from(count.max(1)),
-        peer,
+        cpu,
+        peak_rss_kib,
+        peers,
     })
 }
 
@@ -197,14 +223,16 @@ pub async fn run(count: u32, runs: u32, binary: Option<PathBuf>) -> anyhow::Resu
             count,
             r.lost
         );
-        if let Some(p) = &r.peer {
-            println!(
-                "         execsnoop {:.3} s, captured {}/{}, lost {}",
-                p.storm.wall.as_secs_f64(),
-                p.captured[0],
-                count,
-                p.lost
-            );
+        for (&(_, name), p) in PEERS.iter().zip(&r.peers) {
+            if let Some(p) = p {
+                println!(
+                    "         {name} {:.3} s, captured {}/{}, lost {}",
+                    p.storm.wall.as_secs_f64(),
+                    p.captured[0],
+                    count,
+                    p.lost
+                );
+            }
         }
         results.push(r);
     }
@@ -252,29 +280,45 @@ pub async fn run(count: u32, runs: u32, binary: Option<PathBuf>) -> anyhow::Resu
     let mut vigil_total: Vec<f64> = results.iter().map(|r| r.kernel_ns_per_exec).collect();
     let vigil_total = median(&mut vigil_total);
     println!("kernel ns per exec, vigil  {vigil_total:.0} ns (exec + fork + exit programs)");
-    let peers: Vec<&peer::PeerRun> = results.iter().filter_map(|r| r.peer.as_ref()).collect();
-    if peers.is_empty() {
+    let mut cpu: Vec<f64> = results.iter().map(|r| r.cpu.as_secs_f64()).collect();
+    let mut rss: Vec<f64> = results.iter().map(|r| r.peak_rss_kib as f64).collect();
+    println!(
+        "vigil process CPU         {:.0} ms (median; storm start to agent stopped), peak RSS {:.1} MiB",
+        median(&mut cpu) * 1e3,
+        median(&mut rss) / 1024.0
+    );
+    for (i, &(tool, name)) in PEERS.iter().enumerate() {
+        let peers: Vec<(&RunResult, &peer::PeerRun)> = results
+            .iter()
+            .filter_map(|r| Some((r, r.peers.get(i)?.as_ref()?)))
+            .collect();
+        if peers.is_empty() {
+            println!("peer: {tool} not installed (Debian package); no side-by-side figures");
+            continue;
+        }
+        let med = |f: &dyn Fn(&RunResult, &peer::PeerRun) -> f64| {
+            let mut v: Vec<f64> = peers.iter().map(|(r, p)| f(r, p)).collect();
+            median(&mut v)
+        };
+        let peer_ns = med(&|_, p| p.kernel_ns_per_event);
+        let captured = peers.iter().map(|(_, p)| p.captured[0]).min().unwrap_or(0);
+        let lost = peers.iter().map(|(_, p)| p.lost).max().unwrap_or(0);
+        println!("kernel ns per exec, {name}  {peer_ns:.0} ns (all its programs)");
         println!(
-            "peer: {} not installed (Debian libbpf-tools); no side-by-side figures",
-            peer::EXECSNOOP
+            "{name} slowdown ratio  {:.3}, captured/generated {captured}/{count} (worst run), \
+             it reported {lost} lost",
+            med(&|r, p| p.storm.wall.as_secs_f64() / r.base.as_secs_f64())
         );
-        return Ok(());
+        println!(
+            "{name} process CPU {:.0} ms, peak RSS {:.1} MiB (medians)",
+            med(&|_, p| p.cpu.as_secs_f64()) * 1e3,
+            med(&|_, p| p.peak_rss_kib as f64) / 1024.0
+        );
+        println!(
+            "vigil / {name}: kernel cost per exec {:.2}, wall {:.2} (medians of same-run ratios)",
+            med(&|r, p| r.kernel_ns_per_exec / p.kernel_ns_per_event),
+            med(&|r, p| r.traced.as_secs_f64() / p.storm.wall.as_secs_f64())
+        );
     }
-    let mut peer_ns: Vec<f64> = peers.iter().map(|p| p.kernel_ns_per_event).collect();
-    let peer_ns = median(&mut peer_ns);
-    let mut peer_ratio: Vec<f64> = results
-        .iter()
-        .filter_map(|r| Some(r.peer.as_ref()?.storm.wall.as_secs_f64() / r.base.as_secs_f64()))
-        .collect();
-    let peer_captured = peers.iter().map(|p| p.captured[0]).min().unwrap_or(0);
-    println!("kernel ns per exec, execsnoop  {peer_ns:.0} ns (all its programs)");
-    println!(
-        "execsnoop slowdown ratio  {:.3}, captured/generated {peer_captured}/{count} (worst run)",
-        median(&mut peer_ratio)
-    );
-    println!(
-        "vigil / execsnoop kernel cost per exec  {:.2}",
-        vigil_total / peer_ns
-    );
     Ok(())
 }

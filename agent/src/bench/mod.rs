@@ -5,12 +5,14 @@ mod connect;
 mod exec;
 mod latency;
 mod open;
+mod outage;
 mod peer;
 mod report;
 mod response;
 mod response_events;
 mod spawner;
 mod storm;
+mod sustained;
 mod syscall;
 mod worker;
 
@@ -54,9 +56,43 @@ pub enum Storm {
         #[arg(long, value_enum)]
         kind: worker::Kind,
         #[arg(long)]
-        count: u32,
+        count: u64,
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Stop after this long, whatever the count.
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// At most this many iterations per second.
+        #[arg(long)]
+        rate: Option<u32>,
+    },
+    /// The full agent (embedded default config plus a watched temporary folder) under an open
+    /// storm as fast as the generator goes for `seconds`: generated (the worker's count and
+    /// `perf stat`), captured, every loss by cause; before it, the same agent idle for
+    /// `idle_seconds`: CPU (% of a core) and RSS.
+    Sustained {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long, default_value_t = 60)]
+        idle_seconds: u64,
+        /// Opens per second (default: as fast as the worker goes).
+        #[arg(long)]
+        rate: Option<u32>,
+    },
+    /// Forwarding through a collector outage under load: an open storm at `rate` per second
+    /// with every event forwarded to `vigil collect`, which is killed (SIGKILL) after
+    /// `before_seconds`, restarted `outage_seconds` later, and given `after_seconds` more of
+    /// storm; then every sequence number at the collector is checked (once each, none
+    /// missing) and the spool's peak size printed.
+    Outage {
+        #[arg(long, default_value_t = 60)]
+        outage_seconds: u64,
+        #[arg(long, default_value_t = 10)]
+        before_seconds: u64,
+        #[arg(long, default_value_t = 10)]
+        after_seconds: u64,
+        #[arg(long, default_value_t = 2000)]
+        rate: u32,
     },
     /// A loop of a syscall the sensor does not select (getpid), with and without Vigil:
     /// the kernel ns per run of `sys_enter`/`sys_exit` on the filtered-out path.
@@ -108,7 +144,40 @@ pub async fn run(storm: Storm) -> anyhow::Result<()> {
         } => exec::run(count, runs, binary).await,
         Storm::Connect { count, runs } => connect::run(count, runs).await,
         Storm::Open { count, runs } => open::run(count, runs).await,
-        Storm::StormWorker { kind, count, file } => worker::serve(kind, count, file.as_deref()),
+        Storm::StormWorker {
+            kind,
+            count,
+            file,
+            seconds,
+            rate,
+        } => worker::serve(
+            kind,
+            worker::Pace {
+                count,
+                seconds,
+                rate,
+            },
+            file.as_deref(),
+        ),
+        Storm::Sustained {
+            seconds,
+            idle_seconds,
+            rate,
+        } => sustained::run(seconds, idle_seconds, rate).await,
+        Storm::Outage {
+            outage_seconds,
+            before_seconds,
+            after_seconds,
+            rate,
+        } => {
+            outage::run(outage::Plan {
+                before: std::time::Duration::from_secs(before_seconds),
+                outage: std::time::Duration::from_secs(outage_seconds),
+                after: std::time::Duration::from_secs(after_seconds),
+                rate,
+            })
+            .await
+        }
         Storm::Syscalls { count } => syscall::run(count).await,
         Storm::Response { count } => response::run(count).await,
         Storm::ResponseWorker {
@@ -164,12 +233,32 @@ pub(crate) fn cpu_time(who: libc::c_int) -> std::time::Duration {
 
 /// A field of /proc/self/status in KiB (VmRSS, VmHWM).
 pub(crate) fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
+    status_field_kib(
+        &std::fs::read_to_string("/proc/self/status").unwrap_or_default(),
+        field,
+    )
+}
+
+/// A field of /proc/PID/status in KiB (zero when the process is gone).
+pub(crate) fn status_kib_of(pid: u32, field: &str) -> u64 {
+    status_field_kib(
+        &std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default(),
+        field,
+    )
+}
+
+fn status_field_kib(status: &str, field: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Resets this process's peak resident memory (`VmHWM`) to its current RSS, so that a later
+/// read gives the peak of what ran in between (`/proc/self/clear_refs`, Linux 4.0+).
+pub(crate) fn reset_peak_rss() {
+    if let Err(error) = std::fs::write("/proc/self/clear_refs", "5") {
+        tracing::warn!(%error, "Cannot reset the peak RSS; it covers the whole bench run.");
+    }
 }

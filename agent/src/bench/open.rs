@@ -1,7 +1,8 @@
 //! `vigil bench open`: open + close of one file under a watched prefix (a temporary folder,
 //! Vigil's only `[files] watch` prefix for the run), with no tracer, with Vigil's file sensor
-//! and with libbpf-tools `opensnoop -p WORKER` (filtered in its kernel programs to the storm's
-//! process, which keeps its output to the storm's opens).
+//! and with libbpf-tools `opensnoop -p WORKER` and a bpftrace `printf` on `sys_enter_openat`
+//! with a `/pid == WORKER/` filter (both filtered in the kernel to the storm's process, which
+//! keeps their output to the storm's opens).
 
 use std::os::unix::ffi::OsStrExt;
 
@@ -9,7 +10,7 @@ use anyhow::Context as _;
 
 use super::{
     peer,
-    storm::{Spec, Target},
+    storm::{PeerSpec, Spec, Target},
     worker::Kind,
 };
 use crate::{
@@ -18,7 +19,7 @@ use crate::{
 };
 
 /// Vigil's events of the storm: 0 the worker's file events on the storm's file.
-fn classify(target: &Target, event: &Event) -> Option<usize> {
+pub(super) fn classify(target: &Target, event: &Event) -> Option<usize> {
     match (&event.detail, &target.file) {
         (Detail::File(f), Some(file))
             if f.task.key.tgid == target.pid && f.path == file.as_os_str().as_bytes() =>
@@ -27,6 +28,10 @@ fn classify(target: &Target, event: &Event) -> Option<usize> {
         }
         _ => None,
     }
+}
+
+fn file_of(target: &Target) -> &std::path::Path {
+    target.file.as_deref().unwrap_or(std::path::Path::new(""))
 }
 
 pub async fn run(count: u32, runs: u32) -> anyhow::Result<()> {
@@ -43,14 +48,23 @@ pub async fn run(count: u32, runs: u32) -> anyhow::Result<()> {
         config,
         classes: &[("file events (openat)", 1)],
         classify,
-        peer: peer::OPENSNOOP,
-        peer_args: |t| vec!["-p".into(), t.pid.to_string()],
-        peer_classify: |t| {
-            Box::new(peer::opensnoop_open_of(
-                t.file.as_deref().unwrap_or(std::path::Path::new("")),
-            ))
-        },
-        peer_classes: &[("opens", 1)],
+        peers: vec![
+            PeerSpec {
+                tool: peer::OPENSNOOP,
+                name: "opensnoop",
+                args: |t| vec!["-p".into(), t.pid.to_string()],
+                classify: |t| Box::new(peer::opensnoop_open_of(file_of(t))),
+                classes: &[("opens", 1)],
+            },
+            PeerSpec {
+                tool: peer::BPFTRACE,
+                name: "bpftrace",
+                args: |t| peer::bpftrace_open(t.pid),
+                // `PID PATH`: the path is last, as in opensnoop's lines.
+                classify: |t| Box::new(peer::opensnoop_open_of(file_of(t))),
+                classes: &[("opens", 1)],
+            },
+        ],
         perf_events: "syscalls:sys_enter_openat",
     })
     .await;

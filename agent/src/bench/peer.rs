@@ -1,6 +1,7 @@
 //! A peer tracer run on the same storm, for side-by-side figures: Debian's libbpf-tools
 //! (`execsnoop`, `tcpstates`, `opensnoop`: CO-RE, a perf-buffer event per traced event,
-//! printed by a C consumer).
+//! printed by a C consumer) and `bpftrace` (a tracepoint with `printf`: a perf-buffer event
+//! per traced event, formatted by bpftrace itself).
 //!
 //! Its kernel cost comes from the same BPF run-time statistics, summed over the programs the
 //! tool's process holds (their ids read from `/proc/PID/fdinfo`, so programs that others load
@@ -27,12 +28,14 @@ use super::Timing;
 pub const EXECSNOOP: &str = "/usr/sbin/execsnoop";
 pub const TCPSTATES: &str = "/usr/sbin/tcpstates";
 pub const OPENSNOOP: &str = "/usr/sbin/opensnoop";
+pub const BPFTRACE: &str = "/usr/bin/bpftrace";
 
 pub struct PeerRun {
     pub storm: Timing,
     /// Output lines of each class.
     pub captured: Vec<u64>,
-    /// Events the tool itself reported lost (its "lost N events" warnings on stderr).
+    /// Events the tool itself reported lost (its "lost N events" warnings, on stderr for
+    /// libbpf-tools, on stdout for bpftrace).
     pub lost: u64,
     /// Kernel ns per storm iteration, all of its programs together.
     pub kernel_ns_per_event: f64,
@@ -41,6 +44,8 @@ pub struct PeerRun {
     pub cpu: Duration,
     /// (program, ns per run, runs) during the storm.
     pub programs: Vec<(String, f64, u64)>,
+    /// The tool's peak resident memory (`VmHWM`), KiB, read before it was stopped.
+    pub peak_rss_kib: u64,
 }
 
 /// Runs `storm` while `tool args` traces it, counting its output lines by the class
@@ -66,14 +71,16 @@ pub fn run(
     let lines = Arc::new(AtomicU64::new(0));
     let seen = lines.clone();
     let reader = std::thread::spawn(move || {
-        let mut captured = vec![0; classes];
+        let (mut captured, mut lost) = (vec![0; classes], 0);
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             seen.fetch_add(1, Ordering::Relaxed);
             if let Some(n) = classify(&line).and_then(|class| captured.get_mut(class)) {
                 *n += 1;
             }
+            // bpftrace prints its "Lost N events" among its output, on stdout.
+            lost += lost_events(&line).unwrap_or(0);
         }
-        captured
+        (captured, lost)
     });
     let errors = std::thread::spawn(move || {
         BufReader::new(stderr)
@@ -113,17 +120,21 @@ pub fn run(
         }
     };
     let after = run_totals(&ids);
-    // Let it drain its buffer: wait until its output stops growing (it arrives in blocks).
-    let mut last = u64::MAX;
+    // Let it drain its buffer: wait until its output has stopped growing for a second (it
+    // arrives in blocks, and a tool starved of CPU on a busy machine pauses).
+    let (mut last, mut still) = (u64::MAX, 0);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while lines.load(Ordering::Relaxed) != last && Instant::now() < deadline {
-        last = lines.load(Ordering::Relaxed);
-        std::thread::sleep(Duration::from_millis(300));
+    while still < 4 && Instant::now() < deadline {
+        let now = lines.load(Ordering::Relaxed);
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        std::thread::sleep(Duration::from_millis(250));
     }
     let cpu = process_cpu(pid).saturating_sub(cpu_before);
+    let peak_rss_kib = super::status_kib_of(pid, "VmHWM");
     stop(&mut child).with_context(|| format!("waiting for {tool}"))?;
-    let captured = reader.join().unwrap_or_default();
-    let lost = errors.join().unwrap_or(0);
+    let (captured, lost_stdout) = reader.join().unwrap_or_default();
+    let lost = errors.join().unwrap_or(0) + lost_stdout;
     let per = |ns: u128, n: u64| ns as f64 / n.max(1) as f64;
     let programs = after
         .iter()
@@ -151,6 +162,7 @@ pub fn run(
         ),
         cpu,
         programs,
+        peak_rss_kib,
     })
 }
 
@@ -258,6 +270,64 @@ pub fn available(tool: &str) -> bool {
     Path::new(tool).exists()
 }
 
+/// bpftrace printing each exec (`sched_process_exec`, after it succeeded, like execsnoop):
+/// `PID PPID FILENAME`. The filename, not the argv: bpftrace 0.17's `join()` prints argv on a
+/// line of its own, which could not be told apart from another exec's.
+pub fn bpftrace_exec() -> Vec<String> {
+    vec![
+        "-e".into(),
+        "tracepoint:sched:sched_process_exec { printf(\"%d %d %s\\n\", pid, \
+         curtask->real_parent->tgid, str(args->filename)); }"
+            .into(),
+    ]
+}
+
+/// bpftrace exec lines: class 0, a child of `parent`.
+pub fn bpftrace_exec_child_of(parent: u32) -> impl Fn(&str) -> Option<usize> + Send + 'static {
+    let parent = parent.to_string();
+    move |line| (line.split_whitespace().nth(1) == Some(parent.as_str())).then_some(0)
+}
+
+/// bpftrace printing every TCP state change of the node, as `tcpstates` does:
+/// `PID SPORT DPORT OLDSTATE NEWSTATE` (states as numbers).
+pub fn bpftrace_tcp_states() -> Vec<String> {
+    vec![
+        "-e".into(),
+        "tracepoint:sock:inet_sock_set_state { printf(\"%d %d %d %d %d\\n\", pid, \
+         args->sport, args->dport, args->oldstate, args->newstate); }"
+            .into(),
+    ]
+}
+
+/// bpftrace state lines of connections to or from `port` (not the listener's own, whose
+/// remote port is 0): class 0 a connect (CLOSE 7 -> SYN_SENT 2), class 1 any other change.
+pub fn bpftrace_tcp_connection_of(port: u16) -> impl Fn(&str) -> Option<usize> + Send + 'static {
+    move |line| {
+        let f: Vec<u32> = line
+            .split_whitespace()
+            .map(|v| v.parse().ok())
+            .collect::<Option<_>>()?;
+        let [_, sport, dport, old, new] = f[..] else {
+            return None;
+        };
+        let port = u32::from(port);
+        ((sport == port || dport == port) && dport != 0)
+            .then_some(usize::from(!(old == 7 && new == 2)))
+    }
+}
+
+/// bpftrace printing each `openat` of process `pid` (filtered in the kernel, like
+/// `opensnoop -p`): `PID PATH`, at syscall entry.
+pub fn bpftrace_open(pid: u32) -> Vec<String> {
+    vec![
+        "-e".into(),
+        format!(
+            "tracepoint:syscalls:sys_enter_openat /pid == {pid}/ {{ printf(\"%d %s\\n\", pid, \
+             str(args->filename)); }}"
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +377,24 @@ mod tests {
         assert_eq!(child(exec), Some(0));
         let other = "true             4242    1      0 /bin/busybox true";
         assert_eq!(child(other), None);
+    }
+
+    #[test]
+    fn bpftrace_lines() {
+        let exec = bpftrace_exec_child_of(4242);
+        assert_eq!(exec("4300 4242 /bin/busybox"), Some(0));
+        assert_eq!(exec("4242 1 /bin/busybox"), None);
+        assert_eq!(exec("Attaching 1 probe..."), None);
+        let tcp = bpftrace_tcp_connection_of(40321);
+        assert_eq!(tcp("7294 0 40321 7 2"), Some(0));
+        assert_eq!(tcp("7294 56916 40321 2 1"), Some(1));
+        assert_eq!(tcp("7294 40321 56916 10 12"), Some(1));
+        assert_eq!(tcp("7294 40321 0 7 10"), None);
+        assert_eq!(tcp("1 22 50000 1 4"), None);
+        assert_eq!(tcp("Attaching 1 probe..."), None);
+        let open = opensnoop_open_of(Path::new("/tmp/vigil-bench-open-1/target"));
+        assert_eq!(open("7301 /tmp/vigil-bench-open-1/target"), Some(0));
+        assert!(bpftrace_open(7301)[1].contains("/pid == 7301/"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! What `vigil bench connect` and `vigil bench open` print: a line per run, then medians side
-//! by side (no tracer, Vigil, the peer) and what each tracer captured.
+//! by side (no tracer, Vigil, each peer) and what each tracer captured.
 
 use super::{
     exec::median,
@@ -12,12 +12,8 @@ fn med(results: &[RunResult], f: impl Fn(&RunResult) -> Option<f64>) -> f64 {
     median(&mut v)
 }
 
-fn peer(r: &RunResult) -> Option<&PeerRun> {
-    r.peer.as_ref()
-}
-
-fn tool_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
+fn peer(r: &RunResult, i: usize) -> Option<&PeerRun> {
+    r.peers.get(i)?.as_ref()
 }
 
 /// "name n/expected" for each class.
@@ -39,127 +35,151 @@ pub fn run_line(spec: &Spec, run: u32, r: &RunResult) {
         classes(spec.classes, &v.classes, spec.count),
         v.lost
     );
-    if let Some(p) = &r.peer {
-        println!(
-            "         {} {:.3} s ({}; it reported {} lost)",
-            tool_name(spec.peer),
-            p.storm.wall.as_secs_f64(),
-            classes(spec.peer_classes, &p.captured, spec.count),
-            p.lost
-        );
+    for (p, run) in spec.peers.iter().zip(&r.peers) {
+        if let Some(run) = run {
+            println!(
+                "         {} {:.3} s ({}; it reported {} lost)",
+                p.name,
+                run.storm.wall.as_secs_f64(),
+                classes(p.classes, &run.captured, spec.count),
+                run.lost
+            );
+        }
     }
 }
 
-/// One row of the side-by-side table: a label and up to three cells.
-fn row(label: &str, cells: [String; 3]) {
-    println!(
-        "{label:<34}{:>12}{:>12}{:>12}",
-        cells[0], cells[1], cells[2]
-    );
+/// One row of the side-by-side table: a label and a cell per column.
+fn row(label: &str, cells: &[String]) {
+    let mut line = format!("{label:<34}");
+    for cell in cells {
+        line.push_str(&format!("{cell:>12}"));
+    }
+    println!("{line}");
+}
+
+/// A figure of a run, `None` when it has none.
+type Figure<'a> = &'a dyn Fn(&RunResult) -> Option<f64>;
+
+/// A cell per column: empty for the no-tracer column when `base` is false, `-` for a peer
+/// that did not run.
+fn cells(
+    results: &[RunResult],
+    peers: usize,
+    base: Option<Figure<'_>>,
+    vigil: Figure<'_>,
+    of_peer: &dyn Fn(&RunResult, &PeerRun) -> Option<f64>,
+    show: &dyn Fn(f64) -> String,
+) -> Vec<String> {
+    let mut out = vec![base.map_or_else(String::new, |f| show(med(results, f)))];
+    out.push(show(med(results, vigil)));
+    for i in 0..peers {
+        let v = med(results, |r| of_peer(r, peer(r, i)?));
+        out.push(if v.is_nan() { "-".into() } else { show(v) });
+    }
+    out
 }
 
 pub fn report(spec: &Spec, results: &[RunResult]) {
-    let tool = tool_name(spec.peer);
-    let has_peer = results.iter().any(|r| r.peer.is_some());
+    let n = spec.peers.len();
     let secs = |v: f64| format!("{v:.3} s");
+    let ratio = |v: f64| format!("{v:.2}");
     let base_wall = |r: &RunResult| r.base.wall.as_secs_f64();
     let base_cpu = |r: &RunResult| Some(r.base.cpu?.as_secs_f64());
-    let wall = [
-        med(results, |r| Some(base_wall(r))),
-        med(results, |r| Some(r.vigil.storm.wall.as_secs_f64())),
-        med(results, |r| Some(peer(r)?.storm.wall.as_secs_f64())),
-    ];
-    let slowdown = [
-        med(results, |r| {
-            Some(r.vigil.storm.wall.as_secs_f64() / base_wall(r))
-        }),
-        med(results, |r| {
-            Some(peer(r)?.storm.wall.as_secs_f64() / base_wall(r))
-        }),
-    ];
-    let cpu = [
-        med(results, base_cpu),
-        med(results, |r| Some(r.vigil.storm.cpu?.as_secs_f64())),
-        med(results, |r| Some(peer(r)?.storm.cpu?.as_secs_f64())),
-    ];
-    let cpu_ratio = [
-        med(results, |r| {
-            Some(r.vigil.storm.cpu?.as_secs_f64() / base_cpu(r)?)
-        }),
-        med(results, |r| {
-            Some(peer(r)?.storm.cpu?.as_secs_f64() / base_cpu(r)?)
-        }),
-    ];
-    let kernel_ns = [
-        med(results, |r| Some(r.vigil.kernel_ns_per_event)),
-        med(results, |r| Some(peer(r)?.kernel_ns_per_event)),
-    ];
-    let tracer_cpu = [
-        med(results, |r| Some(r.vigil.cpu.as_secs_f64())),
-        med(results, |r| Some(peer(r)?.cpu.as_secs_f64())),
-    ];
-    let lost = [
-        results.iter().map(|r| r.vigil.lost).max().unwrap_or(0),
-        results
-            .iter()
-            .filter_map(|r| Some(peer(r)?.lost))
-            .max()
-            .unwrap_or(0),
-    ];
-    let peer_cell = |s: String| if has_peer { s } else { "-".into() };
     println!();
-    row(
-        "medians of the runs",
-        ["no tracer".into(), "vigil".into(), tool.into()],
-    );
+    let mut header = vec!["no tracer".to_owned(), "vigil".to_owned()];
+    header.extend(spec.peers.iter().map(|p| p.name.to_owned()));
+    row("medians of the runs", &header);
     row(
         "storm wall time",
-        [secs(wall[0]), secs(wall[1]), peer_cell(secs(wall[2]))],
+        &cells(
+            results,
+            n,
+            Some(&|r| Some(base_wall(r))),
+            &|r| Some(r.vigil.storm.wall.as_secs_f64()),
+            &|_, p| Some(p.storm.wall.as_secs_f64()),
+            &secs,
+        ),
     );
     row(
         "slowdown (wall / no tracer's)",
-        [
-            String::new(),
-            format!("{:.2}", slowdown[0]),
-            peer_cell(format!("{:.2}", slowdown[1])),
-        ],
+        &cells(
+            results,
+            n,
+            None,
+            &|r| Some(r.vigil.storm.wall.as_secs_f64() / base_wall(r)),
+            &|r, p| Some(p.storm.wall.as_secs_f64() / base_wall(r)),
+            &ratio,
+        ),
     );
     row(
         "storm thread CPU (user+sys)",
-        [secs(cpu[0]), secs(cpu[1]), peer_cell(secs(cpu[2]))],
+        &cells(
+            results,
+            n,
+            Some(&base_cpu),
+            &|r| Some(r.vigil.storm.cpu?.as_secs_f64()),
+            &|_, p| Some(p.storm.cpu?.as_secs_f64()),
+            &secs,
+        ),
     );
     row(
         "CPU ratio (CPU / no tracer's)",
-        [
-            String::new(),
-            format!("{:.2}", cpu_ratio[0]),
-            peer_cell(format!("{:.2}", cpu_ratio[1])),
-        ],
+        &cells(
+            results,
+            n,
+            None,
+            &|r| Some(r.vigil.storm.cpu?.as_secs_f64() / base_cpu(r)?),
+            &|r, p| Some(p.storm.cpu?.as_secs_f64() / base_cpu(r)?),
+            &ratio,
+        ),
     );
     row(
         "kernel ns per iteration",
-        [
-            String::new(),
-            format!("{:.0}", kernel_ns[0]),
-            peer_cell(format!("{:.0}", kernel_ns[1])),
-        ],
+        &cells(
+            results,
+            n,
+            None,
+            &|r| Some(r.vigil.kernel_ns_per_event),
+            &|_, p| Some(p.kernel_ns_per_event),
+            &|v| format!("{v:.0}"),
+        ),
     );
     row(
         "tracer process CPU (user+sys)",
-        [
-            String::new(),
-            format!("{:.0} ms", tracer_cpu[0] * 1e3),
-            peer_cell(format!("{:.0} ms", tracer_cpu[1] * 1e3)),
-        ],
+        &cells(
+            results,
+            n,
+            None,
+            &|r| Some(r.vigil.cpu.as_secs_f64()),
+            &|_, p| Some(p.cpu.as_secs_f64()),
+            &|v| format!("{:.0} ms", v * 1e3),
+        ),
     );
     row(
-        "lost, its own count (worst run)",
-        [
-            String::new(),
-            lost[0].to_string(),
-            peer_cell(lost[1].to_string()),
-        ],
+        "tracer peak RSS",
+        &cells(
+            results,
+            n,
+            None,
+            &|r| Some(r.vigil.peak_rss_kib as f64),
+            &|_, p| Some(p.peak_rss_kib as f64),
+            &|v| format!("{:.1} MiB", v / 1024.0),
+        ),
     );
+    let mut lost = vec![
+        String::new(),
+        results
+            .iter()
+            .map(|r| r.vigil.lost)
+            .max()
+            .unwrap_or(0)
+            .to_string(),
+    ];
+    for i in 0..n {
+        let worst = results.iter().filter_map(|r| Some(peer(r, i)?.lost)).max();
+        lost.push(worst.map_or_else(|| "-".into(), |l| l.to_string()));
+    }
+    row("lost, its own count (worst run)", &lost);
     println!();
     captured(
         "vigil",
@@ -177,19 +197,21 @@ pub fn report(spec: &Spec, results: &[RunResult]) {
             .collect();
         println!("  vigil loss causes in a run: {}", causes.join(", "));
     }
-    if has_peer {
-        captured(
-            tool,
-            spec.peer_classes,
-            results,
-            |r| Some(&peer(r)?.captured),
-            spec.count,
-        );
-        println!(
-            "  ({tool}'s own loss count can fall short: a perf-buffer loss is reported only \
-             with the CPU's next record, so the last losses of a storm go unreported)"
-        );
+    for (i, p) in spec.peers.iter().enumerate() {
+        if results.iter().any(|r| peer(r, i).is_some()) {
+            captured(
+                p.name,
+                p.classes,
+                results,
+                |r| Some(&peer(r, i)?.captured),
+                spec.count,
+            );
+        }
     }
+    println!(
+        "  (a peer's own loss count can fall short: a perf-buffer loss is reported only with \
+         the CPU's next record, so the last losses of a storm go unreported)"
+    );
     println!();
     println!("kernel ns per run of each program (medians; runs in the storm window):");
     if let Some(first) = results.first() {
@@ -199,26 +221,45 @@ pub fn report(spec: &Spec, results: &[RunResult]) {
             println!("  vigil {name:<22} {ns:>6.0} ns x {runs:.0}");
         }
     }
-    if let Some(first) = results.iter().find_map(peer) {
+    for (j, p) in spec.peers.iter().enumerate() {
+        let Some(first) = results.iter().find_map(|r| peer(r, j)) else {
+            println!(
+                "peer: {} not installed ({}); no side-by-side figures for it",
+                p.tool,
+                if p.tool == super::peer::BPFTRACE {
+                    "Debian bpftrace"
+                } else {
+                    "Debian libbpf-tools"
+                }
+            );
+            continue;
+        };
         for (i, (name, _, _)) in first.programs.iter().enumerate() {
-            let ns = med(results, |r| peer(r)?.programs.get(i).map(|p| p.1));
-            let runs = med(results, |r| peer(r)?.programs.get(i).map(|p| p.2 as f64));
+            let ns = med(results, |r| peer(r, j)?.programs.get(i).map(|p| p.1));
+            let runs = med(results, |r| peer(r, j)?.programs.get(i).map(|p| p.2 as f64));
             // The kernel keeps 15 bytes of a name: number them (in load order).
             let name = format!("{name}#{}", i + 1);
-            println!("  {tool} {name:<18} {ns:>6.0} ns x {runs:.0}");
+            println!("  {} {name:<18} {ns:>6.0} ns x {runs:.0}", p.name);
         }
     }
-    if has_peer {
+    // Same-run ratios: each run's Vigil figure over the same run's peer figure, median.
+    for (j, p) in spec.peers.iter().enumerate() {
+        if results.iter().all(|r| peer(r, j).is_none()) {
+            continue;
+        }
+        let kernel = med(results, |r| {
+            Some(r.vigil.kernel_ns_per_event / peer(r, j)?.kernel_ns_per_event)
+        });
+        let cpu = med(results, |r| {
+            Some(r.vigil.storm.cpu?.as_secs_f64() / peer(r, j)?.storm.cpu?.as_secs_f64())
+        });
+        let wall = med(results, |r| {
+            Some(r.vigil.storm.wall.as_secs_f64() / peer(r, j)?.storm.wall.as_secs_f64())
+        });
         println!(
-            "vigil / {tool}: kernel ns per iteration {:.2}, storm CPU {:.2}, wall {:.2}",
-            kernel_ns[0] / kernel_ns[1],
-            cpu[1] / cpu[2],
-            wall[1] / wall[2]
-        );
-    } else {
-        println!(
-            "peer: {} not installed (Debian libbpf-tools); no side-by-side figures",
-            spec.peer
+            "vigil / {}: kernel ns per iteration {kernel:.2}, storm CPU {cpu:.2}, wall {wall:.2} \
+             (medians of same-run ratios)",
+            p.name
         );
     }
 }

@@ -1,6 +1,7 @@
 //! The driver shared by `vigil bench connect` and `vigil bench open`: a storm run by a worker
 //! process (see `worker`), with no tracer, with Vigil (the real agent in this process, JSON
-//! rendering of every event included) and with a libbpf-tools peer, `runs` times; medians.
+//! rendering of every event included) and with each peer (a libbpf-tools tool, bpftrace), `runs`
+//! times; medians.
 //!
 //! Kernel ns per event: BPF run time of all of a tracer's programs between the worker's
 //! `ready` and `done`, over the storm's iteration count. Vigil's syscall programs run on every
@@ -52,19 +53,27 @@ pub struct Spec {
     /// iteration should give.
     pub classes: &'static [(&'static str, u64)],
     pub classify: fn(&Target, &Event) -> Option<usize>,
-    pub peer: &'static str,
-    pub peer_args: fn(&Target) -> Vec<String>,
-    pub peer_classify: fn(&Target) -> LineClassifier,
-    /// Names of the classes of `peer_classify` and how many lines of each one iteration
-    /// should give.
-    pub peer_classes: &'static [(&'static str, u64)],
+    /// The peers run on the same storm, in turn.
+    pub peers: Vec<PeerSpec>,
     /// Tracepoints `perf stat` counts on the worker for ground truth, when perf is installed.
     pub perf_events: &'static str,
 }
 
+/// A peer tracer of a storm.
+pub struct PeerSpec {
+    pub tool: &'static str,
+    /// Its column's name in the tables.
+    pub name: &'static str,
+    pub args: fn(&Target) -> Vec<String>,
+    pub classify: fn(&Target) -> LineClassifier,
+    /// Names of the classes of `classify` and how many lines of each one iteration should
+    /// give.
+    pub classes: &'static [(&'static str, u64)],
+}
+
 /// Counts Vigil's events by class, rendering every event as JSON on the way so that the
 /// whole pipeline's cost is paid; keeps the loss events' counts by cause.
-struct Counter {
+pub(super) struct Counter {
     target: Target,
     classify: fn(&Target, &Event) -> Option<usize>,
     counts: Arc<Mutex<Counts>>,
@@ -73,9 +82,46 @@ struct Counter {
 }
 
 #[derive(Default)]
-struct Counts {
-    classes: Vec<u64>,
-    losses: Vec<(&'static str, u64)>,
+pub(super) struct Counts {
+    pub classes: Vec<u64>,
+    pub losses: Vec<(&'static str, u64)>,
+}
+
+impl Counts {
+    /// The loss events' counts as `cause n, cause n`, or `none`.
+    pub fn causes(&self) -> String {
+        if self.losses.is_empty() {
+            return "none".into();
+        }
+        let causes: Vec<String> = self
+            .losses
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
+        causes.join(", ")
+    }
+}
+
+impl Counter {
+    /// A counter of `classes` classes, and its counts.
+    pub(super) fn new(
+        target: Target,
+        classify: fn(&Target, &Event) -> Option<usize>,
+        classes: usize,
+    ) -> (Self, Arc<Mutex<Counts>>) {
+        let counts = Arc::new(Mutex::new(Counts {
+            classes: vec![0; classes],
+            losses: Vec::new(),
+        }));
+        let counter = Self {
+            target,
+            classify,
+            counts: counts.clone(),
+            renderer: JsonRenderer::new("bench".into(), BootClock::now()),
+            buf: Vec::with_capacity(1 << 20),
+        };
+        (counter, counts)
+    }
 }
 
 impl Exporter for Counter {
@@ -114,12 +160,16 @@ pub struct VigilRun {
     pub kernel_ns_per_event: f64,
     /// CPU time of this process (the agent) from the storm's start until it had stopped.
     pub cpu: Duration,
+    /// Peak resident memory of this process (the agent) from its start until it had
+    /// stopped, KiB.
+    pub peak_rss_kib: u64,
 }
 
 pub struct RunResult {
     pub base: Timing,
     pub vigil: VigilRun,
-    pub peer: Option<PeerRun>,
+    /// One per [`Spec::peers`]; `None` when the tool is not installed.
+    pub peers: Vec<Option<PeerRun>>,
 }
 
 /// Starts a worker: it sets up and says ready, a few ms.
@@ -142,17 +192,8 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn vigil_run(spec: &Spec, worker: Worker) -> anyhow::Result<VigilRun> {
-    let counts = Arc::new(Mutex::new(Counts {
-        classes: vec![0; spec.classes.len()],
-        losses: Vec::new(),
-    }));
-    let exporter = Counter {
-        target: target(spec, &worker),
-        classify: spec.classify,
-        counts: counts.clone(),
-        renderer: JsonRenderer::new("bench".into(), BootClock::now()),
-        buf: Vec::with_capacity(1 << 20),
-    };
+    let (exporter, counts) = Counter::new(target(spec, &worker), spec.classify, spec.classes.len());
+    super::reset_peak_rss();
     let agent = Agent::start(&spec.config, Box::new(exporter)).context("starting Vigil")?;
     let stats = |agent: &Agent| {
         agent
@@ -167,6 +208,7 @@ async fn vigil_run(spec: &Spec, worker: Worker) -> anyhow::Result<VigilRun> {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let summary = agent.stop().await;
     let cpu = super::cpu_time(libc::RUSAGE_SELF).saturating_sub(cpu_before);
+    let peak_rss_kib = super::status_kib("VmHWM");
     let mut total = 0.0;
     let programs = after
         .iter()
@@ -187,6 +229,7 @@ async fn vigil_run(spec: &Spec, worker: Worker) -> anyhow::Result<VigilRun> {
         programs,
         kernel_ns_per_event: total / f64::from(spec.count.max(1)),
         cpu,
+        peak_rss_kib,
     })
 }
 
@@ -197,45 +240,75 @@ async fn one_run(spec: &Spec) -> anyhow::Result<RunResult> {
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .context("enabling BPF run-time statistics")?;
     let vigil = vigil_run(spec, spawn(spec)?).await?;
-    let peer = if peer::available(spec.peer) {
+    let mut peers = Vec::new();
+    for p in &spec.peers {
+        if !peer::available(p.tool) {
+            peers.push(None);
+            continue;
+        }
         let worker = spawn(spec)?;
         let target = target(spec, &worker);
-        let (tool, args) = (spec.peer, (spec.peer_args)(&target));
-        let classify = (spec.peer_classify)(&target);
-        let (count, classes) = (spec.count, spec.peer_classes.len());
-        Some(
+        let (tool, args) = (p.tool, (p.args)(&target));
+        let classify = (p.classify)(&target);
+        let (count, classes) = (spec.count, p.classes.len());
+        peers.push(Some(
             blocking(move || peer::run(tool, &args, count, classes, classify, || worker.go()))
                 .await?,
-        )
-    } else {
-        None
-    };
-    Ok(RunResult { base, vigil, peer })
+        ));
+    }
+    Ok(RunResult { base, vigil, peers })
+}
+
+/// `perf stat` counting tracepoints in one process, until [`PerfStat::finish`].
+pub(super) struct PerfStat {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl PerfStat {
+    /// Starts counting `events` in process `pid`; gives perf half a second to attach.
+    pub(super) fn start(events: &str, pid: u32) -> anyhow::Result<Self> {
+        let out =
+            std::env::temp_dir().join(format!("vigil-bench-perf-{}-{pid}", std::process::id()));
+        let child = std::process::Command::new("perf")
+            .args(["stat", "-x,", "-e", events, "-o"])
+            .arg(&out)
+            .args(["-p", &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting perf stat")?;
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(Self { child, out })
+    }
+
+    /// Stops perf and returns its counts.
+    pub(super) fn finish(mut self) -> anyhow::Result<Vec<(String, u64)>> {
+        // SAFETY: plain kill(2) on our own child's pid (perf stat prints its counts on SIGINT;
+        // it may also have ended by itself when the process it counted exited).
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        self.child.wait().context("waiting for perf")?;
+        let text = std::fs::read_to_string(&self.out).context("reading perf stat's output")?;
+        let _ = std::fs::remove_file(&self.out);
+        Ok(parse_perf_stat(&text))
+    }
+}
+
+/// Whether `perf` is on PATH.
+pub(super) fn perf_installed() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("perf").exists()))
 }
 
 /// One extra, untimed storm under `perf stat -p WORKER`: how many of `spec.perf_events`
 /// happened in the worker, counted by the kernel.
 fn perf_ground_truth(spec: &Spec) -> anyhow::Result<Vec<(String, u64)>> {
     let worker = spawn(spec)?;
-    let out = std::env::temp_dir().join(format!("vigil-bench-perf-{}", std::process::id()));
-    let mut perf = std::process::Command::new("perf")
-        .args(["stat", "-x,", "-e", spec.perf_events, "-o"])
-        .arg(&out)
-        .args(["-p", &worker.pid.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("starting perf stat")?;
-    std::thread::sleep(Duration::from_millis(500));
+    let perf = PerfStat::start(spec.perf_events, worker.pid)?;
     let result = worker.go();
-    // SAFETY: plain kill(2) on our own child's pid (perf stat prints its counts on SIGINT;
-    // it may also have ended by itself when the worker exited).
-    unsafe { libc::kill(perf.id() as libc::pid_t, libc::SIGINT) };
-    perf.wait().context("waiting for perf")?;
+    let counts = perf.finish()?;
     result?;
-    let text = std::fs::read_to_string(&out).context("reading perf stat's output")?;
-    let _ = std::fs::remove_file(&out);
-    Ok(parse_perf_stat(&text))
+    Ok(counts)
 }
 
 /// `perf stat -x,` lines: `COUNT,UNIT,EVENT,...`; comments and `<not counted>` skipped.
@@ -256,9 +329,7 @@ pub async fn run(spec: Spec) -> anyhow::Result<()> {
         "{name} storm: {} x ({}), run by a worker process, {} runs per variant (medians)",
         spec.count, spec.iteration, spec.runs
     );
-    let perf = std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("perf").exists()));
-    if perf {
+    if perf_installed() {
         match tokio::task::block_in_place(|| perf_ground_truth(&spec)) {
             Ok(counts) => {
                 let counts: Vec<String> = counts.iter().map(|(e, n)| format!("{e} {n}")).collect();

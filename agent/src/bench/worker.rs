@@ -42,12 +42,64 @@ impl Kind {
     }
 }
 
+/// How long and how fast a worker storms: up to `count` iterations, and at most `seconds`
+/// (when given) at most `rate` iterations per second (when given; else as fast as it can).
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    pub count: u64,
+    pub seconds: Option<f64>,
+    pub rate: Option<u32>,
+}
+
+impl Pace {
+    pub fn count(count: u32) -> Self {
+        Self {
+            count: u64::from(count),
+            seconds: None,
+            rate: None,
+        }
+    }
+}
+
+/// Keeps a timed or paced storm to its plan: checks the clock every 64 iterations.
+struct Pacer {
+    start: Instant,
+    pace: Pace,
+}
+
+impl Pacer {
+    /// False once the storm should stop before iteration `i`; sleeps when ahead of the rate.
+    fn go_on(&self, i: u64) -> bool {
+        if i >= self.pace.count {
+            return false;
+        }
+        if !i.is_multiple_of(64) || (self.pace.seconds.is_none() && self.pace.rate.is_none()) {
+            return true;
+        }
+        let elapsed = self.start.elapsed();
+        if self
+            .pace
+            .seconds
+            .is_some_and(|s| elapsed.as_secs_f64() >= s)
+        {
+            return false;
+        }
+        if let Some(rate) = self.pace.rate {
+            let due = Duration::from_secs_f64(i as f64 / f64::from(rate.max(1)));
+            if let Some(ahead) = due.checked_sub(elapsed) {
+                std::thread::sleep(ahead);
+            }
+        }
+        true
+    }
+}
+
 /// The worker's side: set up, say ready, storm on a line from stdin, say done.
-pub fn serve(kind: Kind, count: u32, file: Option<&Path>) -> anyhow::Result<()> {
+pub fn serve(kind: Kind, pace: Pace, file: Option<&Path>) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let mut go = String::new();
-    // (wall clock, thread CPU) when the storm started.
-    let start = match kind {
+    // ((wall clock, thread CPU) when the storm started, iterations done).
+    let (start, iterations) = match kind {
         Kind::Connect => {
             let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
             let addr = listener.local_addr().context("listener address")?;
@@ -58,15 +110,21 @@ pub fn serve(kind: Kind, count: u32, file: Option<&Path>) -> anyhow::Result<()> 
                 return Ok(());
             }
             let start = (Instant::now(), super::cpu_time(libc::RUSAGE_THREAD));
-            for i in 0..count {
+            let pacer = Pacer {
+                start: start.0,
+                pace,
+            };
+            let mut i = 0;
+            while pacer.go_on(i) {
                 let client = TcpStream::connect(addr).with_context(|| format!("connect {i}"))?;
                 let (server, _) = listener.accept().with_context(|| format!("accept {i}"))?;
                 // The server closes first: its side ends in TIME_WAIT, the client's ephemeral
                 // port is free again at once (no port exhaustion over many runs).
                 close(server.into_raw_fd()).with_context(|| format!("close accepted {i}"))?;
                 close(client.into_raw_fd()).with_context(|| format!("close client {i}"))?;
+                i += 1;
             }
-            start
+            (start, i)
         }
         Kind::Open => {
             let file = file.context("the open storm needs --file")?;
@@ -79,7 +137,12 @@ pub fn serve(kind: Kind, count: u32, file: Option<&Path>) -> anyhow::Result<()> 
                 return Ok(());
             }
             let start = (Instant::now(), super::cpu_time(libc::RUSAGE_THREAD));
-            for i in 0..count {
+            let pacer = Pacer {
+                start: start.0,
+                pace,
+            };
+            let mut i = 0;
+            while pacer.go_on(i) {
                 // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
                 let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
                 if fd < 0 {
@@ -87,15 +150,21 @@ pub fn serve(kind: Kind, count: u32, file: Option<&Path>) -> anyhow::Result<()> 
                         .with_context(|| format!("open {i} of {}", file.display()));
                 }
                 close(fd).with_context(|| format!("close {i}"))?;
+                i += 1;
             }
-            start
+            (start, i)
         }
     };
     let (wall, cpu) = (
         start.0.elapsed(),
         super::cpu_time(libc::RUSAGE_THREAD).saturating_sub(start.1),
     );
-    writeln!(out, "done {} {}", wall.as_nanos(), cpu.as_nanos())?;
+    writeln!(
+        out,
+        "done {} {} {iterations}",
+        wall.as_nanos(),
+        cpu.as_nanos()
+    )?;
     out.flush()?;
     Ok(())
 }
@@ -123,10 +192,21 @@ pub struct Worker {
 impl Worker {
     /// Starts a worker and waits until it is ready.
     pub fn spawn(kind: Kind, count: u32, file: Option<&PathBuf>) -> anyhow::Result<Self> {
+        Self::spawn_paced(kind, Pace::count(count), file)
+    }
+
+    /// Starts a worker with a time bound or a rate, and waits until it is ready.
+    pub fn spawn_paced(kind: Kind, pace: Pace, file: Option<&PathBuf>) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding the vigil binary")?;
         let mut command = Command::new(exe);
         command.args(["bench", "storm-worker", "--kind", kind.arg(), "--count"]);
-        command.arg(count.to_string());
+        command.arg(pace.count.to_string());
+        if let Some(seconds) = pace.seconds {
+            command.arg("--seconds").arg(seconds.to_string());
+        }
+        if let Some(rate) = pace.rate {
+            command.arg("--rate").arg(rate.to_string());
+        }
         if let Some(file) = file {
             command.arg("--file").arg(file);
         }
@@ -153,7 +233,13 @@ impl Worker {
     }
 
     /// Runs the storm; returns its times once the worker has exited cleanly.
-    pub fn go(mut self) -> anyhow::Result<Timing> {
+    pub fn go(self) -> anyhow::Result<Timing> {
+        Ok(self.go_counted()?.0)
+    }
+
+    /// Runs the storm; returns its times and its iterations once the worker has exited
+    /// cleanly.
+    pub fn go_counted(mut self) -> anyhow::Result<(Timing, u64)> {
         self.stdin.write_all(b"go\n")?;
         self.stdin.flush()?;
         let mut line = String::new();
@@ -168,13 +254,15 @@ fn parse_ready(line: &str) -> Option<u16> {
     line.trim().strip_prefix("ready ")?.parse().ok()
 }
 
-fn parse_done(line: &str) -> Option<Timing> {
+/// `done WALL_NS CPU_NS ITERATIONS`.
+fn parse_done(line: &str) -> Option<(Timing, u64)> {
     let mut fields = line.trim().strip_prefix("done ")?.split(' ');
-    let mut next = || Some(Duration::from_nanos(fields.next()?.parse().ok()?));
-    Some(Timing {
-        wall: next()?,
-        cpu: Some(next()?),
-    })
+    let mut next = || fields.next()?.parse::<u64>().ok();
+    let timing = Timing {
+        wall: Duration::from_nanos(next()?),
+        cpu: Some(Duration::from_nanos(next()?)),
+    };
+    Some((timing, next()?))
 }
 
 #[cfg(test)]
@@ -186,10 +274,11 @@ mod tests {
         assert_eq!(parse_ready("ready 40321\n"), Some(40321));
         assert_eq!(parse_ready("ready 0"), Some(0));
         assert_eq!(parse_ready("Error: boom"), None);
-        let done = parse_done("done 1500 700\n").expect("a done line");
+        let (done, iterations) = parse_done("done 1500 700 42\n").expect("a done line");
         assert_eq!(done.wall, Duration::from_nanos(1500));
         assert_eq!(done.cpu, Some(Duration::from_nanos(700)));
-        assert!(parse_done("done 1500").is_none());
+        assert_eq!(iterations, 42);
+        assert!(parse_done("done 1500 700").is_none());
         assert!(parse_done("ready 1").is_none());
         assert!(parse_done("").is_none());
     }
