@@ -1,7 +1,5 @@
 //! Kernel timestamps are CLOCK_BOOTTIME nanoseconds; people read wall-clock time.
 
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
-
 fn now_ns(clock: libc::clockid_t) -> i128 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -51,13 +49,90 @@ impl BootClock {
         i128::from(boot_ns) + self.offset_ns
     }
 
-    /// RFC 3339 (UTC, ns precision) of a boot-time instant.
+    /// RFC 3339 (UTC, ns precision) of a boot-time instant; "" outside years 0-9999.
     pub fn rfc3339(&self, boot_ns: u64) -> String {
-        OffsetDateTime::from_unix_timestamp_nanos(self.unix_ns(boot_ns))
-            .ok()
-            .and_then(|t| t.format(&Rfc3339).ok())
-            .unwrap_or_default()
+        let mut out = Vec::with_capacity(RFC3339_MAX);
+        self.write_rfc3339(boot_ns, &mut out);
+        // Only ASCII digits and separators were written.
+        String::from_utf8(out).unwrap_or_default()
     }
+
+    /// Appends [`BootClock::rfc3339`] to `out`, without allocating: once or more per event.
+    pub fn write_rfc3339(&self, boot_ns: u64, out: &mut Vec<u8>) {
+        write_rfc3339(self.unix_ns(boot_ns), out);
+    }
+}
+
+/// Longest RFC 3339 text written here: `9999-12-31T23:59:59.999999999Z`.
+const RFC3339_MAX: usize = 30;
+
+/// `unix_ns` as RFC 3339 in UTC, as the `time` crate's `Rfc3339` writes it: the fraction
+/// with its trailing zeros cut (none at all for a whole second); nothing outside the years
+/// 0-9999, which RFC 3339 cannot write.
+fn write_rfc3339(unix_ns: i128, out: &mut Vec<u8>) {
+    // 128-bit division is a library call: i64 seconds cover every year RFC 3339 can write.
+    let (secs, nanos) = match i64::try_from(unix_ns) {
+        Ok(ns) => (
+            ns.div_euclid(1_000_000_000),
+            ns.rem_euclid(1_000_000_000) as u32,
+        ),
+        Err(_) => match i64::try_from(unix_ns.div_euclid(1_000_000_000)) {
+            Ok(secs) => (secs, unix_ns.rem_euclid(1_000_000_000) as u32),
+            Err(_) => return,
+        },
+    };
+    let days = secs.div_euclid(86_400);
+    let in_day = secs.rem_euclid(86_400) as u32;
+    let Some((year, month, day)) = civil_from_days(days) else {
+        return;
+    };
+    let mut text = [0u8; RFC3339_MAX];
+    let digits = |text: &mut [u8], mut n: u32| {
+        for slot in text.iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    digits(&mut text[0..4], year);
+    text[4] = b'-';
+    digits(&mut text[5..7], month);
+    text[7] = b'-';
+    digits(&mut text[8..10], day);
+    text[10] = b'T';
+    digits(&mut text[11..13], in_day / 3600);
+    text[13] = b':';
+    digits(&mut text[14..16], in_day / 60 % 60);
+    text[16] = b':';
+    digits(&mut text[17..19], in_day % 60);
+    let mut len = 19;
+    if nanos != 0 {
+        text[19] = b'.';
+        digits(&mut text[20..29], nanos);
+        len = 29;
+        while text[len - 1] == b'0' {
+            len -= 1;
+        }
+    }
+    text[len] = b'Z';
+    out.extend_from_slice(&text[..=len]);
+}
+
+/// Year, month and day of a day count since 1970-01-01 (proleptic Gregorian calendar), for
+/// the years 0-9999 only.
+fn civil_from_days(days: i64) -> Option<(u32, u32, u32)> {
+    // Howard Hinnant's `civil_from_days`, on eras of 400 years from 0000-03-01.
+    let z = days.checked_add(719_468)?;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (0..10_000)
+        .contains(&year)
+        .then_some((year as u32, month as u32, day as u32))
 }
 
 #[cfg(test)]
@@ -68,6 +143,50 @@ mod tests {
     fn converts_boot_time_with_offset() {
         let clock = BootClock::with_offset(1_700_000_000_000_000_000);
         assert_eq!(clock.rfc3339(1_500), "2023-11-14T22:13:20.0000015Z");
+    }
+
+    /// What the `time` crate writes, as the JSON output always did.
+    fn reference(unix_ns: i128) -> String {
+        use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+        OffsetDateTime::from_unix_timestamp_nanos(unix_ns)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn rfc3339_is_the_time_crate_s() {
+        const DAY: i128 = 86_400_000_000_000;
+        let edges = [
+            0,
+            1,
+            -1,
+            999_999_999,
+            1_000_000_000,
+            1_700_000_000_123_456_700,
+            1_700_000_000_100_000_000,
+            951_782_400 * 1_000_000_000,     // 2000-02-29
+            -62_167_219_200 * 1_000_000_000, // 0000-01-01
+            -62_167_219_200 * 1_000_000_000 - 1,
+            253_402_300_799_999_999_999, // 9999-12-31T23:59:59.999999999
+            253_402_300_800_000_000_000,
+            i128::from(i64::MAX) * 1_000,
+            i128::from(i64::MIN) * 1_000,
+        ];
+        let mut n: u64 = 0x9e37_79b9_7f4a_7c15;
+        let random = (0..20_000).map(|_| {
+            // xorshift: times all over the years 0-9999 and their fractions.
+            n ^= n << 13;
+            n ^= n >> 7;
+            n ^= n << 17;
+            let days = (n % 3_652_425) as i128 - 719_528;
+            let precision = 10i128.pow((n >> 40) as u32 % 10);
+            days * DAY + (i128::from(n >> 20) % DAY) / precision * precision
+        });
+        for unix_ns in edges.into_iter().chain(random) {
+            let clock = BootClock::with_offset(unix_ns);
+            assert_eq!(clock.rfc3339(0), reference(unix_ns), "{unix_ns}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod response;
 mod response_events;
 mod spawner;
 mod storm;
+mod stream;
 mod sustained;
 mod syscall;
 mod worker;
@@ -124,7 +125,8 @@ pub enum Storm {
         args: Vec<String>,
     },
     /// A churn of short-lived processes (fork, exec, exit) generated in userspace and fed
-    /// through the real pipeline (decode, process cache, JSON): throughput and memory.
+    /// through the real pipeline (decode, process cache, enrichment, the default policy pack,
+    /// the JSON exporter): throughput, CPU time per stage, memory.
     Churn {
         #[arg(long, default_value_t = 1_000_000)]
         count: u32,

@@ -11,10 +11,9 @@
 //!   that leaves without metadata it should have had is counted by cause.
 //! - While the runtime is failing (absent socket, timeouts), events are not held at all.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::Arc,
-};
+use std::{collections::VecDeque, sync::Arc};
+
+use foldhash::HashMap;
 
 use tokio::sync::mpsc::{self, error::TrySendError};
 
@@ -93,9 +92,9 @@ impl Enricher {
             pending_timeout_ns: config.pending_timeout_ns(),
             may_hold: config.pending_timeout_ms > 0 && config.pending_max_events > 0,
             max_entries: config.cache_max_entries,
-            cgroups: HashMap::new(),
+            cgroups: HashMap::default(),
             cgroup_order: VecDeque::new(),
-            containers: HashMap::new(),
+            containers: HashMap::default(),
             container_order: VecDeque::new(),
             pending: PendingQueue::new(
                 config.pending_max_events,
@@ -149,6 +148,16 @@ impl Enricher {
             out.push(event);
             return;
         };
+        // Nearly every event: a known container whose metadata is complete (or needs no
+        // lookup), so nothing to learn, ask or release: two map reads.
+        if let Some(Some(id)) = self.cgroups.get(&cgroup_id)
+            && let Some(entry) = self.containers.get(id)
+            && matches!(entry.lookup, Lookup::Found | Lookup::NotNeeded)
+        {
+            attach(&mut event, entry);
+            out.push(event);
+            return;
+        }
         self.learn(&event, cgroup_id);
         let Some(id) = self.container_of(cgroup_id, event.pid) else {
             out.push(event);

@@ -1,14 +1,15 @@
 //! One JSON object per line per event: the output of `vigil run`.
 //!
-//! Kernel bytes (argv, paths, comm) are rendered with [`escape`]: lossless, and unchanged for
-//! valid UTF-8 without backslashes.
-
-use std::borrow::Cow;
+//! Kernel bytes (argv, paths, comm) are rendered with [`escape`](super::escape::escape):
+//! lossless, and unchanged for valid UTF-8 without backslashes.
+//!
+//! The members every event has (its process, parent, workload, and the lifecycle details)
+//! are written by hand ([`write`]): they are most of the agent's output, and writing them
+//! straight into the buffer is several times faster than building serde structs of
+//! `String`s. The rarer details are serde structs, serialized into the same line.
 
 use serde::Serialize;
 
-use self::workload::{ContainerJson, PodJson};
-use super::escape::escape;
 use crate::{
     clock::BootClock,
     event::{Detail, Event, Exec, Exit, Fork, Loss},
@@ -23,8 +24,10 @@ mod finding;
 use self::{enforcement::EnforcementJson, finding::FindingJson};
 mod network;
 mod syscall;
+mod write;
 use self::{
     cred::CredJson, dns::DnsJson, file::FileJson, network::NetworkJson, syscall::SyscallJson,
+    write::Object,
 };
 
 /// Renders events as JSON lines for one node.
@@ -50,72 +53,133 @@ impl JsonRenderer {
             Detail::Finding(finding) => &finding.trigger,
             detail => detail,
         };
-        let line = Line {
-            kind: event.detail.kind(),
-            time: self.clock.rfc3339(event.time_ns),
-            node: &self.node,
-            process: event
-                .process
-                .as_deref()
-                .map(|p| ProcessJson::new(p, event, &self.clock)),
-            parent: event
-                .parent
-                .as_deref()
-                .map(|p| ParentJson::new(p, &self.clock)),
-            ancestors: event
-                .ancestors
-                .iter()
-                .map(|p| ParentJson::new(p, &self.clock))
-                .collect(),
-            exec: match detail {
-                Detail::Exec(exec) => Some(ExecJson::new(exec)),
-                _ => None,
-            },
-            fork: match detail {
-                Detail::Fork(fork) => Some(ForkJson::new(fork)),
-                _ => None,
-            },
-            syscall: match detail {
-                Detail::Syscall(syscall) => Some(SyscallJson::new(syscall)),
-                _ => None,
-            },
-            network: match detail {
-                Detail::Network(network) => Some(NetworkJson::new(network)),
-                Detail::TcpState(change) => Some(NetworkJson::tcp_state(change)),
-                Detail::Dns(dns) => Some(NetworkJson::dns(dns)),
-                _ => None,
-            },
-            dns: match detail {
-                Detail::Dns(dns) => Some(DnsJson::new(dns)),
-                _ => None,
-            },
-            file: match detail {
-                Detail::File(file) => Some(FileJson::new(file)),
-                _ => None,
-            },
-            cred: match detail {
-                Detail::CredChange(change) => Some(CredJson::new(change)),
-                _ => None,
-            },
-            loss: match detail {
-                Detail::Loss(loss) => Some(LossJson::new(loss)),
-                _ => None,
-            },
-            finding: match &event.detail {
-                Detail::Finding(finding) => Some(FindingJson::new(finding)),
-                _ => None,
-            },
-            enforcement: match &event.detail {
-                Detail::Enforcement(e) => Some(EnforcementJson::new(e)),
-                _ => None,
-            },
-            container: event.container.as_deref().map(ContainerJson::new),
-            pod: event.pod.as_deref().map(PodJson::new),
-        };
-        // Serializing plain structs of strings and integers into a Vec cannot fail.
-        if serde_json::to_writer(&mut *out, &line).is_ok() {
-            out.push(b'\n');
+        let mut line = Object::open(out);
+        line.str("kind", event.detail.kind());
+        self.time(line.key("time"), event.time_ns);
+        line.str("node", &self.node);
+        if let Some(p) = event.process.as_deref() {
+            self.process(line.key("process"), p, event);
         }
+        if let Some(p) = event.parent.as_deref() {
+            self.parent(line.key("parent"), p);
+        }
+        // Above the parent, nearest first.
+        if !event.ancestors.is_empty() {
+            let out = line.key("ancestors");
+            out.push(b'[');
+            for (i, p) in event.ancestors.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                self.parent(out, p);
+            }
+            out.push(b']');
+        }
+        match detail {
+            Detail::Exec(exec) => exec_json(line.key("exec"), exec),
+            Detail::Fork(fork) => fork_json(line.key("fork"), fork),
+            Detail::Syscall(syscall) => serde(line.key("syscall"), &SyscallJson::new(syscall)),
+            Detail::Network(network) => serde(line.key("network"), &NetworkJson::new(network)),
+            Detail::TcpState(change) => {
+                serde(line.key("network"), &NetworkJson::tcp_state(change));
+            }
+            Detail::Dns(dns) => {
+                serde(line.key("network"), &NetworkJson::dns(dns));
+                serde(line.key("dns"), &DnsJson::new(dns));
+            }
+            Detail::File(file) => serde(line.key("file"), &FileJson::new(file)),
+            Detail::CredChange(change) => serde(line.key("cred"), &CredJson::new(change)),
+            Detail::Loss(loss) => serde(line.key("loss"), &LossJson::new(loss)),
+            Detail::Exit(_) | Detail::Finding(_) | Detail::Enforcement(_) => {}
+        }
+        match &event.detail {
+            // The rule that fired and what was done.
+            Detail::Finding(finding) => serde(line.key("finding"), &FindingJson::new(finding)),
+            // A containment action and its outcome.
+            Detail::Enforcement(e) => serde(line.key("enforcement"), &EnforcementJson::new(e)),
+            _ => {}
+        }
+        if let Some(container) = event.container.as_deref() {
+            workload::container(line.key("container"), container);
+        }
+        if let Some(pod) = event.pod.as_deref() {
+            workload::pod(line.key("pod"), pod);
+        }
+        line.close();
+        out.push(b'\n');
+    }
+
+    /// A boot-time instant as an RFC 3339 string.
+    fn time(&self, out: &mut Vec<u8>, boot_ns: u64) {
+        out.push(b'"');
+        self.clock.write_rfc3339(boot_ns, out);
+        out.push(b'"');
+    }
+
+    fn process(&self, out: &mut Vec<u8>, p: &Process, event: &Event) {
+        let exit: Option<&Exit> = match &event.detail {
+            Detail::Exit(exit) => Some(exit),
+            _ => None,
+        };
+        let mut o = Object::open(out);
+        o.uint("pid", event.pid);
+        o.uint("tgid", p.key.tgid);
+        o.uint("ppid", p.ppid);
+        o.uint("uid", p.creds.uid);
+        o.uint("gid", p.creds.gid);
+        o.uint("euid", p.creds.euid);
+        o.uint("egid", p.creds.egid);
+        if let Some(loginuid) = p.creds.loginuid {
+            o.uint("loginuid", loginuid);
+        }
+        o.bytes("binary", &p.binary.path);
+        o.flag("binary_truncated", p.binary.truncated);
+        write::byte_list(o.key("args"), &p.args);
+        o.flag("args_truncated", p.args_truncated);
+        o.bytes("cwd", &p.cwd.path);
+        o.flag("cwd_truncated", p.cwd.truncated);
+        o.bytes("comm", &p.comm);
+        o.str("exec_id", p.exec_id.as_str());
+        o.some_str(
+            "parent_exec_id",
+            p.parent_exec_id.as_ref().map(|id| id.as_str()),
+        );
+        self.time(o.key("start_time"), p.key.start_time_ns);
+        o.uint("start_time_ns", p.key.start_time_ns);
+        o.uint("cgroup_id", p.cgroup_id);
+        // cgroup v2 path, when known.
+        if !p.cgroup_path.is_empty() {
+            o.bytes("cgroup", &p.cgroup_path);
+        }
+        // How Vigil knows this process: "exec", "fork", "snapshot" (read from /proc at
+        // start-up) or "unknown" (seen only in later events).
+        o.str(
+            "origin",
+            match p.origin {
+                crate::process::Origin::Exec => "exec",
+                crate::process::Origin::Fork => "fork",
+                crate::process::Origin::Snapshot => "snapshot",
+                crate::process::Origin::Unknown => "unknown",
+            },
+        );
+        if let Some(code) = exit.and_then(Exit::status) {
+            o.uint("exit_code", code);
+        }
+        if let Some(signal) = exit.and_then(Exit::signal) {
+            o.uint("signal", signal);
+        }
+        o.flag("core_dumped", exit.is_some_and(Exit::core_dumped));
+        o.close();
+    }
+
+    fn parent(&self, out: &mut Vec<u8>, p: &Process) {
+        let mut o = Object::open(out);
+        o.uint("pid", p.key.tgid);
+        o.str("exec_id", p.exec_id.as_str());
+        o.bytes("binary", &p.binary.path);
+        write::byte_list(o.key("args"), &p.args);
+        self.time(o.key("start_time"), p.key.start_time_ns);
+        o.close();
     }
 }
 
@@ -123,197 +187,42 @@ fn is_false(b: &bool) -> bool {
     !b
 }
 
-#[derive(Serialize)]
-struct Line<'a> {
-    kind: &'static str,
-    time: String,
-    node: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    process: Option<ProcessJson<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parent: Option<ParentJson<'a>>,
-    /// Above the parent, nearest first.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    ancestors: Vec<ParentJson<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    exec: Option<ExecJson<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fork: Option<ForkJson>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    syscall: Option<SyscallJson<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    network: Option<NetworkJson<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dns: Option<DnsJson<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    file: Option<FileJson<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cred: Option<CredJson>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    loss: Option<LossJson<'a>>,
-    /// The rule that fired and what was done (kind `finding` only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    finding: Option<FindingJson<'a>>,
-    /// A containment action and its outcome (kind `enforcement` only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    enforcement: Option<EnforcementJson<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container: Option<ContainerJson<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pod: Option<PodJson<'a>>,
+/// A serde struct into the line (compact, as the hand-written members).
+fn serde(out: &mut Vec<u8>, value: &impl Serialize) {
+    // Structs of strings, numbers and string-keyed maps into a Vec: this cannot fail.
+    let _ = serde_json::to_writer(out, value);
 }
 
-#[derive(Serialize)]
-struct ProcessJson<'a> {
-    pid: u32,
-    tgid: u32,
-    ppid: u32,
-    uid: u32,
-    gid: u32,
-    euid: u32,
-    egid: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    loginuid: Option<u32>,
-    binary: Cow<'a, str>,
-    #[serde(skip_serializing_if = "is_false")]
-    binary_truncated: bool,
-    args: Vec<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "is_false")]
-    args_truncated: bool,
-    cwd: Cow<'a, str>,
-    #[serde(skip_serializing_if = "is_false")]
-    cwd_truncated: bool,
-    comm: Cow<'a, str>,
-    exec_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parent_exec_id: Option<&'a str>,
-    start_time: String,
-    start_time_ns: u64,
-    cgroup_id: u64,
-    /// cgroup v2 path, when known.
-    #[serde(skip_serializing_if = "str::is_empty")]
-    cgroup: Cow<'a, str>,
-    /// How Vigil knows this process: "exec", "fork", "snapshot" (read from /proc at start-up)
-    /// or "unknown" (seen only in later events).
-    origin: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    exit_code: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signal: Option<u8>,
-    #[serde(skip_serializing_if = "is_false")]
-    core_dumped: bool,
+fn exec_json(out: &mut Vec<u8>, exec: &Exec) {
+    let mut o = Object::open(out);
+    // The filename as passed to execve.
+    o.bytes("filename", &exec.filename);
+    o.flag("filename_truncated", exec.filename_truncated);
+    o.flag("args_unreadable", exec.args_unreadable);
+    o.uint("inode", exec.exe_inode);
+    // "major:minor" of the executable's filesystem.
+    let dev = o.key("dev");
+    dev.push(b'"');
+    write::uint(dev, exec.exe_dev >> 20);
+    dev.push(b':');
+    write::uint(dev, exec.exe_dev & 0xf_ffff);
+    dev.push(b'"');
+    // The executed file had no link left: deleted before it ran, or a memfd.
+    o.flag("deleted", exec.exe_unlinked);
+    // A memfd (an anonymous in-memory file): fileless execution. memfd files live on the
+    // kernel's internal shm mount as `memfd:<name>`.
+    o.flag(
+        "memfd",
+        exec.exe_unlinked && exec.binary.path.starts_with(b"/memfd:"),
+    );
+    o.close();
 }
 
-impl<'a> ProcessJson<'a> {
-    fn new(p: &'a Process, event: &Event, clock: &BootClock) -> Self {
-        let exit: Option<&Exit> = match &event.detail {
-            Detail::Exit(exit) => Some(exit),
-            _ => None,
-        };
-        Self {
-            pid: event.pid,
-            tgid: p.key.tgid,
-            ppid: p.ppid,
-            uid: p.creds.uid,
-            gid: p.creds.gid,
-            euid: p.creds.euid,
-            egid: p.creds.egid,
-            loginuid: p.creds.loginuid,
-            binary: escape(&p.binary.path),
-            binary_truncated: p.binary.truncated,
-            args: p.args.iter().map(|a| escape(a)).collect(),
-            args_truncated: p.args_truncated,
-            cwd: escape(&p.cwd.path),
-            cwd_truncated: p.cwd.truncated,
-            comm: escape(&p.comm),
-            exec_id: p.exec_id.as_str(),
-            parent_exec_id: p.parent_exec_id.as_ref().map(|id| id.as_str()),
-            start_time: clock.rfc3339(p.key.start_time_ns),
-            start_time_ns: p.key.start_time_ns,
-            cgroup_id: p.cgroup_id,
-            cgroup: escape(&p.cgroup_path),
-            origin: match p.origin {
-                crate::process::Origin::Exec => "exec",
-                crate::process::Origin::Fork => "fork",
-                crate::process::Origin::Snapshot => "snapshot",
-                crate::process::Origin::Unknown => "unknown",
-            },
-            exit_code: exit.and_then(Exit::status),
-            signal: exit.and_then(Exit::signal),
-            core_dumped: exit.is_some_and(Exit::core_dumped),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct ParentJson<'a> {
-    pid: u32,
-    exec_id: &'a str,
-    binary: Cow<'a, str>,
-    args: Vec<Cow<'a, str>>,
-    start_time: String,
-}
-
-impl<'a> ParentJson<'a> {
-    fn new(p: &'a Process, clock: &BootClock) -> Self {
-        Self {
-            pid: p.key.tgid,
-            exec_id: p.exec_id.as_str(),
-            binary: escape(&p.binary.path),
-            args: p.args.iter().map(|a| escape(a)).collect(),
-            start_time: clock.rfc3339(p.key.start_time_ns),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct ExecJson<'a> {
-    /// The filename as passed to execve.
-    filename: Cow<'a, str>,
-    #[serde(skip_serializing_if = "is_false")]
-    filename_truncated: bool,
-    #[serde(skip_serializing_if = "is_false")]
-    args_unreadable: bool,
-    inode: u64,
-    /// "major:minor" of the executable's filesystem.
-    dev: String,
-    /// The executed file had no link left: deleted before it ran, or a memfd.
-    #[serde(skip_serializing_if = "is_false")]
-    deleted: bool,
-    /// The executed file was a memfd (an anonymous in-memory file): fileless execution.
-    #[serde(skip_serializing_if = "is_false")]
-    memfd: bool,
-}
-
-impl<'a> ExecJson<'a> {
-    fn new(exec: &'a Exec) -> Self {
-        Self {
-            filename: escape(&exec.filename),
-            filename_truncated: exec.filename_truncated,
-            deleted: exec.exe_unlinked,
-            // memfd files live on the kernel's internal shm mount as `memfd:<name>`.
-            memfd: exec.exe_unlinked && exec.binary.path.starts_with(b"/memfd:"),
-            args_unreadable: exec.args_unreadable,
-            inode: exec.exe_inode,
-            dev: format!("{}:{}", exec.exe_dev >> 20, exec.exe_dev & 0xf_ffff),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct ForkJson {
-    caller_pid: u32,
-    #[serde(skip_serializing_if = "is_false")]
-    thread: bool,
-}
-
-impl ForkJson {
-    fn new(fork: &Fork) -> Self {
-        Self {
-            caller_pid: fork.caller_pid,
-            thread: fork.thread,
-        }
-    }
+fn fork_json(out: &mut Vec<u8>, fork: &Fork) {
+    let mut o = Object::open(out);
+    o.uint("caller_pid", fork.caller_pid);
+    o.flag("thread", fork.thread);
+    o.close();
 }
 
 #[derive(Serialize)]

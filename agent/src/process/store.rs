@@ -9,10 +9,10 @@
 //!   the oldest live processes that have no children; only if every candidate has children
 //!   does an ancestor go. Every removal is counted by reason.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::Arc,
-};
+use std::{collections::VecDeque, sync::Arc};
+
+// Keys are the kernel's pids and start times: foldhash is fast on them and seeded per run.
+use foldhash::HashMap;
 
 use super::{Process, ProcessKey};
 
@@ -75,7 +75,7 @@ impl Store {
     pub fn new(limits: StoreLimits) -> Self {
         Self {
             limits,
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             order: VecDeque::new(),
             exited: VecDeque::new(),
             bytes: 0,

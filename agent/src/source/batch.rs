@@ -20,6 +20,12 @@ impl Batch {
         self.ends.push(self.data.len());
     }
 
+    /// Empties the batch, keeping its memory.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }

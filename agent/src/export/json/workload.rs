@@ -1,56 +1,39 @@
 //! `container` and `pod` of a JSON line (omitted outside containers; unknown fields omitted).
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
-
+use super::write::{self, Object};
 use crate::enrich::{Container, Pod};
 
-#[derive(Serialize)]
-pub(super) struct ContainerJson<'a> {
-    id: &'a str,
-    runtime: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    image: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    image_digest: Option<&'a str>,
+/// `container: {id, runtime, name?, image?, image_digest?}`.
+pub(super) fn container(out: &mut Vec<u8>, container: &Container) {
+    let mut o = Object::open(out);
+    o.str("id", container.id.as_str());
+    o.str("runtime", container.runtime.as_str());
+    o.some_str("name", container.name.as_deref());
+    o.some_str("image", container.image.as_deref());
+    o.some_str("image_digest", container.image_digest.as_deref());
+    o.close();
 }
 
-impl<'a> ContainerJson<'a> {
-    pub(super) fn new(container: &'a Container) -> Self {
-        Self {
-            id: container.id.as_str(),
-            runtime: container.runtime.as_str(),
-            name: container.name.as_deref(),
-            image: container.image.as_deref(),
-            image_digest: container.image_digest.as_deref(),
+/// `pod: {name?, namespace?, uid?, labels?}` (labels in key order, left out when none).
+pub(super) fn pod(out: &mut Vec<u8>, pod: &Pod) {
+    let mut o = Object::open(out);
+    o.some_str("name", pod.name.as_deref());
+    o.some_str("namespace", pod.namespace.as_deref());
+    o.some_str("uid", pod.uid.as_deref());
+    if !pod.labels.is_empty() {
+        let out = o.key("labels");
+        out.push(b'{');
+        for (i, (key, value)) in pod.labels.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write::str(out, key);
+            out.push(b':');
+            write::str(out, value);
         }
+        out.push(b'}');
     }
-}
-
-#[derive(Serialize)]
-pub(super) struct PodJson<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    namespace: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uid: Option<&'a str>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    labels: &'a BTreeMap<String, String>,
-}
-
-impl<'a> PodJson<'a> {
-    pub(super) fn new(pod: &'a Pod) -> Self {
-        Self {
-            name: pod.name.as_deref(),
-            namespace: pod.namespace.as_deref(),
-            uid: pod.uid.as_deref(),
-            labels: &pod.labels,
-        }
-    }
+    o.close();
 }
 
 #[cfg(test)]
@@ -61,12 +44,10 @@ mod tests {
 
     use crate::{
         clock::BootClock,
-        enrich::{ContainerId, Runtime},
+        enrich::{Container, ContainerId, Pod, Runtime},
         event::{Detail, Event, Loss},
         export::json::JsonRenderer,
     };
-
-    use super::*;
 
     fn render(event: &Event) -> serde_json::Value {
         let mut out = Vec::new();
