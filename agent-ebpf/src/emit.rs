@@ -1,9 +1,11 @@
 //! Submitting records to the ring buffer.
 //!
 //! A wake-up per record costs several microseconds in a VM, so records go in with
-//! `BPF_RB_NO_WAKEUP` and the reader polls on a short timer. Only when the backlog passes
-//! `wakeup_threshold_bytes` does a submit force a wake-up, so a burst is drained before the
-//! buffer fills. Every failure is counted by kind.
+//! `BPF_RB_NO_WAKEUP` and, while records keep coming, the reader drains on a short timer. A
+//! submit forces a wake-up in two cases: the ring was empty (the reader has caught up and may
+//! be asleep: an idle node costs no timer wake-ups and its first event is read at once; at
+//! most one forced wake-up per drain), or the backlog passed `wakeup_threshold_bytes` (a burst
+//! is drained before the buffer fills). Every failure is counted by kind.
 
 use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use vigil_common::stats::KernelCounter;
@@ -22,7 +24,7 @@ pub struct KindCounters {
 pub fn submit_flags(len: usize) -> u64 {
     let backlog = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
     let threshold: u32 = config!(wakeup_threshold_bytes);
-    if backlog + len as u64 >= threshold as u64 {
+    if backlog == 0 || backlog + len as u64 >= threshold as u64 {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

@@ -1,9 +1,15 @@
 //! The ring-buffer reader: the one task that drains the kernel's event buffer.
 //!
-//! Records are submitted without a wake-up (see `agent-ebpf/src/emit.rs`), so the reader
-//! drains on a short timer, and also whenever the kernel forces a wake-up because the backlog
-//! passed the threshold. Records are copied into batches and handed to the pipeline over a
-//! bounded queue; when the queue is full, the batch is dropped and counted by kind.
+//! Records are submitted without a wake-up (see `agent-ebpf/src/emit.rs`), except the first
+//! one into an empty ring and any that takes the backlog past the threshold. So the reader:
+//! - while records keep coming, drains every `poll_interval` (one wake-up per batch, not per
+//!   record), and at once when a burst passes the threshold;
+//! - once a drain finds nothing, sleeps until the kernel wakes it for the next record, with a
+//!   slow timer ([`IDLE_POLL`]) as a safety net for a record submitted without a wake-up while
+//!   the last drain was finishing. An idle node costs a few wake-ups a second, not 100.
+//!
+//! Records are copied into batches and handed to the pipeline over a bounded queue; the reader
+//! waits for room, so records wait in the kernel's ring, where a full ring is counted by kind.
 
 use std::{sync::Arc, time::Duration};
 
@@ -19,6 +25,10 @@ use crate::telemetry::{Counters, Drop};
 
 /// At most this many records go in one batch.
 const BATCH_RECORDS: usize = 1024;
+
+/// How long the reader sleeps, when the ring was empty, before it looks again without having
+/// been woken (see the module doc).
+const IDLE_POLL: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Copy, Debug)]
 pub struct RingReaderConfig {
@@ -51,23 +61,27 @@ impl RingReader {
 
     /// Drains until `shutdown` turns true, then drains once more and returns.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(self.config.poll_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let found = self.drain().await;
+            let wait = async {
+                if found {
+                    // Records are coming: the next batch gathers for `poll_interval`, whatever
+                    // the kernel's wake-ups say (a burst past the threshold is drained next).
+                    tokio::time::sleep(self.config.poll_interval).await;
+                } else if let Ok(Ok(mut guard)) =
+                    tokio::time::timeout(IDLE_POLL, self.ring.readable_mut()).await
+                {
+                    guard.clear_ready();
+                }
+            };
             tokio::select! {
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
                         break;
                     }
                 }
-                guard = self.ring.readable_mut() => {
-                    if let Ok(mut guard) = guard {
-                        guard.clear_ready();
-                    }
-                }
-                _ = tick.tick() => {}
+                () = wait => {}
             }
-            self.drain().await;
         }
         self.drain().await;
     }
@@ -75,22 +89,24 @@ impl RingReader {
     /// Moves everything in the ring into batches for the pipeline. A batch is read from the
     /// ring only once the queue has room for it: when the pipeline falls behind, records wait
     /// in the kernel's ring buffer (megabytes) instead of being dropped here, and only a full
-    /// ring loses records, counted by kind in the kernel.
-    async fn drain(&mut self) {
+    /// ring loses records, counted by kind in the kernel. Returns whether there were any.
+    async fn drain(&mut self) -> bool {
+        let mut found = false;
         loop {
             let Ok(permit) = self.tx.reserve().await else {
                 // The pipeline is gone: what is left is lost, counted.
                 self.drop_rest();
-                return;
+                return found;
             };
             let batch = next_batch(self.ring.get_mut());
             if batch.is_empty() {
-                return;
+                return found;
             }
+            found = true;
             let full = batch.len() == BATCH_RECORDS;
             permit.send(batch);
             if !full {
-                return;
+                return found;
             }
         }
     }
