@@ -15,7 +15,7 @@ pub struct TestPlan {
     pub lint: bool,
     pub unit: bool,
     pub privileged: bool,
-    /// The x86_64 kernel matrix (`cargo xtask test-kernels` with its defaults).
+    /// The kernel matrix (`kernels::Options::default()`: 6.1 and 6.12, x86_64 and aarch64).
     pub kernels: bool,
 }
 
@@ -63,7 +63,7 @@ pub fn test(plan: &TestPlan) -> Result<ExitCode> {
         });
     }
     if plan.kernels {
-        stages.run("kernel matrix (x86_64)", || {
+        stages.run("kernel matrix", || {
             match kernels::run(&kernels::Options::default())? {
                 code if code == ExitCode::SUCCESS => Ok(()),
                 _ => anyhow::bail!("a check failed on a guest kernel (the matrix above)"),

@@ -54,7 +54,7 @@ enum Task {
         args: Vec<OsString>,
     },
     /// Set up, then rustfmt, both clippies, unit and pipeline tests, privileged tests (as root),
-    /// the x86_64 kernel matrix.
+    /// the kernel matrix (Debian 6.1 and 6.12, x86_64 and aarch64, in QEMU).
     Test {
         /// Skip rustfmt and clippy.
         #[arg(long)]
@@ -65,7 +65,7 @@ enum Task {
         /// Only the privileged tests (no lint).
         #[arg(long)]
         privileged_only: bool,
-        /// Skip the x86_64 kernel matrix (`test-kernels`: Debian 6.1 and 6.12 in QEMU).
+        /// Skip the kernel matrix (`test-kernels`: Debian 6.1 and 6.12, x86_64 and aarch64).
         #[arg(long)]
         no_kernels: bool,
     },
