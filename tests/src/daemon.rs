@@ -38,24 +38,56 @@ impl Daemon {
         self.child.id()
     }
 
-    /// Waits until the log has `count` lines containing `text` (counting earlier runs').
+    /// Waits until the log has `count` lines containing `text` (counting earlier runs'). On
+    /// a timeout the panic shows the log and where the process is in the kernel, so that a
+    /// daemon that hangs says where.
     #[track_caller]
     pub fn wait_for_log(&mut self, text: &str, count: usize, timeout: Duration) {
         let stderr = self.stderr.clone();
-        wait_until(
-            timeout,
-            &format!("`{text}` in {}", stderr.display()),
-            || {
-                if let Ok(Some(status)) = self.child.try_wait() {
-                    panic!(
-                        "the daemon exited with {status}:\n{}",
-                        std::fs::read_to_string(&stderr).unwrap_or_default()
-                    );
-                }
-                std::fs::read_to_string(&stderr)
-                    .is_ok_and(|log| log.lines().filter(|l| l.contains(text)).count() >= count)
-            },
-        );
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the daemon exited with {status}:\n{}", self.log());
+            }
+            if self.log().lines().filter(|l| l.contains(text)).count() >= count {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no `{text}` in {} within {timeout:?}; the daemon is alive ({}); its log:\n{}",
+                    stderr.display(),
+                    self.kernel_state(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The process's state, wait channel and the threads' kernel stacks, from /proc.
+    fn kernel_state(&self) -> String {
+        let proc = PathBuf::from(format!("/proc/{}", self.child.id()));
+        let read = |name: &str| std::fs::read_to_string(proc.join(name)).unwrap_or_default();
+        let state = read("status")
+            .lines()
+            .find(|l| l.starts_with("State:"))
+            .unwrap_or("State: unknown")
+            .to_owned();
+        let mut stacks = String::new();
+        for task in std::fs::read_dir(proc.join("task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = task.path();
+            let wchan = std::fs::read_to_string(path.join("wchan")).unwrap_or_default();
+            let stack = std::fs::read_to_string(path.join("stack")).unwrap_or_default();
+            stacks.push_str(&format!(
+                "\n  thread {}: wchan {wchan}\n{stack}",
+                task.file_name().to_string_lossy()
+            ));
+        }
+        format!("{state}; threads:{stacks}")
     }
 
     /// SIGKILL, as a crash.
