@@ -116,6 +116,13 @@ impl Setup {
     }
 
     fn collector(&self, port: u16) -> Daemon {
+        // Counted before the start: a collector that is quick logs its line before a count
+        // taken after the spawn, and the wait would then look for one line too many.
+        let starts = std::fs::read_to_string(self.path("collector.log"))
+            .unwrap_or_default()
+            .matches("Collecting.")
+            .count()
+            + 1;
         let mut collector = Daemon::start(
             Command::new(&self.vigil)
                 .arg("collect")
@@ -125,7 +132,6 @@ impl Setup {
                 .arg(self.path("collected.jsonl")),
             &self.path("collector.log"),
         );
-        let starts = collector.log().matches("Collecting.").count() + 1;
         collector.wait_for_log("Collecting.", starts, DELIVERY);
         collector
     }
