@@ -5,6 +5,10 @@
 pub const EVENTS: &str = "VIGIL_EVENTS";
 /// Per-CPU array of `u64` counters indexed by [`crate::stats::KernelCounter`].
 pub const STATS: &str = "VIGIL_STATS";
+/// Array of one `u32`: 1 while the ring-buffer reader sleeps until it is woken (it found the
+/// ring empty), 0 while it drains on its timer. The kernel forces a wake-up for a record into
+/// an empty ring only when it is 1.
+pub const READER: &str = "VIGIL_READER";
 /// Per-CPU scratch space where variable-length records are assembled before output.
 pub const SCRATCH: &str = "VIGIL_SCRATCH";
 

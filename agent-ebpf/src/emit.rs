@@ -1,16 +1,22 @@
 //! Submitting records to the ring buffer.
 //!
-//! A wake-up per record costs several microseconds in a VM, so records go in with
-//! `BPF_RB_NO_WAKEUP` and, while records keep coming, the reader drains on a short timer. A
-//! submit forces a wake-up in two cases: the ring was empty (the reader has caught up and may
-//! be asleep: an idle node costs no timer wake-ups and its first event is read at once; at
-//! most one forced wake-up per drain), or the backlog passed `wakeup_threshold_bytes` (a burst
-//! is drained before the buffer fills). Every failure is counted by kind.
+//! A wake-up per record costs several microseconds in a VM (the kernel queues an irq_work,
+//! which raises a self-IPI, a VM exit), so records go in with `BPF_RB_NO_WAKEUP` and, while
+//! records keep coming, the reader drains on a short timer. A submit forces a wake-up only on
+//! two edges, each at most once per drain:
+//! - the ring was empty and the reader sleeps until woken ([`READER`] is 1): an idle node
+//!   costs no timer wake-ups and its first event is read at once. While the reader drains on
+//!   its timer, an empty ring wakes nobody, or every first record after a drain would wake it.
+//! - this record takes the backlog across `wakeup_threshold_bytes`: a burst is drained before
+//!   the timer, and before the buffer fills. Past the threshold no record wakes the reader
+//!   again: it is already awake, and a wake-up per record there cost more than the record.
+//!
+//! Every failure is counted by kind.
 
 use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use vigil_common::stats::KernelCounter;
 
-use crate::maps::{EVENTS, config, count};
+use crate::maps::{EVENTS, READER, config, count};
 
 /// Counters of one record kind.
 #[derive(Clone, Copy)]
@@ -23,8 +29,9 @@ pub struct KindCounters {
 #[inline(always)]
 pub fn submit_flags(len: usize) -> u64 {
     let backlog = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    let threshold: u32 = config!(wakeup_threshold_bytes);
-    if backlog == 0 || backlog + len as u64 >= threshold as u64 {
+    let threshold = u64::from(config!(wakeup_threshold_bytes));
+    let crosses = backlog < threshold && backlog + len as u64 >= threshold;
+    if crosses || (backlog == 0 && READER.get(0).is_some_and(|asleep| *asleep != 0)) {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

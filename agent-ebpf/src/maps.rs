@@ -45,6 +45,11 @@ const _: () = assert!(SCRATCH_MASK + vigil_common::process::ARGV_MAX + 256 < SCR
 #[map(name = "VIGIL_EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_SIZE_DEFAULT, 0);
 
+/// `vigil_common::maps::READER`: whether the reader sleeps until woken (1) or drains on its
+/// timer (0), written by the reader.
+#[map(name = "VIGIL_READER")]
+pub static READER: Array<u32> = Array::with_max_entries(1, 0);
+
 /// `vigil_common::maps::STATS`: per-CPU counters indexed by `KernelCounter`.
 #[map(name = "VIGIL_STATS")]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(KernelCounter::COUNT, 0);

@@ -121,6 +121,7 @@ impl Agent {
             file_prefixes: config.files.prefixes(),
         })?;
         let ring = sensor.take_events()?;
+        let reader_state = sensor.take_reader_state()?;
         let stats = sensor.take_stats()?;
         // The metrics read the ring's fill and the programs' run times on their own handles:
         // the reader owns the ring, the supervisor the programs.
@@ -136,6 +137,7 @@ impl Agent {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let reader = RingReader::new(
             ring,
+            reader_state,
             RingReaderConfig {
                 poll_interval: Duration::from_millis(config.ring_buffer.poll_interval_ms),
             },

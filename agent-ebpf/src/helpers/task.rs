@@ -19,9 +19,16 @@ pub struct TaskIds {
 #[inline(always)]
 pub fn ids(task: *const u8) -> TaskIds {
     let leader = read_ptr(task, offset!(task_group_leader));
+    let (pid, tgid) = (offset!(task_pid), offset!(task_tgid));
+    // `pid` and `tgid` are neighbours in every `task_struct` so far: one read, not two.
+    let [pid, tgid] = if tgid == pid.wrapping_add(4) {
+        read_at::<[i32; 2]>(task, pid)
+    } else {
+        [read_at::<i32>(task, pid), read_at::<i32>(task, tgid)]
+    };
     TaskIds {
-        pid: read_at::<i32>(task, offset!(task_pid)) as u32,
-        tgid: read_at::<i32>(task, offset!(task_tgid)) as u32,
+        pid: pid as u32,
+        tgid: tgid as u32,
         start_time_ns: read_at::<u64>(leader, offset!(task_start_boottime)),
     }
 }

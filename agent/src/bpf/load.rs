@@ -12,7 +12,7 @@ use aya::{
 use vigil_common::{
     config::KernelConfig,
     maps::{
-        EVENTS, FILE_PREFIXES, GLOBAL_CONFIG, GLOBAL_OFFSETS, STATS, SYSCALL_ARG_TYPES,
+        EVENTS, FILE_PREFIXES, GLOBAL_CONFIG, GLOBAL_OFFSETS, READER, STATS, SYSCALL_ARG_TYPES,
         SYSCALL_CGROUPS, SYSCALL_FILTER, programs,
     },
 };
@@ -173,6 +173,15 @@ impl Sensor {
             .take_map(EVENTS)
             .and_then(|map| RingBuf::try_from(map).ok())
             .ok_or(BpfError::Map { name: EVENTS })
+    }
+
+    /// Takes the reader's state, through which it tells the kernel whether it sleeps until
+    /// woken (once).
+    pub fn take_reader_state(&mut self) -> Result<Array<MapData, u32>, BpfError> {
+        self.ebpf
+            .take_map(READER)
+            .and_then(|map| Array::try_from(map).ok())
+            .ok_or(BpfError::Map { name: READER })
     }
 
     /// Takes the per-CPU kernel counters (once).

@@ -1,19 +1,22 @@
 //! The ring-buffer reader: the one task that drains the kernel's event buffer.
 //!
-//! Records are submitted without a wake-up (see `agent-ebpf/src/emit.rs`), except the first
-//! one into an empty ring and any that takes the backlog past the threshold. So the reader:
+//! Records are submitted without a wake-up (see `agent-ebpf/src/emit.rs`), except the one
+//! that takes the backlog past the threshold and, while the reader sleeps until woken, the
+//! first one into an empty ring. So the reader:
 //! - while records keep coming, drains every `poll_interval` (one wake-up per batch, not per
 //!   record), and at once when a burst passes the threshold;
-//! - once a drain finds nothing, sleeps until the kernel wakes it for the next record, with a
-//!   slow timer ([`IDLE_POLL`]) as a safety net for a record submitted without a wake-up while
-//!   the last drain was finishing. An idle node costs a few wake-ups a second, not 100.
+//! - once a drain finds nothing, tells the kernel (the `VIGIL_READER` map) that it sleeps until
+//!   woken, looks once more (a record submitted before the kernel knew), and sleeps until the
+//!   kernel wakes it for the next record, with a slow timer ([`IDLE_POLL`]) as a safety net.
+//!   An idle node costs a few wake-ups a second, not 100; and while records keep coming, the
+//!   first record after each drain wakes nobody.
 //!
 //! Records are copied into batches and handed to the pipeline over a bounded queue; the reader
 //! waits for room, so records wait in the kernel's ring, where a full ring is counted by kind.
 
 use std::{sync::Arc, time::Duration};
 
-use aya::maps::{MapData, RingBuf};
+use aya::maps::{Array, MapData, RingBuf};
 use tokio::{
     io::unix::AsyncFd,
     sync::{mpsc, watch},
@@ -37,6 +40,8 @@ pub struct RingReaderConfig {
 
 pub struct RingReader {
     ring: AsyncFd<RingBuf<MapData>>,
+    /// Whether the reader sleeps until woken (1) or drains on its timer (0), for the kernel.
+    state: Array<MapData, u32>,
     config: RingReaderConfig,
     tx: mpsc::Sender<Batch>,
     counters: Arc<Counters>,
@@ -45,6 +50,7 @@ pub struct RingReader {
 impl RingReader {
     pub fn new(
         ring: RingBuf<MapData>,
+        state: Array<MapData, u32>,
         config: RingReaderConfig,
         tx: mpsc::Sender<Batch>,
         counters: Arc<Counters>,
@@ -53,6 +59,7 @@ impl RingReader {
             // SAFETY: the ring buffer owns its map fd and keeps it open, unchanged, for as
             // long as it lives, which is as long as the AsyncFd that owns it.
             ring: unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }?,
+            state,
             config,
             tx,
             counters,
@@ -61,15 +68,28 @@ impl RingReader {
 
     /// Drains until `shutdown` turns true, then drains once more and returns.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut asleep = false;
         loop {
             let found = self.drain().await;
+            if found == asleep {
+                // Found records while asleep: back to the timer. Found none while on the
+                // timer: ask for a wake-up, then look once more before sleeping.
+                asleep = !found;
+                self.tell_kernel(asleep);
+                if asleep {
+                    continue;
+                }
+            }
+            let period = if found {
+                self.config.poll_interval
+            } else {
+                IDLE_POLL
+            };
+            // The timer, or the kernel's wake-up (a burst past the threshold; or, asleep, the
+            // first record).
             let wait = async {
-                if found {
-                    // Records are coming: the next batch gathers for `poll_interval`, whatever
-                    // the kernel's wake-ups say (a burst past the threshold is drained next).
-                    tokio::time::sleep(self.config.poll_interval).await;
-                } else if let Ok(Ok(mut guard)) =
-                    tokio::time::timeout(IDLE_POLL, self.ring.readable_mut()).await
+                if let Ok(Ok(mut guard)) =
+                    tokio::time::timeout(period, self.ring.readable_mut()).await
                 {
                     guard.clear_ready();
                 }
@@ -84,6 +104,15 @@ impl RingReader {
             }
         }
         self.drain().await;
+    }
+
+    /// Tells the kernel whether the reader sleeps until woken. A failed update leaves the
+    /// kernel's view stale: at worst an idle reader finds a record on its slow timer, or one
+    /// wake-up per drain is spent on a reader that is awake; so it is logged, not fatal.
+    fn tell_kernel(&mut self, asleep: bool) {
+        if let Err(error) = self.state.set(0, u32::from(asleep), 0) {
+            tracing::debug!(%error, asleep, "Cannot update the ring reader's state map.");
+        }
     }
 
     /// Moves everything in the ring into batches for the pipeline. A batch is read from the
