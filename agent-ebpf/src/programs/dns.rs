@@ -49,13 +49,12 @@ pub fn network_dns(ctx: SkBuffContext) -> i32 {
     PASS
 }
 
-/// Where the packet's transport header starts, and its addresses.
+/// Where the packet's transport header starts. The addresses are read only for a DNS packet:
+/// every load is a helper call, and this program runs on every packet the node sends.
 struct Ip {
     family: u16,
     protocol: u8,
     l4: usize,
-    saddr: [u8; 16],
-    daddr: [u8; 16],
 }
 
 #[inline(always)]
@@ -70,11 +69,13 @@ fn try_network_dns(ctx: &SkBuffContext) -> Result<(), i64> {
     if ip.protocol != IPPROTO_UDP && ip.protocol != IPPROTO_TCP {
         return Ok(());
     }
-    let dport = u16::from_be(ctx.load::<u16>(ip.l4 + 2)?);
+    let ports = ctx.load::<[u8; 4]>(ip.l4)?;
+    let dport = u16::from_be_bytes([ports[2], ports[3]]);
     if dport != DNS_PORT {
         return Ok(());
     }
-    let sport = u16::from_be(ctx.load::<u16>(ip.l4)?);
+    let sport = u16::from_be_bytes([ports[0], ports[1]]);
+    let (saddr, daddr) = addresses(ctx, ip.family)?;
     let (payload, flags) = if ip.protocol == IPPROTO_UDP {
         (ip.l4 + 8, 0)
     } else {
@@ -136,8 +137,8 @@ fn try_network_dns(ctx: &SkBuffContext) -> Result<(), i64> {
         payload_len: copy as u16,
         flags,
         wire_len: wire_len as u32,
-        saddr: ip.saddr,
-        daddr: ip.daddr,
+        saddr,
+        daddr,
     };
     // SAFETY: as above; the fixed part goes in place before the payload.
     unsafe { (&raw mut (*record).event).write(event) };
@@ -150,23 +151,18 @@ fn try_network_dns(ctx: &SkBuffContext) -> Result<(), i64> {
 
 #[inline(always)]
 fn ipv4(ctx: &SkBuffContext) -> Result<Ip, i64> {
-    let version_ihl = ctx.load::<u8>(0)?;
-    let ihl = usize::from(version_ihl & 0x0f) * 4;
+    // Version and header length, the fragment offset and the protocol: one load.
+    let head = ctx.load::<[u8; 10]>(0)?;
+    let ihl = usize::from(head[0] & 0x0f) * 4;
     // A later fragment carries no transport header.
-    let fragment = u16::from_be(ctx.load::<u16>(6)?);
-    if version_ihl >> 4 != 4 || ihl < 20 || fragment & 0x1fff != 0 {
+    let fragment = u16::from_be_bytes([head[6], head[7]]);
+    if head[0] >> 4 != 4 || ihl < 20 || fragment & 0x1fff != 0 {
         return Err(0);
     }
-    let mut saddr = [0u8; 16];
-    let mut daddr = [0u8; 16];
-    saddr[..4].copy_from_slice(&ctx.load::<[u8; 4]>(12)?);
-    daddr[..4].copy_from_slice(&ctx.load::<[u8; 4]>(16)?);
     Ok(Ip {
         family: AF_INET,
-        protocol: ctx.load::<u8>(9)?,
+        protocol: head[9],
         l4: ihl,
-        saddr,
-        daddr,
     })
 }
 
@@ -178,7 +174,18 @@ fn ipv6(ctx: &SkBuffContext) -> Result<Ip, i64> {
         family: AF_INET6,
         protocol: ctx.load::<u8>(6)?,
         l4: 40,
-        saddr: ctx.load::<[u8; 16]>(8)?,
-        daddr: ctx.load::<[u8; 16]>(24)?,
     })
+}
+
+/// Source and destination address (IPv4 in the first four bytes).
+#[inline(always)]
+fn addresses(ctx: &SkBuffContext, family: u16) -> Result<([u8; 16], [u8; 16]), i64> {
+    if family == AF_INET6 {
+        return Ok((ctx.load::<[u8; 16]>(8)?, ctx.load::<[u8; 16]>(24)?));
+    }
+    let both = ctx.load::<[u8; 8]>(12)?;
+    let (mut saddr, mut daddr) = ([0u8; 16], [0u8; 16]);
+    saddr[..4].copy_from_slice(&both[..4]);
+    daddr[..4].copy_from_slice(&both[4..]);
+    Ok((saddr, daddr))
 }

@@ -6,7 +6,10 @@
 //! SYN_SENT, which runs inside connect(2), records the socket's owner so that later changes,
 //! usually in softirq context, are reported for the right process. Capture only.
 
+use core::mem::offset_of;
+
 use aya_ebpf::{
+    EbpfContext,
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_task},
     macros::tracepoint,
     programs::TracePointContext,
@@ -70,15 +73,26 @@ const IPPROTO_TCP: u16 = 6;
 /// `tracepoint/sock/inet_sock_set_state`.
 #[tracepoint(category = "sock", name = "inet_sock_set_state")]
 pub fn network_tcp_state(ctx: TracePointContext) -> u32 {
+    // Most changes (8 of a connection's 10) are not reported: the three fields that decide it
+    // are loaded straight from the record, and the rest is copied only for those that are.
+    let base = ctx.as_ptr().cast::<u8>();
+    // SAFETY: loads from the tracepoint's record, at the format's offsets (checked by
+    // userspace), which the verifier checks against the record's size.
+    let (old, new, protocol) = unsafe {
+        (
+            base.add(offset_of!(Record, oldstate)).cast::<i32>().read() as u32,
+            base.add(offset_of!(Record, newstate)).cast::<i32>().read() as u32,
+            base.add(offset_of!(Record, protocol)).cast::<u16>().read(),
+        )
+    };
+    if protocol != IPPROTO_TCP || !interesting(old, new) {
+        return 0;
+    }
     // SAFETY: the offsets are the format's (checked by userspace); the read is checked.
     let Ok(rec) = (unsafe { ctx.read_at::<Record>(0) }) else {
         count(KernelCounter::ReadKernelFailed);
         return 0;
     };
-    if rec.protocol != IPPROTO_TCP {
-        return 0;
-    }
-    let (old, new) = (rec.oldstate as u32, rec.newstate as u32);
     if new == TCP_SYN_SENT {
         // Inside connect(2): the current task owns the socket.
         // SAFETY: helper without arguments; the task is only read through probe reads.
@@ -92,19 +106,6 @@ pub fn network_tcp_state(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let connect_outcome = old == TCP_SYN_SENT && (new == TCP_ESTABLISHED || new == TCP_CLOSE);
-    let close = new == TCP_CLOSE
-        && matches!(
-            old,
-            TCP_ESTABLISHED
-                | TCP_FIN_WAIT1
-                | TCP_FIN_WAIT2
-                | TCP_CLOSE_WAIT
-                | TCP_LAST_ACK
-                | TCP_CLOSING
-        );
-    if !connect_outcome && !close {
-        return 0;
-    }
     let owner = TCP_OWNERS.get_ptr(rec.skaddr);
     let (owner, flags) = match owner {
         // SAFETY: a map value, valid for this program's run.
@@ -151,6 +152,24 @@ pub fn network_tcp_state(ctx: TracePointContext) -> u32 {
     }
     reserve_submit(NETWORK, event);
     0
+}
+
+/// Whether a change from `old` to `new` matters: the entry to SYN_SENT (its owner is
+/// recorded), a connect's outcome, or a connection's close.
+#[inline(always)]
+fn interesting(old: u32, new: u32) -> bool {
+    new == TCP_SYN_SENT
+        || (old == TCP_SYN_SENT && (new == TCP_ESTABLISHED || new == TCP_CLOSE))
+        || (new == TCP_CLOSE
+            && matches!(
+                old,
+                TCP_ESTABLISHED
+                    | TCP_FIN_WAIT1
+                    | TCP_FIN_WAIT2
+                    | TCP_CLOSE_WAIT
+                    | TCP_LAST_ACK
+                    | TCP_CLOSING
+            ))
 }
 
 /// Whether `thread` is inside a connect-shaped syscall the syscall hooks stashed (an address
