@@ -12,9 +12,11 @@
 //! - [`json`]: events rendered as `vigil run` writes them, and read back.
 //! - [`spawn`]: temporary directories, children that are killed if a test fails, and what
 //!   `/proc` and `stat` say about them, to compare with what the kernel programs report.
+//! - [`repeat`]: work repeated on a thread until stopped, as a storm of short-lived processes.
 //! - [`pki`]: CAs and certificates for the mutual-TLS tests.
 //! - [`scrape`]: the agent's `/metrics` endpoint.
 //! - [`select`]: picking one's own events out of everything the machine does.
+//! - [`tree`]: a long-lived shell and its child, for process-tree checks.
 //! - [`vigil_run`]: the real `vigil run` with a config the test writes, its JSON output and
 //!   its log.
 //! - [`hostile_socket`], [`fake_pod`]: a runtime socket that hangs or answers garbage, and a
@@ -38,9 +40,11 @@ pub mod image;
 pub mod json;
 pub mod pki;
 pub mod pod;
+pub mod repeat;
 pub mod scrape;
 pub mod select;
 pub mod spawn;
+pub mod tree;
 pub mod vigil_run;
 
 use std::time::Duration;
