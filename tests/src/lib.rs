@@ -2,6 +2,7 @@
 //! this kernel, real processes spawned with known arguments, exact fields asserted.
 //!
 //! - [`binary`]: the `vigil` executable, for tests of the command line.
+//! - [`cgroup`]: a cgroup v2 made for one test, to scope rules to.
 //! - [`collect`]: `vigil collect` as a test's collector, and checks of what it wrote.
 //! - [`daemon`]: `vigil run` and `vigil collect` as processes (SIGKILL, SIGINT, their logs).
 //! - [`enforcement`]: the enforcement programs installed under a layout private to one test.
@@ -28,6 +29,7 @@
 //! events by process identity (pid and start time), never by global counts.
 
 pub mod binary;
+pub mod cgroup;
 pub mod collect;
 pub mod containerd;
 pub mod daemon;
