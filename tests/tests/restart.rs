@@ -1,8 +1,9 @@
 //! `vigil run` killed with SIGKILL in the middle of a storm of execs, and started again with
 //! the same config, spool and enforcement state:
-//! - an enforce-mode kill-on-exec rule holds the whole time: every exec of the denied binary
-//!   is killed, while the agent runs, while it is dead and while it starts again, and the
-//!   restarted agent keeps the pinned rule rather than installing it anew;
+//! - enforce-mode rules hold the whole time: every exec of the denied binary is killed and
+//!   every connect from the test's cgroup to loopback is refused with EPERM, while the agent
+//!   runs, while it is dead and while it starts again, and the restarted agent keeps the
+//!   pinned rules rather than installing them anew;
 //! - a shell and its child started while the agent was dead are in the tree the new agent
 //!   read from /proc, the child with its exact binary, argv and parent;
 //! - the forwarder resumes from the last acknowledged sequence number: the collector holds
@@ -14,17 +15,18 @@ use std::{
     os::unix::process::ExitStatusExt,
     path::{Path, PathBuf},
     process::Command,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, mpsc::Receiver},
     time::Duration,
 };
 
 use vigil_tests::{
+    cgroup::TestCgroup,
     collect,
     daemon::{free_port, log_field, wait_until},
     enforcement::PrivateLayout,
     repeat::{Repeat, churn},
     scrape::{metrics_until, value},
-    spawn::{canonical_bytes, install_executable, spawn},
+    spawn::{Spawned, canonical_bytes, install_executable, python3, spawn},
     tree::ShellAndChild,
     vigil_run::{VigilRun, setup},
 };
@@ -33,6 +35,7 @@ const STORM: &str = "vigil-restart-storm";
 const STORM_RULE: &str = "restart-storm";
 const DENIED: &str = "vigil-restart-denied";
 const DENIED_RULE: &str = "restart-denied";
+const CONNECT_RULE: &str = "restart-deny-connect";
 /// Generous: a debug agent on a busy machine, behind a storm.
 const WAIT: Duration = Duration::from_secs(60);
 /// Between batches of the storm: a steady stream of execs that a debug agent keeps up with.
@@ -92,6 +95,57 @@ impl Attempts {
     }
 }
 
+/// A python process in a cgroup connecting to a loopback listener every 20 ms, for at
+/// most three minutes; it prints the errno of each attempt (0: connected).
+const PY_CONNECT_LOOP: &str = "import os, socket, sys, time\n\
+    open(sys.argv[1] + '/cgroup.procs', 'w').write(str(os.getpid()))\n\
+    end = time.time() + 180\n\
+    while time.time() < end:\n\
+    \x20   c = socket.socket(); c.settimeout(5)\n\
+    \x20   try:\n\
+    \x20       c.connect(('127.0.0.1', int(sys.argv[2]))); print(0, flush=True)\n\
+    \x20   except OSError as e:\n\
+    \x20       print(e.errno, flush=True)\n\
+    \x20   c.close(); time.sleep(0.02)\n";
+
+/// The connect loop's results so far.
+struct Connects {
+    process: Spawned,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Connects {
+    fn start(cgroup: &TestCgroup, port: u16) -> Self {
+        let mut process = spawn(
+            Command::new(python3())
+                .args(["-c", PY_CONNECT_LOOP])
+                .arg(&cgroup.dir)
+                .arg(port.to_string())
+                .stdout(std::process::Stdio::piped()),
+        );
+        let lines = process.stdout_lines();
+        Self {
+            process,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    fn made(&mut self) -> usize {
+        self.seen.extend(self.lines.try_iter());
+        self.seen.len()
+    }
+
+    /// Waits until `more` attempts have been made after the first `since`.
+    #[track_caller]
+    fn wait_for(&mut self, since: usize, more: usize) {
+        wait_until(WAIT, &format!("{more} connects from the cgroup"), || {
+            self.made() >= since + more
+        });
+    }
+}
+
 /// The argv of the forwarded findings of `rule`.
 fn collected_args(out: &Path, rule: &str) -> Vec<Vec<String>> {
     // Only the lines that name the rule are parsed: the file is polled, and it grows large.
@@ -148,6 +202,11 @@ fn a_crash_mid_storm_keeps_enforcement_and_rebuilds_the_tree_and_the_forwarder_r
     let shell = install_executable(Path::new("/bin/sh"), d, "vigil-restart-shell");
     let sleeper = install_executable(Path::new("/bin/sleep"), d, "vigil-restart-child");
     let denied_text = String::from_utf8(canonical_bytes(&denied)).expect("UTF-8 path");
+    let Some(cgroup) = TestCgroup::new("restart") else {
+        return;
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+    let listen_port = listener.local_addr().expect("its address").port();
     std::fs::write(
         d.join("policies/restart.yaml"),
         format!(
@@ -156,7 +215,11 @@ fn a_crash_mid_storm_keeps_enforcement_and_rebuilds_the_tree_and_the_forwarder_r
              process.binary: {{suffix: /{STORM}}}\n  \
              - name: {DENIED_RULE}\n    severity: high\n    \
              match: {{kind: exec, process.binary: '{denied_text}'}}\n    \
-             action: kill_on_exec\n    mode: enforce\n"
+             action: kill_on_exec\n    mode: enforce\n  \
+             - name: {CONNECT_RULE}\n    severity: high\n    \
+             match: {{kind: connect, process.cgroup: '{}', network.dst_ip: {{cidr: 127.0.0.0/8}}}}\n    \
+             action: deny_connect\n    mode: enforce\n",
+            cgroup.rel
         ),
     )
     .expect("policy file");
@@ -184,7 +247,9 @@ fn a_crash_mid_storm_keeps_enforcement_and_rebuilds_the_tree_and_the_forwarder_r
     // The storm and the denied execs, from before the kill to after the restart.
     let storm = churn(storm, STORM_PAUSE);
     let attempts = Attempts::start(denied.clone(), attempts_dir);
+    let mut connects = Connects::start(&cgroup, listen_port);
     attempts.wait_for(0, ATTEMPTS_PER_WINDOW);
+    connects.wait_for(0, ATTEMPTS_PER_WINDOW);
     wait_until(WAIT, "storm findings at the collector", || {
         collected_storm(&out).len() >= STORM_PER_WINDOW
     });
@@ -197,20 +262,25 @@ fn a_crash_mid_storm_keeps_enforcement_and_rebuilds_the_tree_and_the_forwarder_r
     agent.daemon.kill();
     let acked = cursor(&spool);
     let at_kill = attempts.made();
+    let connects_at_kill = connects.made();
 
     // Dead: the pins alone deny the exec; a tree starts that no agent sees start.
     let tree = ShellAndChild::start(&shell, &sleeper, WAIT);
     attempts.wait_for(at_kill, ATTEMPTS_PER_WINDOW);
+    connects.wait_for(connects_at_kill, ATTEMPTS_PER_WINDOW);
     let dead_storm = storm.count();
     wait_until(WAIT, "the storm while the agent is dead", || {
         storm.count() >= dead_storm + STORM_PER_WINDOW
     });
 
     let at_restart = attempts.made();
+    let connects_at_restart = connects.made();
     let agent = VigilRun::restart(&vigil, d);
     let after_restart = storm.count();
     let at_ready = attempts.made();
+    let connects_at_ready = connects.made();
     attempts.wait_for(at_ready, ATTEMPTS_PER_WINDOW);
+    connects.wait_for(connects_at_ready, ATTEMPTS_PER_WINDOW);
     wait_until(WAIT, "storm findings after the restart", || {
         collected_storm(&out)
             .iter()
@@ -233,15 +303,34 @@ fn a_crash_mid_storm_keeps_enforcement_and_rebuilds_the_tree_and_the_forwarder_r
         failures.is_empty(),
         "execs of the denied binary not killed: {failures:?}"
     );
+    connects.made();
+    connects.process.signal(libc::SIGKILL);
+    connects.process.wait(WAIT);
+    let eperm = libc::EPERM.to_string();
+    let allowed: Vec<(usize, &String)> = connects
+        .seen
+        .iter()
+        .enumerate()
+        .filter(|(_, errno)| **errno != eperm)
+        .collect();
+    assert!(
+        allowed.is_empty(),
+        "connects from the cgroup not refused with EPERM (index, errno): {allowed:?}"
+    );
+    drop(listener);
     eprintln!(
         "denied execs, all killed: {at_kill} with the agent up, {} while it was dead, \
-         {} while it started, {} after; storm: {spawned} execs",
+         {} while it started, {} after; denied connects, all EPERM: {connects_at_kill}, {}, \
+         {}, {}; storm: {spawned} execs",
         at_restart - at_kill,
         at_ready - at_restart,
-        made - at_ready
+        made - at_ready,
+        connects_at_restart - connects_at_kill,
+        connects_at_ready - connects_at_restart,
+        connects.seen.len() - connects_at_ready
     );
 
-    // The restarted agent found the rule pinned and kept it.
+    // The restarted agent found the rules pinned and kept them.
     let log = agent.daemon.log();
     let reconciled = log_lines(
         &log,
@@ -252,7 +341,7 @@ fn a_crash_mid_storm_keeps_enforcement_and_rebuilds_the_tree_and_the_forwarder_r
         |line: &str| ["kept", "added", "released"].map(|f| log_field(line, f).map(str::to_owned));
     assert_eq!(
         counts(&reconciled[1]),
-        [Some("1".into()), Some("0".into()), Some("0".into())],
+        [Some("2".into()), Some("0".into()), Some("0".into())],
         "{}",
         reconciled[1]
     );
