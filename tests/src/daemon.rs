@@ -150,3 +150,9 @@ pub fn free_port() -> u16 {
         .expect("a free port")
         .port()
 }
+
+/// The value of `field=` in a log line.
+pub fn log_field<'a>(line: &'a str, field: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {field}="))? + field.len() + 2;
+    line[start..].split_whitespace().next()
+}

@@ -101,6 +101,15 @@ impl PrivateLayout {
         config.enforcement.bpffs_dir = self.layout.bpffs_dir.clone();
         config.enforcement.state_dir = self.layout.state_dir.clone();
     }
+
+    /// The `[enforcement]` section of a config file for this layout.
+    pub fn toml(&self) -> String {
+        format!(
+            "[enforcement]\nbpffs_dir = \"{}\"\nstate_dir = \"{}\"\n",
+            self.layout.bpffs_dir.display(),
+            self.layout.state_dir.display()
+        )
+    }
 }
 
 impl Drop for PrivateLayout {

@@ -18,8 +18,8 @@ use crate::{
     spawn::TempDir,
 };
 
-/// How long `vigil run` may take to load and attach.
-pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `vigil run` may take to load and attach (a debug build, on a busy machine).
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What `vigil run` logs once it is ready.
 pub const READY: &str = "Vigil is running.";
@@ -49,28 +49,46 @@ impl VigilRun {
     /// (nothing shared with an agent running beside), and the TOML sections `extra`; events
     /// to `dir/events.jsonl`, the INFO log to `dir/agent.log`. Returns once it is ready.
     pub fn start(vigil: &Path, dir: &Path, extra: &str) -> Self {
-        let config = dir.join("vigil.toml");
-        let output = dir.join("events.jsonl");
+        Self::start_with(vigil, dir, "[enforcement]\nenabled = false\n", extra)
+    }
+
+    /// As [`VigilRun::start`], with `enforcement` as the config's `[enforcement]` section
+    /// (a private layout's, [`crate::enforcement::PrivateLayout::toml`]).
+    pub fn start_with(vigil: &Path, dir: &Path, enforcement: &str, extra: &str) -> Self {
         std::fs::write(
-            &config,
+            dir.join("vigil.toml"),
             format!(
                 "[policy]\ndefault_pack = false\ndirectory = \"{}\"\nreload_interval_ms = 0\n\n\
-                 [api]\nenabled = false\n\n[enforcement]\nenabled = false\n\n{extra}",
+                 [api]\nenabled = false\n\n{enforcement}\n{extra}",
                 dir.join("policies").display()
             ),
         )
         .expect("writing the config");
+        Self::restart(vigil, dir)
+    }
+
+    /// Starts `vigil run` again with the config, output and log of an earlier start in `dir`
+    /// (after a crash, say); returns once this run is ready.
+    pub fn restart(vigil: &Path, dir: &Path) -> Self {
+        let output = dir.join("events.jsonl");
+        let log = dir.join("agent.log");
+        // Counted before the start: earlier runs' lines are in the same log.
+        let starts = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches(READY)
+            .count()
+            + 1;
         let mut daemon = Daemon::start(
             Command::new(vigil)
                 .arg("run")
                 .arg("--config")
-                .arg(&config)
+                .arg(dir.join("vigil.toml"))
                 .arg("--output")
                 .arg(&output)
                 .env("VIGIL_LOG", "info"),
-            &dir.join("agent.log"),
+            &log,
         );
-        daemon.wait_for_log(READY, 1, START_TIMEOUT);
+        daemon.wait_for_log(READY, starts, START_TIMEOUT);
         Self { daemon, output }
     }
 

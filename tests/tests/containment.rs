@@ -16,9 +16,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use vigil::cgroup::CgroupFs;
 use vigil_tests::{
     binary::vigil_binary,
+    cgroup::TestCgroup,
     enforcement::install,
     gate,
     spawn::{TempDir, install_executable, python3, spawn},
@@ -26,45 +26,6 @@ use vigil_tests::{
 
 const WAIT: Duration = Duration::from_secs(10);
 const SIGKILL: i32 = 9;
-
-/// A fresh cgroup v2 directly below the root, removed on drop (its processes must be gone).
-struct TestCgroup {
-    dir: PathBuf,
-    /// Path below the v2 root, as in /proc/PID/cgroup.
-    rel: String,
-}
-
-impl TestCgroup {
-    fn new(label: &str) -> Option<Self> {
-        let Some(root) = CgroupFs::discover().v2_root else {
-            gate::skip("no cgroup v2 hierarchy is mounted");
-            return None;
-        };
-        let rel = format!("/vigil-test-{}-{label}", std::process::id());
-        let dir = root.join(rel.trim_start_matches('/'));
-        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-        Some(Self { dir, rel })
-    }
-
-    /// `sh -c` that moves itself into this cgroup, then runs `script`.
-    fn sh(&self, script: &str) -> Command {
-        let mut command = Command::new("/bin/sh");
-        command.arg("-c").arg(format!(
-            "echo $$ > {}/cgroup.procs && {script}",
-            self.dir.display()
-        ));
-        command
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::remove_dir(&self.dir).is_err() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
 
 /// Runs `command` to its end; returns (status, stdout).
 fn output(mut command: Command) -> (std::process::ExitStatus, String) {

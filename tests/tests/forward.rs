@@ -6,7 +6,7 @@
 //! findings are what is forwarded, and each carries its phase and index in its argv.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     path::{Path, PathBuf},
     process::Command,
     time::Duration,
@@ -15,6 +15,7 @@ use std::{
 use serde_json::Value;
 use vigil_tests::{
     binary::vigil_binary,
+    collect,
     daemon::{Daemon, free_port, json_lines, wait_until},
     gate,
     pki::{ca, leaf},
@@ -81,23 +82,25 @@ impl Setup {
 
     fn collector_tls(&self, port: u16) -> Daemon {
         let d = self.dir.path();
-        let mut collector = Daemon::start(
-            Command::new(&self.vigil)
-                .arg("collect")
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--out")
-                .arg(self.path("collected.jsonl"))
-                .arg("--tls-cert")
-                .arg(d.join("collector.pem"))
-                .arg("--tls-key")
-                .arg(d.join("collector.key"))
-                .arg("--tls-client-ca")
-                .arg(d.join("ca.pem")),
-            &self.path("collector.log"),
+        let (cert, key, ca) = (
+            d.join("collector.pem"),
+            d.join("collector.key"),
+            d.join("ca.pem"),
         );
-        collector.wait_for_log("Collecting.", 1, DELIVERY);
-        collector
+        collect::start(
+            &self.vigil,
+            port,
+            &self.path("collected.jsonl"),
+            &self.path("collector.log"),
+            &[
+                "--tls-cert".as_ref(),
+                cert.as_os_str(),
+                "--tls-key".as_ref(),
+                key.as_os_str(),
+                "--tls-client-ca".as_ref(),
+                ca.as_os_str(),
+            ],
+        )
     }
 
     /// Starts the agent and waits until its hooks are attached and its forwarder runs.
@@ -116,24 +119,13 @@ impl Setup {
     }
 
     fn collector(&self, port: u16) -> Daemon {
-        // Counted before the start: a collector that is quick logs its line before a count
-        // taken after the spawn, and the wait would then look for one line too many.
-        let starts = std::fs::read_to_string(self.path("collector.log"))
-            .unwrap_or_default()
-            .matches("Collecting.")
-            .count()
-            + 1;
-        let mut collector = Daemon::start(
-            Command::new(&self.vigil)
-                .arg("collect")
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--out")
-                .arg(self.path("collected.jsonl")),
+        collect::start(
+            &self.vigil,
+            port,
+            &self.path("collected.jsonl"),
             &self.path("collector.log"),
-        );
-        collector.wait_for_log("Collecting.", starts, DELIVERY);
-        collector
+            &[],
+        )
     }
 
     /// Runs the marker `PER_PHASE` times with argv `[marker, "<phase>-<i>"]`.
@@ -264,24 +256,12 @@ fn collector_outages_and_an_agent_crash_lose_nothing_and_duplicate_nothing() {
     }
     // One stream across the agent's restart, numbered 1, 2, 3... with no gap and no repeat,
     // in file order, and no loss record.
+    let count = collect::assert_one_stream_in_order(&out);
     let records = json_lines(&out);
-    let streams: BTreeSet<&str> = records
-        .iter()
-        .filter_map(|r| r["stream"].as_str())
-        .collect();
-    assert_eq!(streams.len(), 1, "streams: {streams:?}");
-    let seqs: Vec<u64> = records.iter().filter_map(|r| r["seq"].as_u64()).collect();
-    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
-    assert_eq!(seqs, expected, "sequence numbers in order, once each");
-    assert!(
-        records.iter().all(|r| r.get("loss").is_none()),
-        "no loss record"
-    );
     assert!(records.iter().all(|r| r["node"] == NODE));
     let log = std::fs::read_to_string(setup.path("collector.log")).unwrap_or_default();
     eprintln!(
-        "{} records in order; collector runs: {:?}",
-        seqs.len(),
+        "{count} records in order; collector runs: {:?}",
         log.lines()
             .filter(|l| l.contains("records written"))
             .collect::<Vec<_>>()

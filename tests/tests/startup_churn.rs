@@ -4,94 +4,16 @@
 //! long-lived process started before it is in the tree with its exact binary, argv and
 //! parent, and an exec after the start is captured with its exact argv.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
-    thread::JoinHandle,
-    time::{Duration, Instant},
-};
+use std::{path::Path, process::Command, time::Duration};
 
 use vigil_tests::{
     EVENT_TIMEOUT,
-    daemon::wait_until,
-    spawn::{canonical_bytes, install_executable, run_to_end, spawn},
+    daemon::{log_field as field, wait_until},
+    repeat::churn,
+    spawn::{canonical_bytes, install_executable, run_to_end},
+    tree::ShellAndChild,
     vigil_run::{READY, VigilRun, setup},
 };
-
-/// Bounds of the spawning loop, whatever happens to the test.
-const CHURN_MAX_TIME: Duration = Duration::from_secs(90);
-const CHURN_MAX_SPAWNS: usize = 200_000;
-/// Children started before any is reaped: they exit at once and sit as zombies meanwhile.
-const CHURN_BATCH: usize = 8;
-
-/// A thread spawning `program` in batches, reaping each batch, until stopped.
-struct Churn {
-    stop: Arc<AtomicBool>,
-    spawned: Arc<AtomicUsize>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Churn {
-    fn start(program: PathBuf) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let spawned = Arc::new(AtomicUsize::new(0));
-        let thread = {
-            let (stop, spawned) = (stop.clone(), spawned.clone());
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                while !stop.load(Ordering::Relaxed)
-                    && started.elapsed() < CHURN_MAX_TIME
-                    && spawned.load(Ordering::Relaxed) < CHURN_MAX_SPAWNS
-                {
-                    let batch: Vec<_> = (0..CHURN_BATCH)
-                        .filter_map(|_| Command::new(&program).spawn().ok())
-                        .collect();
-                    spawned.fetch_add(batch.len(), Ordering::Relaxed);
-                    for mut child in batch {
-                        let _ = child.wait();
-                    }
-                }
-            })
-        };
-        Self {
-            stop,
-            spawned,
-            thread: Some(thread),
-        }
-    }
-
-    fn spawned(&self) -> usize {
-        self.spawned.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Churn {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// The children of `pid`, from /proc.
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
-/// The value of `field=` in a log line.
-fn field<'a>(line: &'a str, field: &str) -> Option<&'a str> {
-    let start = line.find(&format!(" {field}="))? + field.len() + 2;
-    line[start..].split_whitespace().next()
-}
 
 #[test]
 fn processes_exiting_during_the_start_up_walk_are_counted_and_the_tree_is_right() {
@@ -101,26 +23,19 @@ fn processes_exiting_during_the_start_up_walk_are_counted_and_the_tree_is_right(
     let d = dir.path();
     // A long-lived child of a shell, both started before the agent.
     let long_lived = install_executable(Path::new("/bin/sleep"), d, "vigil-long-lived");
-    let mut shell = spawn(
-        Command::new("/bin/sh")
-            .arg("-c")
-            .arg("\"$0\" 300 & wait")
-            .arg(&long_lived),
-    );
-    let mut child = 0;
-    wait_until(EVENT_TIMEOUT, "the long-lived child", || {
-        child = children(shell.pid).first().copied().unwrap_or(0);
-        std::fs::read_link(format!("/proc/{child}/exe"))
-            .is_ok_and(|exe| vigil_tests::spawn::bytes(&exe) == canonical_bytes(&long_lived))
-    });
+    let mut tree = ShellAndChild::start(Path::new("/bin/sh"), &long_lived, EVENT_TIMEOUT);
+    let (shell, child) = (tree.shell.pid, tree.child);
     // Exited and left unreaped until the agent is up: the walk meets it for sure.
     let mut zombie = Command::new("/bin/true").spawn().expect("spawn /bin/true");
 
-    let churn = Churn::start(install_executable(Path::new("/bin/true"), d, "vigil-churn"));
-    wait_until(EVENT_TIMEOUT, "the churn to start", || churn.spawned() > 0);
-    let before = churn.spawned();
+    let churn = churn(
+        install_executable(Path::new("/bin/true"), d, "vigil-churn"),
+        Duration::ZERO,
+    );
+    wait_until(EVENT_TIMEOUT, "the churn to start", || churn.count() > 0);
+    let before = churn.count();
     let agent = VigilRun::start(&vigil, d, "");
-    let during = churn.spawned() - before;
+    let during = churn.count() - before;
     drop(churn);
     zombie.wait().expect("reap");
     assert!(
@@ -160,8 +75,7 @@ fn processes_exiting_during_the_start_up_walk_are_counted_and_the_tree_is_right(
     );
 
     // The long-lived process, known from the walk, with its parent.
-    // SAFETY: kill(2) on a pid that is this test's own grandchild.
-    unsafe { libc::kill(child as i32, libc::SIGKILL) };
+    tree.kill_child();
     let exit = agent.line("exit", child);
     let p = &exit["process"];
     assert_eq!(p["origin"], "snapshot", "{exit}");
@@ -172,12 +86,12 @@ fn processes_exiting_during_the_start_up_walk_are_counted_and_the_tree_is_right(
         serde_json::json!([long_lived.to_str().expect("UTF-8"), "300"]),
         "{exit}"
     );
-    assert_eq!(p["ppid"], shell.pid, "{exit}");
-    assert_eq!(exit["parent"]["pid"], shell.pid, "{exit}");
+    assert_eq!(p["ppid"], shell, "{exit}");
+    assert_eq!(exit["parent"]["pid"], shell, "{exit}");
     let sh = String::from_utf8(canonical_bytes(Path::new("/bin/sh"))).expect("UTF-8 path");
     assert_eq!(exit["parent"]["binary"], sh.as_str(), "{exit}");
     assert_eq!(p["parent_exec_id"], exit["parent"]["exec_id"], "{exit}");
-    shell.wait(EVENT_TIMEOUT);
+    tree.shell.wait(EVENT_TIMEOUT);
 
     // An exec after the start, exact.
     let after = install_executable(Path::new("/bin/true"), d, "vigil-after-start");
