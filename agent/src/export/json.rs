@@ -35,11 +35,16 @@ use self::{
 pub struct JsonRenderer {
     node: String,
     clock: BootClock,
+    workloads: workload::Workloads,
 }
 
 impl JsonRenderer {
     pub fn new(node: String, clock: BootClock) -> Self {
-        Self { node, clock }
+        Self {
+            node,
+            clock,
+            workloads: workload::Workloads::default(),
+        }
     }
 
     pub fn clock_mut(&mut self) -> &mut BootClock {
@@ -47,7 +52,7 @@ impl JsonRenderer {
     }
 
     /// Appends `event` as one line (with its newline) to `out`.
-    pub fn render(&self, event: &Event, out: &mut Vec<u8>) {
+    pub fn render(&mut self, event: &Event, out: &mut Vec<u8>) {
         // A finding renders the detail of the event that matched, plus `finding`.
         let detail = match &event.detail {
             Detail::Finding(finding) => &finding.trigger,
@@ -99,11 +104,11 @@ impl JsonRenderer {
             Detail::Enforcement(e) => serde(line.key("enforcement"), &EnforcementJson::new(e)),
             _ => {}
         }
-        if let Some(container) = event.container.as_deref() {
-            workload::container(line.key("container"), container);
+        if let Some(container) = &event.container {
+            self.workloads.container(line.key("container"), container);
         }
-        if let Some(pod) = event.pod.as_deref() {
-            workload::pod(line.key("pod"), pod);
+        if let Some(pod) = &event.pod {
+            self.workloads.pod(line.key("pod"), pod);
         }
         line.close();
         out.push(b'\n');
