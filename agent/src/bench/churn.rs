@@ -145,7 +145,7 @@ fn staged(stream: &Stream, count: u32, cache: ProcessCacheConfig) -> Stages {
     let mut processes = ProcessCache::new(cache);
     let mut enricher = stream.enricher();
     let mut policies = policy_stage();
-    let renderer = JsonRenderer::new(NODE.into(), BootClock::now());
+    let mut renderer = JsonRenderer::new(NODE.into(), BootClock::now());
     let clock = BootClock::now();
     let mut stages = Stages::default();
     let mut batch = Batch::with_capacity(3 * BATCH_LIFECYCLES as usize, 1 << 20);

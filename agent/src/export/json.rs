@@ -35,11 +35,16 @@ use self::{
 pub struct JsonRenderer {
     node: String,
     clock: BootClock,
+    workloads: workload::Workloads,
 }
 
 impl JsonRenderer {
     pub fn new(node: String, clock: BootClock) -> Self {
-        Self { node, clock }
+        Self {
+            node,
+            clock,
+            workloads: workload::Workloads::default(),
+        }
     }
 
     pub fn clock_mut(&mut self) -> &mut BootClock {
@@ -47,7 +52,7 @@ impl JsonRenderer {
     }
 
     /// Appends `event` as one line (with its newline) to `out`.
-    pub fn render(&self, event: &Event, out: &mut Vec<u8>) {
+    pub fn render(&mut self, event: &Event, out: &mut Vec<u8>) {
         // A finding renders the detail of the event that matched, plus `finding`.
         let detail = match &event.detail {
             Detail::Finding(finding) => &finding.trigger,
@@ -99,11 +104,11 @@ impl JsonRenderer {
             Detail::Enforcement(e) => serde(line.key("enforcement"), &EnforcementJson::new(e)),
             _ => {}
         }
-        if let Some(container) = event.container.as_deref() {
-            workload::container(line.key("container"), container);
+        if let Some(container) = &event.container {
+            self.workloads.container(line.key("container"), container);
         }
-        if let Some(pod) = event.pod.as_deref() {
-            workload::pod(line.key("pod"), pod);
+        if let Some(pod) = &event.pod {
+            self.workloads.pod(line.key("pod"), pod);
         }
         line.close();
         out.push(b'\n');
@@ -172,15 +177,26 @@ impl JsonRenderer {
         o.close();
     }
 
+    /// A parent or ancestor: rendered once per process (a shell's or a server's is in every
+    /// event of its children) and copied after, but for its start time, written anew each
+    /// time since the clock's offset may be refreshed.
     fn parent(&self, out: &mut Vec<u8>, p: &Process) {
-        let mut o = Object::open(out);
-        o.uint("pid", p.key.tgid);
-        o.str("exec_id", p.exec_id.as_str());
-        o.bytes("binary", &p.binary.path);
-        write::byte_list(o.key("args"), &p.args);
-        self.time(o.key("start_time"), p.key.start_time_ns);
-        o.close();
+        out.extend_from_slice(p.parent_json.get_or_init(|| parent_members(p)));
+        self.time(out, p.key.start_time_ns);
+        out.push(b'}');
     }
+}
+
+/// A `parent` (or ancestor) object of `p` up to its start time (after `"start_time":`).
+fn parent_members(p: &Process) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(256);
+    let mut o = Object::open(&mut out);
+    o.uint("pid", p.key.tgid);
+    o.str("exec_id", p.exec_id.as_str());
+    o.bytes("binary", &p.binary.path);
+    write::byte_list(o.key("args"), &p.args);
+    o.key("start_time");
+    out.into_boxed_slice()
 }
 
 fn is_false(b: &bool) -> bool {

@@ -4,7 +4,7 @@ use super::*;
 use crate::{
     event::{Creds, Fork, Network, NetworkOp, SocketEnds, Task, WalkedPath},
     forensics::Scope,
-    process::{ExecId, Origin, Process, ProcessKey},
+    process::{ExecId, Image, Origin, Process, ProcessKey},
 };
 
 const SEC: u64 = 1_000_000_000;
@@ -17,18 +17,21 @@ fn process(tgid: u32, parent: Option<u32>) -> Arc<Process> {
         ppid: parent.unwrap_or(1),
         parent: parent.map(|p| ProcessKey::new(p, 1)),
         parent_exec_id: None,
-        binary: WalkedPath {
-            path: format!("/bin/p{tgid}").into_bytes(),
-            truncated: false,
-        },
-        args: vec![],
-        args_truncated: false,
-        cwd: WalkedPath::default(),
+        image: Arc::new(Image {
+            binary: WalkedPath {
+                path: format!("/bin/p{tgid}").into_bytes(),
+                truncated: false,
+            },
+            args: vec![],
+            args_truncated: false,
+            cwd: WalkedPath::default(),
+            comm: vec![],
+            cgroup_path: vec![],
+        }),
         creds: Creds::default(),
-        comm: vec![],
         cgroup_id: 1,
-        cgroup_path: vec![],
         origin: Origin::Exec,
+        parent_json: Default::default(),
     })
 }
 

@@ -22,7 +22,7 @@ use crate::{
     clock::BootClock,
     enrich::{Container, ContainerId, Pod, Runtime},
     event::{Creds, Event, Task, WalkedPath},
-    process::{ExecId, Origin, Process, ProcessKey},
+    process::{ExecId, Image, Origin, Process, ProcessKey},
 };
 
 /// Why a message cannot be restored. `field` is its path in the message, as the JSON of
@@ -196,10 +196,14 @@ fn process(p: &proto::Process) -> Result<Process, RestoreError> {
             "" => None,
             id => Some(exec_id(id, "parent_exec_id")?),
         },
-        binary: walked(&p.binary, "binary")?,
-        args,
-        args_truncated: p.args_truncated,
-        cwd: walked(&p.cwd, "cwd")?,
+        image: Arc::new(Image {
+            binary: walked(&p.binary, "binary")?,
+            args,
+            args_truncated: p.args_truncated,
+            cwd: walked(&p.cwd, "cwd")?,
+            comm: text::bytes(&p.comm, "comm")?,
+            cgroup_path: text::bytes(&p.cgroup, "cgroup")?,
+        }),
         creds: Creds {
             uid: p.uid,
             gid: p.gid,
@@ -207,9 +211,7 @@ fn process(p: &proto::Process) -> Result<Process, RestoreError> {
             egid: p.egid,
             loginuid: p.loginuid,
         },
-        comm: text::bytes(&p.comm, "comm")?,
         cgroup_id: p.cgroup_id,
-        cgroup_path: text::bytes(&p.cgroup, "cgroup")?,
         origin: match p.origin.as_str() {
             "exec" => Origin::Exec,
             "fork" => Origin::Fork,
@@ -217,6 +219,7 @@ fn process(p: &proto::Process) -> Result<Process, RestoreError> {
             "unknown" => Origin::Unknown,
             other => return Err(invalid("origin", other, "exec, fork, snapshot or unknown")),
         },
+        parent_json: Default::default(),
     })
 }
 

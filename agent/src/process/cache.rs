@@ -5,7 +5,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use super::{
-    ExecId, Origin, Process, ProcessKey,
+    ExecId, Image, Origin, Process, ProcessKey,
     snapshot::ProcEntry,
     store::{Store, StoreLimits},
 };
@@ -148,15 +148,18 @@ impl ProcessCache {
                 ppid: entry.ppid,
                 parent,
                 parent_exec_id: parent.map(ExecId::at_start),
-                binary: entry.binary,
-                args: entry.args,
-                args_truncated: false,
-                cwd: entry.cwd,
+                image: Arc::new(Image {
+                    binary: entry.binary,
+                    args: entry.args,
+                    args_truncated: false,
+                    cwd: entry.cwd,
+                    comm: entry.comm,
+                    cgroup_path: entry.cgroup_path,
+                }),
                 creds: entry.creds,
-                comm: entry.comm,
                 cgroup_id: entry.cgroup_id,
-                cgroup_path: entry.cgroup_path,
                 origin: Origin::Snapshot,
+                parent_json: Default::default(),
             }));
             self.snapshot += 1;
         }
@@ -211,15 +214,18 @@ impl ProcessCache {
             ppid: exec.parent.tgid,
             parent: Some(exec.parent),
             parent_exec_id,
-            binary: exec.binary.clone(),
-            args: exec.args.clone(),
-            args_truncated: exec.args_truncated,
-            cwd: exec.cwd.clone(),
+            image: Arc::new(Image {
+                binary: exec.binary.clone(),
+                args: exec.args.clone(),
+                args_truncated: exec.args_truncated,
+                cwd: exec.cwd.clone(),
+                comm: exec.comm.clone(),
+                cgroup_path: exec.cgroup_path.path.clone(),
+            }),
             creds: exec.creds,
-            comm: exec.comm.clone(),
             cgroup_id: exec.task.cgroup_id,
-            cgroup_path: exec.cgroup_path.path.clone(),
             origin: Origin::Exec,
+            parent_json: Default::default(),
         });
         self.store.insert(process.clone());
         Event::new(
@@ -356,39 +362,37 @@ impl ProcessCache {
             ppid: 0,
             parent: None,
             parent_exec_id: None,
-            binary: WalkedPath::default(),
-            args: Vec::new(),
-            args_truncated: false,
-            cwd: WalkedPath::default(),
+            image: Arc::new(Image {
+                binary: WalkedPath::default(),
+                args: Vec::new(),
+                args_truncated: false,
+                cwd: WalkedPath::default(),
+                comm: Vec::new(),
+                cgroup_path: Vec::new(),
+            }),
             creds: Creds::default(),
-            comm: Vec::new(),
             cgroup_id: task.map_or(0, |t| t.cgroup_id),
-            cgroup_path: Vec::new(),
             origin: Origin::Unknown,
+            parent_json: Default::default(),
         });
         self.store.insert(process.clone());
         Some(process)
     }
 }
 
-/// A forked child runs its parent's image until it execs.
+/// A forked child runs its parent's image until it execs: it shares it.
 fn forked(fork: &Fork, parent: Option<&Process>) -> Process {
     let key = fork.task.key;
-    let inherit = |f: fn(&Process) -> WalkedPath| parent.map(f).unwrap_or_default();
     Process {
         key,
         exec_id: ExecId::at_start(key),
         ppid: fork.parent.tgid,
         parent: Some(fork.parent),
         parent_exec_id: parent.map(|p| p.exec_id.clone()),
-        binary: inherit(|p| p.binary.clone()),
-        args: parent.map(|p| p.args.clone()).unwrap_or_default(),
-        args_truncated: parent.is_some_and(|p| p.args_truncated),
-        cwd: inherit(|p| p.cwd.clone()),
+        image: parent.map(|p| p.image.clone()).unwrap_or_default(),
         creds: parent.map(|p| p.creds).unwrap_or_default(),
-        comm: parent.map(|p| p.comm.clone()).unwrap_or_default(),
         cgroup_id: fork.task.cgroup_id,
-        cgroup_path: parent.map(|p| p.cgroup_path.clone()).unwrap_or_default(),
         origin: Origin::Fork,
+        parent_json: Default::default(),
     }
 }

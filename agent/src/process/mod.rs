@@ -9,6 +9,11 @@ pub use cache::{CacheStats, ProcessCache, ProcessCacheConfig};
 pub use key::{ExecId, ProcessKey};
 pub use store::process_bytes;
 
+use std::{
+    ops::Deref,
+    sync::{Arc, OnceLock},
+};
+
 use crate::event::{Creds, WalkedPath};
 
 /// How the cache learned about a process.
@@ -35,14 +40,70 @@ pub struct Process {
     pub parent: Option<ProcessKey>,
     /// The parent's exec at the time of the fork.
     pub parent_exec_id: Option<ExecId>,
+    /// What it runs, shared with its forked children until they exec; its fields read as
+    /// the process's own (`process.binary`) through `Deref`.
+    pub image: Arc<Image>,
+    pub creds: Creds,
+    pub cgroup_id: u64,
+    pub origin: Origin,
+    /// The JSON exporter's `parent` object of it, up to the start time.
+    pub parent_json: Rendered,
+}
+
+/// What an exec set up: the image and where it runs. A fork copies it to the child, which
+/// keeps it until it execs; so the child shares its parent's (`Arc`) and a fork copies no
+/// text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Image {
     pub binary: WalkedPath,
     pub args: Vec<Vec<u8>>,
     pub args_truncated: bool,
     pub cwd: WalkedPath,
-    pub creds: Creds,
     pub comm: Vec<u8>,
-    pub cgroup_id: u64,
     /// cgroup v2 path: from the exec, inherited on fork, or from /proc for the snapshot.
     pub cgroup_path: Vec<u8>,
-    pub origin: Origin,
+}
+
+impl Deref for Process {
+    type Target = Image;
+
+    fn deref(&self) -> &Image {
+        &self.image
+    }
+}
+
+/// A rendering of a process by an exporter, made at its first use and copied into the next
+/// events: a process is immutable once in the cache (a change, such as an exec or new
+/// credentials, is a new `Process`), so the bytes stay true. Empty in a clone, since a clone
+/// is made to be changed; ignored by `==`.
+#[derive(Default)]
+pub struct Rendered(OnceLock<Box<[u8]>>);
+
+impl Rendered {
+    pub fn get_or_init(&self, render: impl FnOnce() -> Box<[u8]>) -> &[u8] {
+        self.0.get_or_init(render)
+    }
+}
+
+impl Clone for Rendered {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for Rendered {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Rendered {}
+
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0.get() {
+            Some(_) => "Rendered",
+            None => "NotRendered",
+        })
+    }
 }

@@ -14,7 +14,7 @@ use std::{collections::VecDeque, sync::Arc};
 // Keys are the kernel's pids and start times: foldhash is fast on them and seeded per run.
 use foldhash::HashMap;
 
-use super::{Process, ProcessKey};
+use super::{Image, Process, ProcessKey};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoreLimits {
@@ -55,20 +55,27 @@ pub struct Store {
     stats: StoreStats,
 }
 
-/// Approximate heap and table cost of one process, for the byte bound.
+/// Approximate heap and table cost of one process, for the byte bound. Counts its image
+/// whole even when shared with its parent (a forked child that has not exec'd), and the JSON
+/// exporter's rendering of it as a parent (`Process::parent_json`) as if made.
 pub fn process_bytes(p: &Process) -> usize {
-    const FIXED: usize = size_of::<Process>() + size_of::<Entry>() + 64;
+    const FIXED: usize = size_of::<Process>() + size_of::<Image>() + size_of::<Entry>() + 64;
+    let args = p
+        .args
+        .iter()
+        .map(|a| a.len() + size_of::<Vec<u8>>())
+        .sum::<usize>();
+    // Its member names, pid and start time, and its texts.
+    let parent_json = 64 + p.binary.path.len() + args + p.exec_id.as_str().len();
     FIXED
         + p.binary.path.len()
         + p.cwd.path.len()
-        + p.args
-            .iter()
-            .map(|a| a.len() + size_of::<Vec<u8>>())
-            .sum::<usize>()
+        + args
         + p.comm.len()
         + p.cgroup_path.len()
         + p.exec_id.as_str().len()
         + p.parent_exec_id.as_ref().map_or(0, |id| id.as_str().len())
+        + parent_json
 }
 
 impl Store {

@@ -25,7 +25,7 @@ fn sample_ids() -> Ids {
 }
 
 fn render(event: &Event) -> Value {
-    let renderer = JsonRenderer::new(
+    let mut renderer = JsonRenderer::new(
         "node-a".into(),
         BootClock::with_offset(1_700_000_000_000_000_000),
     );

@@ -1,10 +1,55 @@
 //! `container` and `pod` of a JSON line (omitted outside containers; unknown fields omitted).
 
+use std::sync::Arc;
+
+// Keys are addresses of `Arc`s: foldhash is fast on them.
+use foldhash::HashMap;
+
 use super::write::{self, Object};
 use crate::enrich::{Container, Pod};
 
+/// Rendered objects kept per container or pod; past this many, the cache starts again.
+const CACHED_MAX: usize = 4_096;
+
+/// The `container` and `pod` objects already written, by the `Arc` that the enricher shares
+/// between the events of a container: each is rendered once and copied after. An entry holds
+/// its `Arc`, so the address cannot be reused for another container while it is cached, and
+/// what is behind an `Arc` does not change (new metadata is a new `Arc`).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Workloads {
+    containers: HashMap<usize, (Arc<Container>, Box<[u8]>)>,
+    pods: HashMap<usize, (Arc<Pod>, Box<[u8]>)>,
+}
+
+impl Workloads {
+    pub(super) fn container(&mut self, out: &mut Vec<u8>, value: &Arc<Container>) {
+        out.extend_from_slice(cached(&mut self.containers, value, container));
+    }
+
+    pub(super) fn pod(&mut self, out: &mut Vec<u8>, value: &Arc<Pod>) {
+        out.extend_from_slice(cached(&mut self.pods, value, pod));
+    }
+}
+
+fn cached<'a, T>(
+    rendered: &'a mut HashMap<usize, (Arc<T>, Box<[u8]>)>,
+    value: &Arc<T>,
+    render: fn(&mut Vec<u8>, &T),
+) -> &'a [u8] {
+    let key = Arc::as_ptr(value).addr();
+    if rendered.len() >= CACHED_MAX && !rendered.contains_key(&key) {
+        rendered.clear();
+    }
+    let (_, bytes) = rendered.entry(key).or_insert_with(|| {
+        let mut out = Vec::new();
+        render(&mut out, value);
+        (value.clone(), out.into_boxed_slice())
+    });
+    bytes
+}
+
 /// `container: {id, runtime, name?, image?, image_digest?}`.
-pub(super) fn container(out: &mut Vec<u8>, container: &Container) {
+fn container(out: &mut Vec<u8>, container: &Container) {
     let mut o = Object::open(out);
     o.str("id", container.id.as_str());
     o.str("runtime", container.runtime.as_str());
@@ -15,7 +60,7 @@ pub(super) fn container(out: &mut Vec<u8>, container: &Container) {
 }
 
 /// `pod: {name?, namespace?, uid?, labels?}` (labels in key order, left out when none).
-pub(super) fn pod(out: &mut Vec<u8>, pod: &Pod) {
+fn pod(out: &mut Vec<u8>, pod: &Pod) {
     let mut o = Object::open(out);
     o.some_str("name", pod.name.as_deref());
     o.some_str("namespace", pod.namespace.as_deref());
@@ -98,5 +143,39 @@ mod tests {
         let line = render(&event);
         assert_eq!(line["container"], json!({"id": "abc", "runtime": "cri"}));
         assert_eq!(line["pod"], json!({"uid": "u-1"}));
+    }
+
+    #[test]
+    fn a_cached_container_or_pod_is_copied_and_new_metadata_rendered() {
+        let mut renderer = JsonRenderer::new("n".into(), BootClock::with_offset(0));
+        let mut event = Event::new(1, 0, None, None, Detail::Loss(Loss::default()));
+        let container = |name: &str| {
+            Arc::new(Container {
+                id: ContainerId("abc".into()),
+                runtime: Runtime::Containerd,
+                name: Some(name.into()),
+                image: None,
+                image_digest: None,
+            })
+        };
+        let mut lines = Vec::new();
+        event.container = Some(container("first"));
+        event.pod = Some(Arc::new(Pod::default()));
+        for _ in 0..2 {
+            renderer.render(&event, &mut lines);
+        }
+        // The same container with its metadata: a new `Arc`, rendered anew.
+        event.container = Some(container("second"));
+        renderer.render(&event, &mut lines);
+        let lines: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&lines)
+            .into_iter()
+            .map(|line| line.expect("JSON"))
+            .collect();
+        let names: Vec<&serde_json::Value> = lines
+            .iter()
+            .map(|line| &line["container"]["name"])
+            .collect();
+        assert_eq!(names, [&json!("first"), &json!("first"), &json!("second")]);
+        assert!(lines.iter().all(|line| line["pod"] == json!({})));
     }
 }

@@ -251,8 +251,9 @@ fn restoring_then_converting_gives_the_same_message() {
 /// start time when the parent is not in the event.
 fn carried_process(p: &Process) -> Process {
     let mut p = p.clone();
-    p.binary.truncated = false;
-    p.cwd.truncated = false;
+    let image = Arc::make_mut(&mut p.image);
+    image.binary.truncated = false;
+    image.cwd.truncated = false;
     p.parent = None;
     p
 }

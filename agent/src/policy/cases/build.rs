@@ -11,7 +11,7 @@ use crate::{
     },
     network::{Sockaddr, UnixAddr},
     policy::yaml::{self, Node, Reader},
-    process::{ExecId, Origin, Process, ProcessKey},
+    process::{ExecId, Image, Origin, Process, ProcessKey},
     syscall::ArgValue,
 };
 
@@ -233,21 +233,24 @@ fn build_process(
         ppid: int(reader, "ppid", 1),
         parent: None,
         parent_exec_id: None,
-        binary: WalkedPath {
-            path: binary.into_bytes(),
-            truncated: false,
-        },
-        args: args.into_iter().map(String::into_bytes).collect(),
-        args_truncated: false,
-        cwd: WalkedPath {
-            path: string(reader, "cwd", "/").into_bytes(),
-            truncated: false,
-        },
+        image: Arc::new(Image {
+            binary: WalkedPath {
+                path: binary.into_bytes(),
+                truncated: false,
+            },
+            args: args.into_iter().map(String::into_bytes).collect(),
+            args_truncated: false,
+            cwd: WalkedPath {
+                path: string(reader, "cwd", "/").into_bytes(),
+                truncated: false,
+            },
+            comm: comm.into_bytes(),
+            cgroup_path: string(reader, "cgroup", "").into_bytes(),
+        }),
         creds,
-        comm: comm.into_bytes(),
         cgroup_id: 1,
-        cgroup_path: string(reader, "cgroup", "").into_bytes(),
         origin: Origin::Exec,
+        parent_json: Default::default(),
     }
 }
 

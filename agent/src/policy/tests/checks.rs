@@ -204,7 +204,7 @@ fn exec_event() -> Event {
 fn proc_sh() -> crate::process::Process {
     use crate::{
         event::{Creds, WalkedPath},
-        process::{ExecId, Origin, Process, ProcessKey},
+        process::{ExecId, Image, Origin, Process, ProcessKey},
     };
     let key = ProcessKey::new(77, 5);
     Process {
@@ -213,21 +213,24 @@ fn proc_sh() -> crate::process::Process {
         ppid: 1,
         parent: None,
         parent_exec_id: None,
-        binary: WalkedPath {
-            path: b"/bin/sh".to_vec(),
-            truncated: false,
-        },
-        args: vec![b"sh".to_vec()],
-        args_truncated: false,
-        cwd: WalkedPath {
-            path: b"/".to_vec(),
-            truncated: false,
-        },
+        image: Arc::new(Image {
+            binary: WalkedPath {
+                path: b"/bin/sh".to_vec(),
+                truncated: false,
+            },
+            args: vec![b"sh".to_vec()],
+            args_truncated: false,
+            cwd: WalkedPath {
+                path: b"/".to_vec(),
+                truncated: false,
+            },
+            comm: b"sh".to_vec(),
+            cgroup_path: Vec::new(),
+        }),
         creds: Creds::default(),
-        comm: b"sh".to_vec(),
         cgroup_id: 1,
-        cgroup_path: Vec::new(),
         origin: Origin::Exec,
+        parent_json: Default::default(),
     }
 }
 

@@ -117,7 +117,7 @@ fn golden_events() -> Vec<Event> {
 }
 
 fn golden_render(events: &[Event]) -> Vec<u8> {
-    let renderer = JsonRenderer::new(
+    let mut renderer = JsonRenderer::new(
         "node-\"a\"".into(),
         BootClock::with_offset(1_700_000_000_123_456_700),
     );
