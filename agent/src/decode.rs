@@ -378,10 +378,16 @@ pub fn split_args(area: &[u8]) -> (Vec<Vec<u8>>, bool) {
         return (Vec::new(), false);
     }
     let area = area.strip_suffix(&[0]).unwrap_or(area);
-    let mut args: Vec<Vec<u8>> = area.split(|&b| b == 0).map(<[u8]>::to_vec).collect();
-    let too_many = args.len() > ARGS_MAX;
-    args.truncate(ARGS_MAX);
-    (args, too_many)
+    let mut args = Vec::new();
+    let mut start = 0;
+    for end in memchr::memchr_iter(0, area).chain(std::iter::once(area.len())) {
+        if args.len() == ARGS_MAX {
+            return (args, true);
+        }
+        args.push(area[start..end].to_vec());
+        start = end + 1;
+    }
+    (args, false)
 }
 
 /// Turns walked components (leaf first, each NUL-terminated) into an absolute path.
@@ -391,10 +397,14 @@ pub fn join_components(section: &[u8]) -> Vec<u8> {
         return b"/".to_vec();
     }
     let mut path = Vec::with_capacity(section.len() + 1);
-    for component in section.rsplit(|&b| b == 0) {
+    let mut end = section.len();
+    for nul in memchr::memrchr_iter(0, section) {
         path.push(b'/');
-        path.extend_from_slice(component);
+        path.extend_from_slice(&section[nul + 1..end]);
+        end = nul;
     }
+    path.push(b'/');
+    path.extend_from_slice(&section[..end]);
     path
 }
 

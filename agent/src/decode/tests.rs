@@ -164,6 +164,48 @@ fn argv_area_splits_exactly() {
     let (args, too_many) = split_args(&many);
     assert_eq!(args.len(), ARGS_MAX);
     assert!(too_many);
+    // Exactly ARGS_MAX is all of them.
+    let exact: Vec<u8> = (0..ARGS_MAX).flat_map(|_| *b"x\0").collect();
+    assert_eq!(split_args(&exact).0.len(), ARGS_MAX);
+    assert!(!split_args(&exact).1);
+}
+
+/// The splits and joins against the plain byte-by-byte definitions, on strings of NULs and
+/// letters of every shape (empty pieces, NULs first and last, none at all).
+#[test]
+fn splits_and_joins_match_their_definitions() {
+    let mut n: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..20_000 {
+        n ^= n << 13;
+        n ^= n >> 7;
+        n ^= n << 17;
+        let len = (n % 12) as usize;
+        let input: Vec<u8> = (0..len)
+            .map(|i| {
+                if (n >> (i + 8)) & 3 == 0 {
+                    0
+                } else {
+                    b'a' + i as u8
+                }
+            })
+            .collect();
+        let trimmed = input.strip_suffix(&[0]).unwrap_or(&input);
+        let mut joined = Vec::new();
+        for component in trimmed.rsplit(|&b| b == 0) {
+            joined.push(b'/');
+            joined.extend_from_slice(component);
+        }
+        if trimmed.is_empty() {
+            joined = b"/".to_vec();
+        }
+        assert_eq!(join_components(&input), joined, "{input:?}");
+        let args: Vec<Vec<u8>> = if input.is_empty() {
+            Vec::new()
+        } else {
+            trimmed.split(|&b| b == 0).map(<[u8]>::to_vec).collect()
+        };
+        assert_eq!(split_args(&input), (args, false), "{input:?}");
+    }
 }
 
 #[test]

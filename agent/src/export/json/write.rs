@@ -128,6 +128,7 @@ impl<'a> Object<'a> {
     }
 
     /// Starts member `key` (plain ASCII: the names below); its value is written next.
+    #[inline]
     pub fn key(&mut self, key: &str) -> &mut Vec<u8> {
         debug_assert!(all_plain(key.as_bytes()), "{key}");
         if !self.first {
@@ -140,6 +141,7 @@ impl<'a> Object<'a> {
         self.out
     }
 
+    #[inline]
     pub fn str(&mut self, key: &str, value: &str) {
         str(self.key(key), value);
     }
@@ -151,15 +153,18 @@ impl<'a> Object<'a> {
         }
     }
 
+    #[inline]
     pub fn bytes(&mut self, key: &str, value: &[u8]) {
         bytes(self.key(key), value);
     }
 
+    #[inline]
     pub fn uint(&mut self, key: &str, value: impl itoa::Integer) {
         uint(self.key(key), value);
     }
 
     /// `key: true`, only when true (the fields that are left out when false).
+    #[inline]
     pub fn flag(&mut self, key: &str, value: bool) {
         if value {
             bool(self.key(key), true);
