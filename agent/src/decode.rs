@@ -1,7 +1,10 @@
 //! Ring-buffer bytes -> typed [`KernelEvent`]s, validated. Nothing past this module touches
 //! wire structs.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
+};
 
 use vigil_common::{
     cred::{CRED_NO_AMBIENT, CredChangeEvent, CredSnapshot},
@@ -28,7 +31,7 @@ use crate::{
         TcpState, WalkedPath,
     },
     files, network,
-    process::ProcessKey,
+    process::{Image, ProcessKey},
     syscall::{Arch, decode_args},
 };
 
@@ -159,24 +162,24 @@ fn decode_exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
             egid: raw.egid,
             loginuid: (!flag(EXEC_NO_LOGINUID) && raw.loginuid != u32::MAX).then_some(raw.loginuid),
         },
-        comm: until_nul(&raw.comm).to_vec(),
         filename: until_nul(filename).to_vec(),
         filename_truncated: flag(EXEC_FILENAME_TRUNCATED),
-        args,
-        args_truncated: flag(EXEC_ARGV_TRUNCATED) || too_many,
         args_unreadable: flag(EXEC_ARGV_UNREADABLE),
-        binary: WalkedPath {
-            path: join_components(exe),
-            truncated: flag(EXEC_EXE_PATH_TRUNCATED),
-        },
-        cwd: WalkedPath {
-            path: join_components(cwd),
-            truncated: flag(EXEC_CWD_TRUNCATED),
-        },
-        cgroup_path: WalkedPath {
-            path: join_components(cgroup),
-            truncated: flag(EXEC_CGROUP_TRUNCATED),
-        },
+        image: Arc::new(Image {
+            binary: WalkedPath {
+                path: join_components(exe),
+                truncated: flag(EXEC_EXE_PATH_TRUNCATED),
+            },
+            args,
+            args_truncated: flag(EXEC_ARGV_TRUNCATED) || too_many,
+            cwd: WalkedPath {
+                path: join_components(cwd),
+                truncated: flag(EXEC_CWD_TRUNCATED),
+            },
+            comm: until_nul(&raw.comm).to_vec(),
+            cgroup_path: join_components(cgroup),
+        }),
+        cgroup_truncated: flag(EXEC_CGROUP_TRUNCATED),
         exe_inode: raw.exe_ino,
         exe_unlinked: flag(EXEC_EXE_UNLINKED),
         exe_dev: raw.exe_dev,

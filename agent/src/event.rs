@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::{
     enrich::{Container, Pod},
-    process::{Process, ProcessKey},
+    process::{Image, Process, ProcessKey},
 };
 
 /// A task as a kernel record names it.
@@ -83,19 +83,17 @@ pub struct Exec {
     pub task: Task,
     pub parent: ProcessKey,
     pub creds: Creds,
-    pub comm: Vec<u8>,
     /// The filename as passed to execve (may be relative).
     pub filename: Vec<u8>,
     pub filename_truncated: bool,
-    pub args: Vec<Vec<u8>>,
-    pub args_truncated: bool,
-    /// Reading argv failed in the kernel: `args` is empty, not the real argv.
+    /// Reading argv failed in the kernel: `image.args` is empty, not the real argv.
     pub args_unreadable: bool,
-    /// Path of the executed file, resolved in the kernel.
-    pub binary: WalkedPath,
-    pub cwd: WalkedPath,
-    /// The task's cgroup v2 path, read in the kernel at exec (`/` for the root cgroup).
-    pub cgroup_path: WalkedPath,
+    /// What the exec set up: the executed file's path (resolved in the kernel), argv, cwd,
+    /// comm and cgroup v2 path (`/` for the root cgroup). The process cache's entry for the
+    /// new image shares it.
+    pub image: Arc<Image>,
+    /// The walk of the cgroup path stopped before the root.
+    pub cgroup_truncated: bool,
     pub exe_inode: u64,
     /// The executed file had no link left at exec (a memfd, or a file deleted before it ran).
     pub exe_unlinked: bool,

@@ -74,7 +74,7 @@ fn every_exec_and_exit_of_a_burst_arrives() {
                 let before = entry.execs == 1 && entry.exits == 1;
                 if exec(event).is_some() {
                     entry.execs += 1;
-                    assert_eq!(exec(event).expect("exec").binary.path, binary);
+                    assert_eq!(exec(event).expect("exec").image.binary.path, binary);
                 }
                 if exit(event).is_some_and(|x| x.group_dead) {
                     entry.exits += 1;

@@ -34,8 +34,12 @@ fn find_exec_in(events: &[Event], id: &str, argv: &[&str]) -> Option<Event> {
             let in_container = e.container.as_ref().is_some_and(|c| c.id.as_str() == id);
             in_container
                 && exec(e).is_some_and(|x| {
-                    x.args.len() == argv.len()
-                        && x.args.iter().zip(argv).all(|(a, b)| a == b.as_bytes())
+                    x.image.args.len() == argv.len()
+                        && x.image
+                            .args
+                            .iter()
+                            .zip(argv)
+                            .all(|(a, b)| a == b.as_bytes())
                 })
         })
         .cloned()
@@ -97,7 +101,7 @@ fn exec_in_a_cri_container_carries_its_container_and_pod() {
     assert_pod(&first, &spec);
     let detail = exec(&first).expect("exec");
     assert_eq!(
-        detail.cgroup_path.path,
+        detail.image.cgroup_path,
         format!("{}/{id}", spec.cgroup_parent()).into_bytes()
     );
 

@@ -85,17 +85,17 @@ fn exec_reports_exact_binary_args_cwd_creds_and_parent() {
         "filename as passed to execve"
     );
     assert!(!detail.filename_truncated);
-    assert_eq!(detail.binary.path, canonical_bytes(&installed));
-    assert!(!detail.binary.truncated);
+    assert_eq!(detail.image.binary.path, canonical_bytes(&installed));
+    assert!(!detail.image.binary.truncated);
     assert_eq!(detail.exe_inode, inode(&installed));
     assert_eq!(detail.exe_dev, kernel_dev(&installed));
-    assert_eq!(detail.args, argv(&program, &args));
-    assert!(!detail.args_truncated);
+    assert_eq!(detail.image.args, argv(&program, &args));
+    assert!(!detail.image.args_truncated);
     assert!(!detail.args_unreadable);
-    assert_eq!(detail.cwd.path, bytes(dir.path()));
-    assert!(!detail.cwd.truncated);
+    assert_eq!(detail.image.cwd.path, bytes(dir.path()));
+    assert!(!detail.image.cwd.truncated);
     assert_eq!(
-        detail.comm,
+        detail.image.comm,
         &TARGET_NAME.as_bytes()[..15],
         "comm is the name, cut to 15"
     );
@@ -123,12 +123,12 @@ fn exec_reports_exact_binary_args_cwd_creds_and_parent() {
     assert_eq!(process.origin, Origin::Exec);
     assert_eq!(process.ppid, own_pid);
     assert_eq!(process.parent, Some(detail.parent));
-    assert_eq!(process.binary, detail.binary);
-    assert_eq!(process.args, detail.args);
+    assert_eq!(process.binary, detail.image.binary);
+    assert_eq!(process.args, detail.image.args);
     assert!(!process.args_truncated);
-    assert_eq!(process.cwd, detail.cwd);
+    assert_eq!(process.cwd, detail.image.cwd);
     assert_eq!(process.creds, detail.creds);
-    assert_eq!(process.comm, detail.comm);
+    assert_eq!(process.comm, detail.image.comm);
     assert_eq!(process.cgroup_id, detail.task.cgroup_id);
     // This process started before the agent: known from the /proc snapshot (see
     // snapshot.rs), under the exact key that the kernel records carry.
@@ -177,7 +177,7 @@ fn exec_reports_exact_binary_args_cwd_creds_and_parent() {
         .map(|a| unescape(a.as_str().expect("a string")).expect("valid escaped text"))
         .collect();
     assert_eq!(
-        rendered, detail.args,
+        rendered, detail.image.args,
         "the escaped args give back the exact bytes"
     );
     assert_eq!(json["exec"]["filename"], program.to_str().expect("utf-8"));
@@ -210,10 +210,10 @@ fn paths_are_walked_across_mount_points() {
         find_exec(events, child.pid, child.since_ns)
     });
     let detail = exec(&event).expect("an exec event");
-    assert_eq!(detail.binary.path, bytes(&installed));
-    assert!(!detail.binary.truncated);
-    assert_eq!(detail.cwd.path, bytes(dir.path()));
-    assert!(!detail.cwd.truncated);
+    assert_eq!(detail.image.binary.path, bytes(&installed));
+    assert!(!detail.image.binary.truncated);
+    assert_eq!(detail.image.cwd.path, bytes(dir.path()));
+    assert!(!detail.image.cwd.truncated);
     assert_eq!(detail.exe_inode, inode(&installed));
     assert_eq!(
         detail.exe_dev,
@@ -265,10 +265,10 @@ fn an_exec_from_a_thread_keeps_the_process_identity() {
     );
     assert_eq!(process.exec_id, ExecId::new(python.key, execs[1].time_ns));
     assert_eq!(
-        exec_true.binary.path,
+        exec_true.image.binary.path,
         canonical_bytes(Path::new("/bin/true"))
     );
-    assert_eq!(exec_true.args, [&b"/bin/true"[..], b"from a thread"]);
+    assert_eq!(exec_true.image.args, [&b"/bin/true"[..], b"from a thread"]);
     assert_eq!(process.ppid, std::process::id());
 
     let exit_event = agent.collect_until("the child's exit", EVENT_TIMEOUT, |events| {

@@ -36,13 +36,13 @@ fn more_than_args_max_arguments_are_cut_to_the_first_ones() {
         expected.concat().len() + expected.len() < ARGV_MAX,
         "cut by count, not size"
     );
-    assert_eq!(detail.args.len(), ARGS_MAX);
-    assert_eq!(detail.args, expected[..ARGS_MAX]);
-    assert!(detail.args_truncated);
+    assert_eq!(detail.image.args.len(), ARGS_MAX);
+    assert_eq!(detail.image.args, expected[..ARGS_MAX]);
+    assert!(detail.image.args_truncated);
     assert!(!detail.args_unreadable);
     let process = event.process.as_deref().expect("resolved");
     assert!(process.args_truncated);
-    assert_eq!(process.args, detail.args);
+    assert_eq!(process.args, detail.image.args);
     let json = render(&event);
     assert_eq!(json["process"]["args_truncated"], true);
     assert_eq!(
@@ -76,19 +76,19 @@ fn an_argv_area_over_argv_max_bytes_is_cut_at_that_byte() {
         long_x.into_bytes(),
         long_y.as_bytes()[..kept_y].to_vec(),
     ];
-    assert_eq!(detail.args.len(), 3);
+    assert_eq!(detail.image.args.len(), 3);
     assert_eq!(
-        detail.args[..2],
+        detail.image.args[..2],
         expected[..2],
         "the arguments before the cut are exact"
     );
     assert_eq!(
-        detail.args[2].len(),
+        detail.image.args[2].len(),
         kept_y,
         "the cut argument keeps what fit"
     );
-    assert_eq!(detail.args, expected);
-    assert!(detail.args_truncated);
+    assert_eq!(detail.image.args, expected);
+    assert!(detail.image.args_truncated);
     assert!(!detail.args_unreadable);
     assert!(event.process.as_deref().expect("resolved").args_truncated);
 
@@ -116,10 +116,10 @@ fn a_filename_over_filename_max_bytes_is_cut_and_flagged() {
     assert_eq!(detail.filename, bytes(&installed)[..FILENAME_MAX - 1]);
     assert!(detail.filename_truncated);
     // The binary's path is walked, not copied from the filename: it is whole.
-    assert_eq!(detail.binary.path, bytes(&installed));
-    assert!(!detail.binary.truncated);
+    assert_eq!(detail.image.binary.path, bytes(&installed));
+    assert!(!detail.image.binary.truncated);
     assert_eq!(
-        detail.args,
+        detail.image.args,
         [bytes(&installed)],
         "argv is not cut by the filename limit"
     );

@@ -48,7 +48,7 @@ fn memfd_and_deleted_file_execs_are_flagged() {
     let find = |events: &[vigil::event::Event], argv0: &str| {
         events
             .iter()
-            .find(|e| matches!(&e.detail, Detail::Exec(x) if x.args.first().map(Vec::as_slice) == Some(argv0.as_bytes())))
+            .find(|e| matches!(&e.detail, Detail::Exec(x) if x.image.args.first().map(Vec::as_slice) == Some(argv0.as_bytes())))
             .cloned()
     };
     let memfd_argv0 = format!("memfd-{tag}");
@@ -62,7 +62,7 @@ fn memfd_and_deleted_file_execs_are_flagged() {
         unreachable!("found as an exec");
     };
     assert!(exec.exe_unlinked);
-    assert_eq!(exec.binary.path, b"/memfd:vigil-memfd");
+    assert_eq!(exec.image.binary.path, b"/memfd:vigil-memfd");
     let json = render(&memfd);
     assert_eq!(json["exec"]["memfd"], true);
     assert_eq!(json["exec"]["deleted"], true);
@@ -76,7 +76,7 @@ fn memfd_and_deleted_file_execs_are_flagged() {
         .canonicalize()
         .expect("temp dir")
         .join("deleted-true");
-    assert_eq!(exec.binary.path, copy.as_os_str().as_encoded_bytes());
+    assert_eq!(exec.image.binary.path, copy.as_os_str().as_encoded_bytes());
     let json = render(&deleted);
     assert_eq!(json["exec"]["deleted"], true);
     assert!(json["exec"].get("memfd").is_none());
@@ -85,7 +85,7 @@ fn memfd_and_deleted_file_execs_are_flagged() {
     let ordinary = agent.collect_until("any ordinary exec", EVENT_TIMEOUT, |events| {
         events
             .iter()
-            .find(|e| matches!(&e.detail, Detail::Exec(x) if x.args.first().map(Vec::as_slice) == Some(b"/usr/bin/python3".as_slice())))
+            .find(|e| matches!(&e.detail, Detail::Exec(x) if x.image.args.first().map(Vec::as_slice) == Some(b"/usr/bin/python3".as_slice())))
             .cloned()
     });
     assert!(render(&ordinary)["exec"].get("deleted").is_none());

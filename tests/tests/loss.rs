@@ -50,7 +50,7 @@ fn an_overflowing_ring_buffer_reports_its_losses_by_cause() {
         .events()
         .iter()
         .filter(|e| match &e.detail {
-            Detail::Exec(x) => pids.contains(&x.task.key.tgid) && x.binary.path == binary,
+            Detail::Exec(x) => pids.contains(&x.task.key.tgid) && x.image.binary.path == binary,
             _ => false,
         })
         .count() as u64;

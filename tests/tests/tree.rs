@@ -34,7 +34,7 @@ fn a_chain_of_execs_is_listed_through_parent_and_ancestors() {
         events
             .iter()
             .find(|e| {
-                matches!(&e.detail, Detail::Exec(x) if x.args.last() == Some(&marker.clone().into_bytes()))
+                matches!(&e.detail, Detail::Exec(x) if x.image.args.last() == Some(&marker.clone().into_bytes()))
             })
             .cloned()
     });

@@ -182,7 +182,7 @@ fn detail(event: &Event, node: &str, clock: &BootClock) -> Pd {
             inode: e.exe_inode,
             dev: format!("{}:{}", e.exe_dev >> 20, e.exe_dev & 0xf_ffff),
             deleted: e.exe_unlinked,
-            memfd: e.exe_unlinked && e.binary.path.starts_with(b"/memfd:"),
+            memfd: e.exe_unlinked && e.image.binary.path.starts_with(b"/memfd:"),
         }),
         Detail::Exit(e) => Pd::Exit(proto::Exit {
             exit_code: e.status().map(u32::from),

@@ -106,7 +106,7 @@ impl Exporter for Collector {
             self.renderer.render(event, &mut self.buf);
             match &event.detail {
                 Detail::Exec(exec) => {
-                    if let Some(role) = self.role_of_binary(&exec.binary.path) {
+                    if let Some(role) = self.role_of_binary(&exec.image.binary.path) {
                         let tgid = exec.task.key.tgid;
                         self.live.insert(tgid, role);
                         seen.insert(

@@ -44,9 +44,9 @@ fn exec_round_trip_keeps_every_byte() {
     assert_eq!(exec.parent, ProcessKey::new(1, 10));
     assert_eq!(exec.creds.uid, 1000);
     assert_eq!(exec.creds.loginuid, None);
-    assert_eq!(exec.comm, b"caf\xe9");
+    assert_eq!(exec.image.comm, b"caf\xe9");
     assert_eq!(exec.filename, b"./run me");
-    let args: Vec<&[u8]> = exec.args.iter().map(Vec::as_slice).collect();
+    let args: Vec<&[u8]> = exec.image.args.iter().map(Vec::as_slice).collect();
     assert_eq!(
         args,
         [
@@ -57,10 +57,12 @@ fn exec_round_trip_keeps_every_byte() {
             b"\"quoted\""
         ]
     );
-    assert_eq!(exec.binary.path, b"/opt/app/run me");
-    assert_eq!(exec.cwd.path, b"/home/u");
-    assert_eq!(exec.cgroup_path.path, b"/kubepods/besteffort/pod-1/abc");
-    assert!(!exec.args_truncated && !exec.cwd.truncated && !exec.binary.truncated);
+    assert_eq!(exec.image.binary.path, b"/opt/app/run me");
+    assert_eq!(exec.image.cwd.path, b"/home/u");
+    assert_eq!(exec.image.cgroup_path, b"/kubepods/besteffort/pod-1/abc");
+    assert!(
+        !exec.image.args_truncated && !exec.image.cwd.truncated && !exec.image.binary.truncated
+    );
     assert_eq!((exec.exe_inode, exec.exe_dev), (42, (8 << 20) | 1));
 }
 
@@ -75,8 +77,8 @@ fn truncation_flags_are_reported() {
     let KernelEvent::Exec(exec) = decode(&record).expect("decodes") else {
         panic!("not an exec");
     };
-    assert!(exec.args_truncated && exec.cwd.truncated);
-    assert_eq!(exec.args.len(), 2);
+    assert!(exec.image.args_truncated && exec.image.cwd.truncated);
+    assert_eq!(exec.image.args.len(), 2);
 }
 
 #[test]

@@ -325,7 +325,9 @@ impl Enricher {
             return;
         }
         let path = match (&event.detail, event.process.as_deref()) {
-            (Detail::Exec(exec), _) if !exec.cgroup_path.path.is_empty() => &exec.cgroup_path.path,
+            (Detail::Exec(exec), _) if !exec.image.cgroup_path.is_empty() => {
+                &exec.image.cgroup_path
+            }
             // A snapshot entry's id and path were read together; a forked child's path is
             // its parent's, which may have moved since.
             (_, Some(p))

@@ -229,7 +229,7 @@ fn exec_json(out: &mut Vec<u8>, exec: &Exec) {
     // kernel's internal shm mount as `memfd:<name>`.
     o.flag(
         "memfd",
-        exec.exe_unlinked && exec.binary.path.starts_with(b"/memfd:"),
+        exec.exe_unlinked && exec.image.binary.path.starts_with(b"/memfd:"),
     );
     o.close();
 }

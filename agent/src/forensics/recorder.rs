@@ -169,12 +169,8 @@ fn counted_bytes(event: &Event) -> usize {
     let base = size_of::<Event>() + ARC + event.ancestors.len() * 8;
     let detail = match &event.detail {
         Detail::Exec(e) => {
+            // The image is shared with the process, counted below.
             e.filename.len()
-                + e.comm.len()
-                + e.args.iter().map(|a| a.len() + 24).sum::<usize>()
-                + e.binary.path.len()
-                + e.cwd.path.len()
-                + e.cgroup_path.path.len()
                 + event.process.as_deref().map_or(0, |p| {
                     size_of_val(p)
                         + p.binary.path.len()

@@ -320,7 +320,9 @@ impl Field {
                     Self::ExecDeleted => Value::Bool(exec.exe_unlinked),
                     // As the JSON output tells it: memfd files live on the kernel's internal
                     // shm mount as `memfd:<name>`.
-                    _ => Value::Bool(exec.exe_unlinked && exec.binary.path.starts_with(b"/memfd:")),
+                    _ => Value::Bool(
+                        exec.exe_unlinked && exec.image.binary.path.starts_with(b"/memfd:"),
+                    ),
                 })
             }
             Self::NetworkFamily

@@ -122,7 +122,7 @@ impl Capture {
         let exec = self
             .until(|events| {
                 events.iter().find_map(|e| match &e.detail {
-                    Detail::Exec(x) if x.task.key.tgid == pid => Some(x.args.clone()),
+                    Detail::Exec(x) if x.task.key.tgid == pid => Some(x.image.args.clone()),
                     _ => None,
                 })
             })

@@ -278,9 +278,10 @@ fn carried(detail: &Detail, parent: bool) -> Detail {
             if !parent {
                 e.parent.start_time_ns = 0;
             }
-            e.binary.truncated = false;
-            e.cwd.truncated = false;
-            e.cgroup_path.truncated = false;
+            let image = std::sync::Arc::make_mut(&mut e.image);
+            image.binary.truncated = false;
+            image.cwd.truncated = false;
+            e.cgroup_truncated = false;
         }
         Detail::Syscall(s) => {
             s.exit_time_ns = s.task.time_ns;

@@ -102,18 +102,14 @@ pub(super) fn build_event(reader: &mut Reader<'_>, node: &Node, at: &str) -> Opt
                 task: task.clone(),
                 parent: parent.as_ref().map_or(ProcessKey::new(1, 1), |p| p.key),
                 creds: process.creds,
-                comm: process.comm.clone(),
                 filename,
                 filename_truncated: false,
-                args: process.args.clone(),
-                args_truncated: false,
                 args_unreadable: false,
-                binary: process.binary.clone(),
-                cwd: process.cwd.clone(),
-                cgroup_path: WalkedPath {
-                    path: process.cgroup_path.clone(),
-                    truncated: false,
-                },
+                image: Arc::new(Image {
+                    args_truncated: false,
+                    ..(*process.image).clone()
+                }),
+                cgroup_truncated: false,
                 exe_inode: inode,
                 exe_unlinked: deleted,
                 exe_dev: 0,
