@@ -278,7 +278,7 @@ fn carried(detail: &Detail, parent: bool) -> Detail {
             if !parent {
                 e.parent.start_time_ns = 0;
             }
-            let image = std::sync::Arc::make_mut(&mut e.image);
+            let image = Arc::make_mut(&mut e.image);
             image.binary.truncated = false;
             image.cwd.truncated = false;
             e.cgroup_truncated = false;

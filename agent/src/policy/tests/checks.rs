@@ -248,7 +248,7 @@ fn exec_detail() -> crate::event::Exec {
         filename: p.binary.path.clone(),
         filename_truncated: false,
         args_unreadable: false,
-        image: std::sync::Arc::new(crate::process::Image {
+        image: Arc::new(crate::process::Image {
             args_truncated: false,
             cgroup_path: Vec::new(),
             ..(*p.image).clone()
