@@ -23,19 +23,12 @@ fn main() -> std::process::ExitCode {
     // whole path cost about 15% more (page faults of memory returned and taken again).
     // SAFETY: sets an option of the allocator, a plain integer; safe at any time.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10) };
-    // No transparent huge pages for this process. mimalloc reserves its 1 GiB arena with
-    // madvise(MADV_HUGEPAGE), so 2 MiB pages backed the heap even with THP in `madvise` mode,
-    // and khugepaged kept collapsing mostly empty 2 MiB ranges that purging had thinned out
-    // into whole huge pages: an idle agent grew from 50-57 to 57-65 MiB in 120 s, all of it in
-    // the arena's mapping, AnonHugePages 10-18 -> 20-30 MiB (/proc/PID/smaps; `vigil bench
-    // sustained --idle-seconds 120`). Without THP: 39-44 MiB after start-up, then +0.4 MiB
-    // (641 events) or +3.8 MiB (2769 events, a busier node) over the 120 s; glibc +2.0 MiB.
-    // `vigil bench churn` the same within noise (2130 vs 2253 ns/event, means of 10 runs
-    // each, standard deviations 257 and 347). mimalloc's own switch (MIMALLOC_ALLOW_THP=0)
-    // is read before `main`, too early for a setting here, so the process's flag is set
-    // directly; it also covers THP mode `always`, where no madvise is needed. The option
-    // stops the MADV_HUGEPAGE hint on arenas reserved later (the one huge page faulted in
-    // before `main` stays). Children (only the self-test's helpers) inherit the flag.
+    // No transparent huge pages for this process. mimalloc asks for them on its arena
+    // (madvise(MADV_HUGEPAGE)), and khugepaged kept collapsing the 2 MiB ranges its purge had
+    // thinned back into whole huge pages: an idle agent grew by 7-9 MiB in two minutes
+    // (BENCHMARKS.md, "Idle memory"). mimalloc reads MIMALLOC_ALLOW_THP before `main`, so the
+    // process's flag is set here (it also covers THP mode `always`), and the option stops the
+    // hint on arenas reserved later. Children (only the self-test's helpers) inherit the flag.
     // SAFETY: sets an option of the allocator, a plain integer; safe at any time.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0) };
     // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and changes only the process's

@@ -10,7 +10,7 @@ use super::{
     store::{Store, StoreLimits},
 };
 use crate::event::{
-    CredChange, Creds, Detail, Event, Exec, Exit, Fork, KernelEvent, Syscall, Task, WalkedPath,
+    CredChange, Creds, Detail, Event, Exec, Exit, Fork, KernelEvent, Syscall, Task,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -355,14 +355,7 @@ impl ProcessCache {
             ppid: 0,
             parent: None,
             parent_exec_id: None,
-            image: Arc::new(Image {
-                binary: WalkedPath::default(),
-                args: Vec::new(),
-                args_truncated: false,
-                cwd: WalkedPath::default(),
-                comm: Vec::new(),
-                cgroup_path: Vec::new(),
-            }),
+            image: Arc::default(),
             creds: Creds::default(),
             cgroup_id: task.map_or(0, |t| t.cgroup_id),
             origin: Origin::Unknown,

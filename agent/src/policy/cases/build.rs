@@ -105,10 +105,7 @@ pub(super) fn build_event(reader: &mut Reader<'_>, node: &Node, at: &str) -> Opt
                 filename,
                 filename_truncated: false,
                 args_unreadable: false,
-                image: Arc::new(Image {
-                    args_truncated: false,
-                    ..(*process.image).clone()
-                }),
+                image: process.image.clone(),
                 cgroup_truncated: false,
                 exe_inode: inode,
                 exe_unlinked: deleted,

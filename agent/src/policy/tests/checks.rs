@@ -248,11 +248,7 @@ fn exec_detail() -> crate::event::Exec {
         filename: p.binary.path.clone(),
         filename_truncated: false,
         args_unreadable: false,
-        image: Arc::new(crate::process::Image {
-            args_truncated: false,
-            cgroup_path: Vec::new(),
-            ..(*p.image).clone()
-        }),
+        image: p.image.clone(),
         cgroup_truncated: false,
         exe_inode: 42,
         exe_unlinked: false,
