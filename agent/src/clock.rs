@@ -52,41 +52,36 @@ impl BootClock {
     /// RFC 3339 (UTC, ns precision) of a boot-time instant; "" outside years 0-9999.
     pub fn rfc3339(&self, boot_ns: u64) -> String {
         let mut out = Vec::with_capacity(RFC3339_MAX);
-        self.write_rfc3339(boot_ns, &mut out);
+        write_rfc3339(self.unix_ns(boot_ns), &mut out);
         // Only ASCII digits and separators were written.
         String::from_utf8(out).unwrap_or_default()
-    }
-
-    /// Appends [`BootClock::rfc3339`] to `out`, without allocating: once or more per event.
-    pub fn write_rfc3339(&self, boot_ns: u64, out: &mut Vec<u8>) {
-        write_rfc3339(self.unix_ns(boot_ns), out);
     }
 }
 
 /// Longest RFC 3339 text written here: `9999-12-31T23:59:59.999999999Z`.
 const RFC3339_MAX: usize = 30;
 
-/// `unix_ns` as RFC 3339 in UTC, as the `time` crate's `Rfc3339` writes it: the fraction
-/// with its trailing zeros cut (none at all for a whole second); nothing outside the years
-/// 0-9999, which RFC 3339 cannot write.
-fn write_rfc3339(unix_ns: i128, out: &mut Vec<u8>) {
-    // 128-bit division is a library call: i64 seconds cover every year RFC 3339 can write.
-    let (secs, nanos) = match i64::try_from(unix_ns) {
-        Ok(ns) => (
+/// `unix_ns` as seconds and nanoseconds; `None` outside what i64 seconds hold (far beyond the
+/// years RFC 3339 can write).
+fn split_ns(unix_ns: i128) -> Option<(i64, u32)> {
+    // 128-bit division is a library call: i64 nanoseconds are the common case.
+    match i64::try_from(unix_ns) {
+        Ok(ns) => Some((
             ns.div_euclid(1_000_000_000),
             ns.rem_euclid(1_000_000_000) as u32,
-        ),
-        Err(_) => match i64::try_from(unix_ns.div_euclid(1_000_000_000)) {
-            Ok(secs) => (secs, unix_ns.rem_euclid(1_000_000_000) as u32),
-            Err(_) => return,
-        },
-    };
+        )),
+        Err(_) => i64::try_from(unix_ns.div_euclid(1_000_000_000))
+            .ok()
+            .map(|secs| (secs, unix_ns.rem_euclid(1_000_000_000) as u32)),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix second; `None` outside the years 0-9999.
+fn second_text(secs: i64) -> Option<[u8; 19]> {
     let days = secs.div_euclid(86_400);
     let in_day = secs.rem_euclid(86_400) as u32;
-    let Some((year, month, day)) = civil_from_days(days) else {
-        return;
-    };
-    let mut text = [0u8; RFC3339_MAX];
+    let (year, month, day) = civil_from_days(days)?;
+    let mut text = [0u8; 19];
     put_pair(&mut text[0..2], year / 100);
     put_pair(&mut text[2..4], year % 100);
     text[4] = b'-';
@@ -99,6 +94,14 @@ fn write_rfc3339(unix_ns: i128, out: &mut Vec<u8>) {
     put_pair(&mut text[14..16], in_day / 60 % 60);
     text[16] = b':';
     put_pair(&mut text[17..19], in_day % 60);
+    Some(text)
+}
+
+/// RFC 3339 in UTC, as the `time` crate's `Rfc3339` writes it: the fraction with its
+/// trailing zeros cut (none at all for a whole second), then `Z`.
+fn put_rfc3339(second: &[u8; 19], nanos: u32, out: &mut Vec<u8>) {
+    let mut text = [0u8; RFC3339_MAX];
+    text[..19].copy_from_slice(second);
     let mut len = 19;
     if nanos != 0 {
         text[19] = b'.';
@@ -115,6 +118,54 @@ fn write_rfc3339(unix_ns: i128, out: &mut Vec<u8>) {
     }
     text[len] = b'Z';
     out.extend_from_slice(&text[..=len]);
+}
+
+/// `unix_ns` as RFC 3339 ([`put_rfc3339`]); nothing outside the years 0-9999, which RFC 3339
+/// cannot write.
+fn write_rfc3339(unix_ns: i128, out: &mut Vec<u8>) {
+    if let Some((secs, nanos)) = split_ns(unix_ns)
+        && let Some(second) = second_text(secs)
+    {
+        put_rfc3339(&second, nanos, out);
+    }
+}
+
+/// Appends RFC 3339 times as [`BootClock::rfc3339`] writes them, keeping the text of the
+/// seconds written last: an event's times (its own, its process's and its parent's start)
+/// mostly fall in a few seconds, and the calendar arithmetic is most of the cost.
+#[derive(Clone, Debug)]
+pub struct Rfc3339Writer {
+    /// (Unix second, its text) in the slot of the second modulo [`Self::SLOTS`]; the second
+    /// `i64::MIN` (outside the years RFC 3339 writes) marks an empty slot.
+    seconds: [(i64, [u8; 19]); Self::SLOTS],
+}
+
+impl Default for Rfc3339Writer {
+    fn default() -> Self {
+        Self {
+            seconds: [(i64::MIN, [0; 19]); Self::SLOTS],
+        }
+    }
+}
+
+impl Rfc3339Writer {
+    const SLOTS: usize = 4;
+
+    /// Appends the RFC 3339 text of boot-time `boot_ns` on `clock` to `out` ("" outside the
+    /// years 0-9999).
+    pub fn write(&mut self, clock: &BootClock, boot_ns: u64, out: &mut Vec<u8>) {
+        let Some((secs, nanos)) = split_ns(clock.unix_ns(boot_ns)) else {
+            return;
+        };
+        let slot = &mut self.seconds[secs.rem_euclid(Self::SLOTS as i64) as usize];
+        if slot.0 != secs {
+            let Some(text) = second_text(secs) else {
+                return;
+            };
+            *slot = (secs, text);
+        }
+        put_rfc3339(&slot.1, nanos, out);
+    }
 }
 
 /// `n` (below 100) as two digits: one copy from a table instead of a division per digit,
@@ -199,6 +250,34 @@ mod tests {
             let clock = BootClock::with_offset(unix_ns);
             assert_eq!(clock.rfc3339(0), reference(unix_ns), "{unix_ns}");
         }
+    }
+
+    #[test]
+    fn the_writer_s_kept_seconds_write_what_the_clock_writes() {
+        let clock = BootClock::with_offset(1_700_000_000_000_000_000);
+        let mut writer = Rfc3339Writer::default();
+        let mut n: u64 = 0x2545_f491_4f6c_dd1d;
+        // Runs in the same seconds, seconds that share a slot, and a few far apart (a
+        // parent started days before), in random order.
+        for _ in 0..50_000 {
+            n ^= n << 13;
+            n ^= n >> 7;
+            n ^= n << 17;
+            let boot_ns = match n % 4 {
+                0 => n % 3_000_000_000,
+                1 => (n >> 8) % 8 * 4_000_000_000 + n % 1_000,
+                2 => (n >> 16) % 1_000_000_000_000_000,
+                _ => (n >> 24) % 1_000 * 1_000_000_000,
+            };
+            let mut cached = Vec::new();
+            writer.write(&clock, boot_ns, &mut cached);
+            assert_eq!(cached, clock.rfc3339(boot_ns).into_bytes(), "{boot_ns}");
+        }
+        // Out of range: nothing, and nothing kept for it.
+        let far = BootClock::with_offset(i128::from(i64::MAX) * 1_000);
+        let mut out = Vec::new();
+        writer.write(&far, 0, &mut out);
+        assert!(out.is_empty());
     }
 
     #[test]

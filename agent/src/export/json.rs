@@ -11,7 +11,7 @@
 use serde::Serialize;
 
 use crate::{
-    clock::BootClock,
+    clock::{BootClock, Rfc3339Writer},
     event::{Detail, Event, Exec, Exit, Fork, Loss},
     process::Process,
 };
@@ -35,6 +35,7 @@ use self::{
 pub struct JsonRenderer {
     node: String,
     clock: BootClock,
+    times: Rfc3339Writer,
     workloads: workload::Workloads,
 }
 
@@ -43,6 +44,7 @@ impl JsonRenderer {
         Self {
             node,
             clock,
+            times: Rfc3339Writer::default(),
             workloads: workload::Workloads::default(),
         }
     }
@@ -115,13 +117,13 @@ impl JsonRenderer {
     }
 
     /// A boot-time instant as an RFC 3339 string.
-    fn time(&self, out: &mut Vec<u8>, boot_ns: u64) {
+    fn time(&mut self, out: &mut Vec<u8>, boot_ns: u64) {
         out.push(b'"');
-        self.clock.write_rfc3339(boot_ns, out);
+        self.times.write(&self.clock, boot_ns, out);
         out.push(b'"');
     }
 
-    fn process(&self, out: &mut Vec<u8>, p: &Process, event: &Event) {
+    fn process(&mut self, out: &mut Vec<u8>, p: &Process, event: &Event) {
         let exit: Option<&Exit> = match &event.detail {
             Detail::Exit(exit) => Some(exit),
             _ => None,
@@ -180,7 +182,7 @@ impl JsonRenderer {
     /// A parent or ancestor: rendered once per process (a shell's or a server's is in every
     /// event of its children) and copied after, but for its start time, written anew each
     /// time since the clock's offset may be refreshed.
-    fn parent(&self, out: &mut Vec<u8>, p: &Process) {
+    fn parent(&mut self, out: &mut Vec<u8>, p: &Process) {
         out.extend_from_slice(p.parent_json.get_or_init(|| parent_members(p)));
         self.time(out, p.key.start_time_ns);
         out.push(b'}');

@@ -4,6 +4,9 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+// Looked up for every event once /proc was read (`renamed`): the store's fast hasher.
+use foldhash::HashMap as FastMap;
+
 use super::{
     ExecId, Image, Origin, Process, ProcessKey,
     snapshot::ProcEntry,
@@ -55,9 +58,9 @@ pub struct ProcessCache {
     store: Store,
     /// Snapshot entries by tgid: their start time is only tick-precise, so the first kernel
     /// record of such a process finds it here and re-keys it to the exact start time.
-    approx: HashMap<u32, ProcessKey>,
+    approx: FastMap<u32, ProcessKey>,
     /// Tick-precise keys already re-keyed, for children that still name them as parent.
-    renamed: HashMap<ProcessKey, ProcessKey>,
+    renamed: FastMap<ProcessKey, ProcessKey>,
     /// Precision of snapshot start times, in ns.
     tick_ns: u64,
     misses: u64,
@@ -79,8 +82,8 @@ impl ProcessCache {
                 max_bytes: config.max_bytes,
                 exit_grace_ns: config.exit_grace_ns,
             }),
-            approx: HashMap::new(),
-            renamed: HashMap::new(),
+            approx: FastMap::default(),
+            renamed: FastMap::default(),
             tick_ns: 1,
             misses: 0,
             snapshot: 0,

@@ -9,7 +9,10 @@
 //!   the oldest live processes that have no children; only if every candidate has children
 //!   does an ancestor go. Every removal is counted by reason.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::{
+    collections::{VecDeque, hash_map::Entry as Slot},
+    sync::Arc,
+};
 
 // Keys are the kernel's pids and start times: foldhash is fast on them and seeded per run.
 use foldhash::HashMap;
@@ -125,29 +128,27 @@ impl Store {
         let key = process.key;
         let bytes = process_bytes(&process);
         let parent = process.parent;
-        let previous = self.entries.insert(
-            key,
-            Entry {
-                process,
-                exited_at_ns: None,
-                children: 0,
-                bytes,
-            },
-        );
         self.bytes += bytes;
-        match previous {
-            Some(old) => {
-                self.bytes -= old.bytes;
-                if let Some(entry) = self.entries.get_mut(&key) {
-                    entry.children = old.children;
-                    entry.exited_at_ns = old.exited_at_ns;
-                }
-                if old.process.parent != parent {
-                    self.adjust_children(old.process.parent, -1);
+        // One lookup for both cases: at the bound every insert also evicts, so the cache
+        // pays for each lookup of its table.
+        match self.entries.entry(key) {
+            Slot::Occupied(mut slot) => {
+                let entry = slot.get_mut();
+                self.bytes -= entry.bytes;
+                entry.bytes = bytes;
+                let old = std::mem::replace(&mut entry.process, process);
+                if old.parent != parent {
+                    self.adjust_children(old.parent, -1);
                     self.adjust_children(parent, 1);
                 }
             }
-            None => {
+            Slot::Vacant(slot) => {
+                slot.insert(Entry {
+                    process,
+                    exited_at_ns: None,
+                    children: 0,
+                    bytes,
+                });
                 self.order.push_back(key);
                 self.adjust_children(parent, 1);
             }
