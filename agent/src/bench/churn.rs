@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::stream::{BATCH_LIFECYCLES, Stream};
+use super::stream::{Mix, Stream};
 use crate::{
     clock::BootClock,
     decode::decode,
@@ -82,21 +82,21 @@ fn pass(
     let mut exporter = json_exporter();
     let mut out = Vec::with_capacity(4096);
     let mut dumps = Vec::new();
-    let mut batch = Batch::with_capacity(3 * BATCH_LIFECYCLES as usize, 1 << 20);
+    let mut batch = Batch::with_capacity(stream.records(stream.batch_units()) as usize, 1 << 20);
     let (mut cpu, mut wall) = (Duration::ZERO, Duration::ZERO);
     let (mut events, mut findings) = (0u64, 0u64);
     let mut peak_len = 0;
     let mut peak_bytes = 0;
     let mut i = 0;
     while i < count {
-        let to = count.min(i + BATCH_LIFECYCLES);
+        let to = count.min(i + stream.batch_units());
         stream.batch(i, to, &mut batch);
         i = to;
         let (cpu_start, wall_start) = (thread_cpu(), Instant::now());
         pipeline.process_batch(&batch, &mut out);
         pipeline.evaluate_policies(&mut out, 0);
         exporter.export(&out).expect("a sink takes everything");
-        let now = 10_000 + u64::from(i) * 1_000;
+        let now = stream.time_of(i);
         events += out.len() as u64;
         findings += out
             .iter()
@@ -148,9 +148,10 @@ fn staged(stream: &Stream, count: u32, cache: ProcessCacheConfig) -> Stages {
     let mut renderer = JsonRenderer::new(NODE.into(), BootClock::now());
     let clock = BootClock::now();
     let mut stages = Stages::default();
-    let mut batch = Batch::with_capacity(3 * BATCH_LIFECYCLES as usize, 1 << 20);
-    let mut decoded = Vec::with_capacity(3 * BATCH_LIFECYCLES as usize);
-    let mut resolved = Vec::with_capacity(3 * BATCH_LIFECYCLES as usize);
+    let mut batch = Batch::with_capacity(stream.records(stream.batch_units()) as usize, 1 << 20);
+    let records = stream.records(stream.batch_units()) as usize;
+    let mut decoded = Vec::with_capacity(records);
+    let mut resolved = Vec::with_capacity(records);
     let mut out = Vec::with_capacity(4096);
     let mut json = Vec::with_capacity(1 << 20);
     let mut proto = Vec::with_capacity(1 << 20);
@@ -162,10 +163,10 @@ fn staged(stream: &Stream, count: u32, cache: ProcessCacheConfig) -> Stages {
     out.clear();
     let mut i = 0;
     while i < count {
-        let to = count.min(i + BATCH_LIFECYCLES);
+        let to = count.min(i + stream.batch_units());
         stream.batch(i, to, &mut batch);
         i = to;
-        let now = 10_000 + u64::from(i) * 1_000;
+        let now = stream.time_of(i);
         let t0 = thread_cpu();
         decoded.extend(batch.iter().filter_map(|record| decode(record).ok()));
         let t1 = thread_cpu();
@@ -207,7 +208,7 @@ fn ns_per(time: Duration, events: u64) -> f64 {
     time.as_nanos() as f64 / events.max(1) as f64
 }
 
-pub fn run(count: u32, max_entries: usize, max_bytes: usize) {
+pub fn run(mix: Mix, count: u32, max_entries: usize, max_bytes: usize) {
     let rss_start = super::status_kib("VmRSS");
     let cache = ProcessCacheConfig {
         max_entries,
@@ -215,7 +216,7 @@ pub fn run(count: u32, max_entries: usize, max_bytes: usize) {
         exit_grace_ns: 5_000_000_000,
         ancestors: 0,
     };
-    let stream = Stream::new();
+    let stream = Stream::new(mix);
     let full = pass(&stream, count, cache, None);
     let rss_end = super::status_kib("VmRSS");
     let rss_peak = super::status_kib("VmHWM");
@@ -230,8 +231,14 @@ pub fn run(count: u32, max_entries: usize, max_bytes: usize) {
         events, pipeline, ..
     } = &full;
     let stats = pipeline.cache().stats();
+    let what = match mix {
+        Mix::Churn => format!("{count} processes (fork+exec+exit)"),
+        Mix::Service => format!(
+            "a service node's mix ({count} units: 512 long-lived processes' file, connect, accept, TCP state and DNS events, one short-lived child per 20 records)"
+        ),
+    };
     println!(
-        "churn: {count} processes (fork+exec+exit) in 64 pod containers, {events} events ({} findings) through decode, process cache, enrichment (warm cache), the default policy pack and the JSON exporter (into a sink)",
+        "churn: {what} in 64 pod containers, {events} events ({} findings) through decode, process cache, enrichment (warm cache), the default policy pack and the JSON exporter (into a sink)",
         full.findings
     );
     println!(

@@ -128,8 +128,12 @@ pub enum Storm {
     /// through the real pipeline (decode, process cache, enrichment, the default policy pack,
     /// the JSON exporter): throughput, CPU time per stage, memory.
     Churn {
+        /// Lifecycles of the churn; units of 20 records of the service mix.
         #[arg(long, default_value_t = 1_000_000)]
         count: u32,
+        /// The stream: short-lived processes only (the worst case), or a service node's mix.
+        #[arg(long, value_enum, default_value_t = stream::Mix::Churn)]
+        mix: stream::Mix,
         #[arg(long, default_value_t = 65_536)]
         max_entries: usize,
         #[arg(long, default_value_t = 64 * 1024 * 1024)]
@@ -197,10 +201,11 @@ pub async fn run(storm: Storm) -> anyhow::Result<()> {
         }),
         Storm::Churn {
             count,
+            mix,
             max_entries,
             max_bytes,
         } => {
-            churn::run(count, max_entries, max_bytes);
+            churn::run(mix, count, max_entries, max_bytes);
             Ok(())
         }
     }

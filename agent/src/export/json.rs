@@ -4,9 +4,11 @@
 //! lossless, and unchanged for valid UTF-8 without backslashes.
 //!
 //! The members every event has (its process, parent, workload, and the lifecycle details)
-//! are written by hand ([`write`]): they are most of the agent's output, and writing them
-//! straight into the buffer is several times faster than building serde structs of
-//! `String`s. The rarer details are serde structs, serialized into the same line.
+//! are written by hand ([`write`]), and so are the file, network and DNS details, most of a
+//! service node's output: writing them straight into the buffer is several times faster
+//! than building serde structs of `String`s. Their serde structs stay as the schema the
+//! hand-written members are tested against. The rarer details are serde structs,
+//! serialized into the same line.
 
 use serde::Serialize;
 
@@ -86,15 +88,13 @@ impl JsonRenderer {
             Detail::Exec(exec) => exec_json(line.key("exec"), exec),
             Detail::Fork(fork) => fork_json(line.key("fork"), fork),
             Detail::Syscall(syscall) => serde(line.key("syscall"), &SyscallJson::new(syscall)),
-            Detail::Network(network) => serde(line.key("network"), &NetworkJson::new(network)),
-            Detail::TcpState(change) => {
-                serde(line.key("network"), &NetworkJson::tcp_state(change));
-            }
+            Detail::Network(network) => NetworkJson::new(network).write(line.key("network")),
+            Detail::TcpState(change) => NetworkJson::tcp_state(change).write(line.key("network")),
             Detail::Dns(dns) => {
-                serde(line.key("network"), &NetworkJson::dns(dns));
-                serde(line.key("dns"), &DnsJson::new(dns));
+                NetworkJson::dns(dns).write(line.key("network"));
+                DnsJson::new(dns).write(line.key("dns"));
             }
-            Detail::File(file) => serde(line.key("file"), &FileJson::new(file)),
+            Detail::File(file) => FileJson::new(file).write(line.key("file")),
             Detail::CredChange(change) => serde(line.key("cred"), &CredJson::new(change)),
             Detail::Loss(loss) => serde(line.key("loss"), &LossJson::new(loss)),
             Detail::Exit(_) | Detail::Finding(_) | Detail::Enforcement(_) => {}

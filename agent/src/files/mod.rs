@@ -201,27 +201,30 @@ const O_LARGEFILE: u64 = 0o100_000;
 /// The names of open flags `flags`: the access mode first (`O_RDONLY`, `O_WRONLY`, `O_RDWR`),
 /// then each set flag; unknown bits as one hex number.
 pub fn open_flag_names(flags: u64) -> Vec<String> {
+    let mut names = Vec::new();
+    each_open_flag_name(flags, |name| names.push(name.to_owned()));
+    names
+}
+
+/// [`open_flag_names`] one at a time, in order, without collecting them.
+pub fn each_open_flag_name(flags: u64, mut name: impl FnMut(&str)) {
     let flags = flags & 0xffff_ffff;
-    let mut names = vec![
-        match flags & 3 {
-            0 => "O_RDONLY",
-            1 => "O_WRONLY",
-            2 => "O_RDWR",
-            _ => "O_ACCMODE",
-        }
-        .to_owned(),
-    ];
+    name(match flags & 3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    });
     let mut rest = flags & !3;
-    for &(bit, name) in OPEN_FLAGS {
+    for &(bit, flag) in OPEN_FLAGS {
         if rest & bit != 0 {
-            names.push(name.to_owned());
+            name(flag);
             rest &= !bit;
         }
     }
     if rest != 0 {
-        names.push(format!("{rest:#x}"));
+        name(&format!("{rest:#x}"));
     }
-    names
 }
 
 /// The file operation of syscall `name`, if it is one of the sensor's.

@@ -1,10 +1,11 @@
 //! `network: {family, protocol, src_*, dst_*}` and `dns: {name, type, ...}` of a DNS query.
 //! The server is `dst_*`. A payload that is not a DNS message keeps its addresses and says
-//! why in `dns.malformed`.
+//! why in `dns.malformed`. [`DnsJson::write`] writes the members by hand; the serde derive
+//! is the schema it is tested against.
 
 use serde::Serialize;
 
-use super::network::NetworkJson;
+use super::{network::NetworkJson, write::Object};
 use crate::event::Dns;
 
 #[derive(Serialize)]
@@ -66,6 +67,25 @@ impl<'a> DnsJson<'a> {
             Err(reason) => json.malformed = Some(reason.to_string()),
         }
         json
+    }
+}
+
+impl DnsJson<'_> {
+    /// The members as the serde derive writes them (same order, same ones left out).
+    pub(super) fn write(&self, out: &mut Vec<u8>) {
+        let mut o = Object::open(out);
+        o.some_str("name", self.name);
+        o.some_str("type", self.qtype);
+        o.some_uint("type_code", self.type_code);
+        o.some_str("class", self.class);
+        o.some_uint("id", self.id);
+        o.some_str("opcode", self.opcode);
+        o.flag("response", self.response);
+        o.some_uint("questions", self.questions);
+        o.uint("length", self.length);
+        o.flag("truncated", self.truncated);
+        o.some_str("malformed", self.malformed.as_deref());
+        o.close();
     }
 }
 

@@ -3,11 +3,18 @@
 //! held it at return (a port bind or connect picked, a listener's port; the bind argument
 //! when the socket could not be read); `dst_*` the remote end (connect's target, accept's
 //! peer). A unix address is `path` (abstract names as `@name`).
+//!
+//! Network events are most of a service node's output, so [`NetworkJson::write`] writes the
+//! members by hand; the serde derive is the schema it is tested against.
 
-use std::borrow::Cow;
+use std::{
+    borrow::Cow,
+    net::{IpAddr, Ipv4Addr},
+};
 
 use serde::Serialize;
 
+use super::write::{self, Object};
 use crate::{
     event::{Network, NetworkOp, TcpState},
     network::Sockaddr,
@@ -24,16 +31,16 @@ pub(super) struct NetworkJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     protocol: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    src_ip: Option<String>,
+    src_ip: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     src_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    dst_ip: Option<String>,
+    dst_ip: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dst_port: Option<u16>,
     /// The IPv4 address inside an IPv4-mapped IPv6 address.
     #[serde(skip_serializing_if = "Option::is_none")]
-    mapped_ipv4: Option<String>,
+    mapped_ipv4: Option<Ipv4Addr>,
     /// A unix socket's path, or `@name` for an abstract one (empty: unnamed).
     #[serde(skip_serializing_if = "Option::is_none")]
     path: Option<Cow<'a, str>>,
@@ -97,11 +104,11 @@ impl<'a> NetworkJson<'a> {
             );
             // Port 0: no local end (never bound, or already closed, e.g. a refused connect).
             if ends.local.port() != 0 {
-                json.src_ip = Some(ends.local.ip().to_string());
+                json.src_ip = Some(ends.local.ip());
                 json.src_port = Some(ends.local.port());
             }
             if let Some(remote) = ends.remote {
-                (json.dst_ip, json.dst_port) = (Some(remote.ip().to_string()), Some(remote.port()));
+                (json.dst_ip, json.dst_port) = (Some(remote.ip()), Some(remote.port()));
             }
         }
         match &network.addr {
@@ -109,10 +116,10 @@ impl<'a> NetworkJson<'a> {
             Some(Err(error)) => json.address_error = Some(error.to_string()),
             Some(Ok(addr)) => {
                 json.family = Some(addr.family_name());
-                json.mapped_ipv4 = addr.mapped_ipv4().map(|ip| ip.to_string());
+                json.mapped_ipv4 = addr.mapped_ipv4();
                 let ip_port = match addr {
-                    Sockaddr::Inet { ip, port } => Some((ip.to_string(), *port)),
-                    Sockaddr::Inet6 { ip, port } => Some((ip.to_string(), *port)),
+                    Sockaddr::Inet { ip, port } => Some((IpAddr::from(*ip), *port)),
+                    Sockaddr::Inet6 { ip, port } => Some((IpAddr::from(*ip), *port)),
                     Sockaddr::Unix(unix) => {
                         json.path = Some(crate::export::escape::unix_addr(unix));
                         None
@@ -134,6 +141,40 @@ impl<'a> NetworkJson<'a> {
     }
 }
 
+impl NetworkJson<'_> {
+    /// The members as the serde derive writes them (same order, same ones left out).
+    pub(super) fn write(&self, out: &mut Vec<u8>) {
+        let mut o = Object::open(out);
+        o.some_str("family", self.family.as_deref());
+        o.some_str("protocol", self.protocol);
+        let ip = |o: &mut Object<'_>, key: &str, ip: Option<IpAddr>| {
+            if let Some(ip) = ip {
+                write::ip(o.key(key), ip);
+            }
+        };
+        ip(&mut o, "src_ip", self.src_ip);
+        o.some_uint("src_port", self.src_port);
+        ip(&mut o, "dst_ip", self.dst_ip);
+        o.some_uint("dst_port", self.dst_port);
+        ip(&mut o, "mapped_ipv4", self.mapped_ipv4.map(IpAddr::V4));
+        o.some_str("path", self.path.as_deref());
+        o.some_str("address_error", self.address_error.as_deref());
+        o.some_uint("fd", self.fd);
+        o.some_uint("new_fd", self.new_fd);
+        o.some_uint("backlog", self.backlog);
+        o.str("result", &self.result);
+        o.some_uint("duration_ns", self.duration_ns);
+        if let Some(change) = &self.tcp_state {
+            let mut t = Object::open(o.key("tcp_state"));
+            t.str("old", change.old);
+            t.str("new", change.new);
+            write::bool(t.key("owner_known"), change.owner_known);
+            t.close();
+        }
+        o.close();
+    }
+}
+
 impl NetworkJson<'static> {
     /// Both ends of a packet or connection, as the kernel saw them.
     pub(super) fn addresses(
@@ -145,13 +186,13 @@ impl NetworkJson<'static> {
         Self {
             family: Some(if src.is_ipv4() { "inet" } else { "inet6" }.into()),
             protocol: Some(protocol),
-            src_ip: Some(src.ip().to_string()),
+            src_ip: Some(src.ip()),
             src_port: Some(src.port()),
-            dst_ip: Some(dst.ip().to_string()),
+            dst_ip: Some(dst.ip()),
             dst_port: Some(dst.port()),
             mapped_ipv4: match dst.ip() {
-                std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped().map(|ip| ip.to_string()),
-                std::net::IpAddr::V4(_) => None,
+                IpAddr::V6(ip) => ip.to_ipv4_mapped(),
+                IpAddr::V4(_) => None,
             },
             path: None,
             address_error: None,

@@ -107,6 +107,27 @@ pub fn byte_list(out: &mut Vec<u8>, list: &[Vec<u8>]) {
     out.push(b']');
 }
 
+/// An IP address as a JSON string: the text of its `Display` (nothing in it needs escaping).
+pub fn ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    out.push(b'"');
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                uint(out, octet);
+            }
+        }
+        // Zero runs and embedded IPv4 forms: the standard library's rules, through `fmt`.
+        std::net::IpAddr::V6(v6) => {
+            let _ = std::io::Write::write_fmt(out, format_args!("{v6}"));
+        }
+    }
+    out.push(b'"');
+}
+
+/// An integer, signed or not.
 pub fn uint(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
@@ -163,6 +184,14 @@ impl<'a> Object<'a> {
         uint(self.key(key), value);
     }
 
+    /// `key: value`, left out when `None`.
+    #[inline]
+    pub fn some_uint(&mut self, key: &str, value: Option<impl itoa::Integer>) {
+        if let Some(value) = value {
+            self.uint(key, value);
+        }
+    }
+
     /// `key: true`, only when true (the fields that are left out when false).
     #[inline]
     pub fn flag(&mut self, key: &str, value: bool) {
@@ -202,6 +231,51 @@ mod tests {
         // And back: JSON text -> escaped text -> the original bytes.
         let text: String = serde_json::from_slice(&out).expect("valid JSON");
         assert_eq!(escape::unescape(&text).as_deref(), Some(input));
+    }
+
+    #[test]
+    fn ip_addresses_are_their_display_text() {
+        let mut n: u64 = 0x853c_49e6_748f_ea9b;
+        let mut addresses: Vec<std::net::IpAddr> = [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.96.0.10",
+            "::",
+            "::1",
+            "::ffff:10.1.2.3",
+            "::10.1.2.3",
+            "fd00::7",
+            "fe80::1:0:0:1",
+            "2001:db8:0:0:1:0:0:1",
+            "1:2:3:4:5:6:7:8",
+        ]
+        .iter()
+        .map(|text| text.parse().expect("an address"))
+        .collect();
+        for _ in 0..10_000 {
+            n ^= n << 13;
+            n ^= n >> 7;
+            n ^= n << 17;
+            // Random groups, some of them zero, to exercise the zero-run rules.
+            let groups = std::array::from_fn(|i| {
+                if n >> (i + 40) & 1 == 0 {
+                    0
+                } else {
+                    (n >> (i * 5)) as u16
+                }
+            });
+            addresses.push(std::net::Ipv6Addr::from(groups).into());
+            addresses.push(std::net::Ipv4Addr::from(n as u32).into());
+        }
+        for address in addresses {
+            let mut out = Vec::new();
+            ip(&mut out, address);
+            assert_eq!(
+                out,
+                serde_json::to_vec(&address).expect("serializes"),
+                "{address}"
+            );
+        }
     }
 
     #[test]
