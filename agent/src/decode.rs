@@ -178,6 +178,7 @@ fn decode_exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
             },
             comm: until_nul(&raw.comm).to_vec(),
             cgroup_path: join_components(cgroup),
+            json: Default::default(),
         }),
         cgroup_truncated: flag(EXEC_CGROUP_TRUNCATED),
         exe_inode: raw.exe_ino,

@@ -40,9 +40,9 @@ pub enum Mix {
     /// retires a process and carries a new image. The worst case for the process cache
     /// and the JSON renderer.
     Churn,
-    /// A service node: 512 long-lived processes in the pods read watched files (the
-    /// service-account token, `/etc/passwd`), connect, accept, change TCP state and resolve
-    /// names; one event in seven belongs to a short-lived child (fork, exec, exit).
+    /// A service node: 512 long-lived processes in the pods read watched files
+    /// (`/etc/passwd`, `/etc/group`), connect, accept, change TCP state and resolve names;
+    /// 3 records in 20 are a short-lived child's fork, exec and exit.
     Service,
 }
 

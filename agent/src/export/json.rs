@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::{
     clock::{BootClock, Rfc3339Writer},
     event::{Detail, Event, Exec, Exit, Fork, Loss},
-    process::Process,
+    process::{Image, Process},
 };
 
 mod cred;
@@ -139,13 +139,9 @@ impl JsonRenderer {
         if let Some(loginuid) = p.creds.loginuid {
             o.uint("loginuid", loginuid);
         }
-        o.bytes("binary", &p.binary.path);
-        o.flag("binary_truncated", p.binary.truncated);
-        write::byte_list(o.key("args"), &p.args);
-        o.flag("args_truncated", p.args_truncated);
-        o.bytes("cwd", &p.cwd.path);
-        o.flag("cwd_truncated", p.cwd.truncated);
-        o.bytes("comm", &p.comm);
+        let (image, cgroup_at) = p.image.json.get_or_init(|| image_members(&p.image));
+        let (image, cgroup) = image.split_at(*cgroup_at);
+        o.splice(image);
         o.str("exec_id", p.exec_id.as_str());
         o.some_str(
             "parent_exec_id",
@@ -155,9 +151,7 @@ impl JsonRenderer {
         o.uint("start_time_ns", p.key.start_time_ns);
         o.uint("cgroup_id", p.cgroup_id);
         // cgroup v2 path, when known.
-        if !p.cgroup_path.is_empty() {
-            o.bytes("cgroup", &p.cgroup_path);
-        }
+        o.splice(cgroup);
         // How Vigil knows this process: "exec", "fork", "snapshot" (read from /proc at
         // start-up) or "unknown" (seen only in later events).
         o.str(
@@ -187,6 +181,38 @@ impl JsonRenderer {
         self.time(out, p.key.start_time_ns);
         out.push(b'}');
     }
+}
+
+/// The `process` members of an image: `binary` to `comm`, then `cgroup` (when known) from
+/// the offset returned.
+fn image_members(image: &Image) -> (Box<[u8]>, usize) {
+    let mut out = Vec::with_capacity(image_json_bytes(image));
+    let mut o = Object::members(&mut out);
+    o.bytes("binary", &image.binary.path);
+    o.flag("binary_truncated", image.binary.truncated);
+    write::byte_list(o.key("args"), &image.args);
+    o.flag("args_truncated", image.args_truncated);
+    o.bytes("cwd", &image.cwd.path);
+    o.flag("cwd_truncated", image.cwd.truncated);
+    o.bytes("comm", &image.comm);
+    let cgroup_at = out.len();
+    if !image.cgroup_path.is_empty() {
+        Object::members(&mut out).bytes("cgroup", &image.cgroup_path);
+    }
+    (out.into_boxed_slice(), cgroup_at)
+}
+
+/// About the size of [`image_members`] for plain text (more when bytes need escapes): for
+/// its buffer, and the process cache's byte bound.
+pub fn image_json_bytes(image: &Image) -> usize {
+    // The member names, quotes and separators.
+    const NAMES: usize = 64;
+    NAMES
+        + image.binary.path.len()
+        + image.args.iter().map(|arg| arg.len() + 3).sum::<usize>()
+        + image.cwd.path.len()
+        + image.comm.len()
+        + image.cgroup_path.len()
 }
 
 /// A `parent` (or ancestor) object of `p` up to its start time (after `"start_time":`).

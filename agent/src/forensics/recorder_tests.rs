@@ -27,6 +27,7 @@ fn process(tgid: u32, parent: Option<u32>) -> Arc<Process> {
             cwd: WalkedPath::default(),
             comm: vec![],
             cgroup_path: vec![],
+            json: Default::default(),
         }),
         creds: Creds::default(),
         cgroup_id: 1,

@@ -203,6 +203,7 @@ fn process(p: &proto::Process) -> Result<Process, RestoreError> {
             cwd: walked(&p.cwd, "cwd")?,
             comm: text::bytes(&p.comm, "comm")?,
             cgroup_path: text::bytes(&p.cgroup, "cgroup")?,
+            json: Default::default(),
         }),
         creds: Creds {
             uid: p.uid,

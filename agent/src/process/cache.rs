@@ -158,6 +158,7 @@ impl ProcessCache {
                     cwd: entry.cwd,
                     comm: entry.comm,
                     cgroup_path: entry.cgroup_path,
+                    json: Default::default(),
                 }),
                 creds: entry.creds,
                 cgroup_id: entry.cgroup_id,

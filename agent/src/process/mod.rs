@@ -62,6 +62,10 @@ pub struct Image {
     pub comm: Vec<u8>,
     /// cgroup v2 path: from the exec, inherited on fork, or from /proc for the snapshot.
     pub cgroup_path: Vec<u8>,
+    /// The JSON exporter's members of it in a `process` object: `binary` to `comm`, then
+    /// from the offset, `cgroup`. Made at its first event: a long-lived process's events
+    /// all carry the same image.
+    pub json: Rendered<(Box<[u8]>, usize)>,
 }
 
 impl Deref for Process {
@@ -75,31 +79,36 @@ impl Deref for Process {
 /// A rendering of a process by an exporter, made at its first use and copied into the next
 /// events: a process is immutable once in the cache (a change, such as an exec or new
 /// credentials, is a new `Process`), so the bytes stay true. Empty in a clone, since a clone
-/// is made to be changed; ignored by `==`.
-#[derive(Default)]
-pub struct Rendered(OnceLock<Box<[u8]>>);
+/// is made to be changed; ignored by `==`. An image is as immutable once shared.
+pub struct Rendered<T = Box<[u8]>>(OnceLock<T>);
 
-impl Rendered {
-    pub fn get_or_init(&self, render: impl FnOnce() -> Box<[u8]>) -> &[u8] {
+impl<T> Rendered<T> {
+    pub fn get_or_init(&self, render: impl FnOnce() -> T) -> &T {
         self.0.get_or_init(render)
     }
 }
 
-impl Clone for Rendered {
+impl<T> Default for Rendered<T> {
+    fn default() -> Self {
+        Self(OnceLock::new())
+    }
+}
+
+impl<T> Clone for Rendered<T> {
     fn clone(&self) -> Self {
         Self::default()
     }
 }
 
-impl PartialEq for Rendered {
+impl<T> PartialEq for Rendered<T> {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl Eq for Rendered {}
+impl<T> Eq for Rendered<T> {}
 
-impl std::fmt::Debug for Rendered {
+impl<T> std::fmt::Debug for Rendered<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.0.get() {
             Some(_) => "Rendered",

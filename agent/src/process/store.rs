@@ -60,7 +60,8 @@ pub struct Store {
 
 /// Approximate heap and table cost of one process, for the byte bound. Counts its image
 /// whole even when shared with its parent (a forked child that has not exec'd), and the JSON
-/// exporter's rendering of it as a parent (`Process::parent_json`) as if made.
+/// exporter's renderings of it as a parent (`Process::parent_json`) and of its image
+/// (`Image::json`) as if made.
 pub fn process_bytes(p: &Process) -> usize {
     const FIXED: usize = size_of::<Process>() + size_of::<Image>() + size_of::<Entry>() + 64;
     let args = p
@@ -79,6 +80,7 @@ pub fn process_bytes(p: &Process) -> usize {
         + p.exec_id.as_str().len()
         + p.parent_exec_id.as_ref().map_or(0, |id| id.as_str().len())
         + parent_json
+        + crate::export::json::image_json_bytes(&p.image)
 }
 
 impl Store {

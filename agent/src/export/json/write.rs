@@ -148,6 +148,23 @@ impl<'a> Object<'a> {
         Self { out, first: true }
     }
 
+    /// Members to be spliced into an object opened elsewhere ([`Object::splice`]): no brace.
+    pub fn members(out: &'a mut Vec<u8>) -> Self {
+        Self { out, first: true }
+    }
+
+    /// Appends members written by [`Object::members`] (nothing when empty).
+    pub fn splice(&mut self, members: &[u8]) {
+        if members.is_empty() {
+            return;
+        }
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.extend_from_slice(members);
+    }
+
     /// Starts member `key` (plain ASCII: the names below); its value is written next.
     #[inline]
     pub fn key(&mut self, key: &str) -> &mut Vec<u8> {

@@ -239,6 +239,7 @@ fn build_process(
             },
             comm: comm.into_bytes(),
             cgroup_path: string(reader, "cgroup", "").into_bytes(),
+            json: Default::default(),
         }),
         creds,
         cgroup_id: 1,

@@ -226,6 +226,7 @@ fn proc_sh() -> crate::process::Process {
             },
             comm: b"sh".to_vec(),
             cgroup_path: Vec::new(),
+            json: Default::default(),
         }),
         creds: Creds::default(),
         cgroup_id: 1,
