@@ -186,7 +186,7 @@ impl JsonRenderer {
 /// The `process` members of an image: `binary` to `comm`, then `cgroup` (when known) from
 /// the offset returned.
 fn image_members(image: &Image) -> (Box<[u8]>, usize) {
-    let mut out = Vec::with_capacity(image_json_bytes(image));
+    let mut out = Vec::with_capacity(256);
     let mut o = Object::members(&mut out);
     o.bytes("binary", &image.binary.path);
     o.flag("binary_truncated", image.binary.truncated);
@@ -200,19 +200,6 @@ fn image_members(image: &Image) -> (Box<[u8]>, usize) {
         Object::members(&mut out).bytes("cgroup", &image.cgroup_path);
     }
     (out.into_boxed_slice(), cgroup_at)
-}
-
-/// About the size of [`image_members`] for plain text (more when bytes need escapes): for
-/// its buffer, and the process cache's byte bound.
-pub fn image_json_bytes(image: &Image) -> usize {
-    // The member names, quotes and separators.
-    const NAMES: usize = 64;
-    NAMES
-        + image.binary.path.len()
-        + image.args.iter().map(|arg| arg.len() + 3).sum::<usize>()
-        + image.cwd.path.len()
-        + image.comm.len()
-        + image.cgroup_path.len()
 }
 
 /// A `parent` (or ancestor) object of `p` up to its start time (after `"start_time":`).

@@ -71,6 +71,13 @@ pub fn process_bytes(p: &Process) -> usize {
         .sum::<usize>();
     // Its member names, pid and start time, and its texts.
     let parent_json = 64 + p.binary.path.len() + args + p.exec_id.as_str().len();
+    // The image's `process` members: their names, and its texts (each arg quoted).
+    let image_json = 64
+        + p.binary.path.len()
+        + p.args.iter().map(|a| a.len() + 3).sum::<usize>()
+        + p.cwd.path.len()
+        + p.comm.len()
+        + p.cgroup_path.len();
     FIXED
         + p.binary.path.len()
         + p.cwd.path.len()
@@ -80,7 +87,7 @@ pub fn process_bytes(p: &Process) -> usize {
         + p.exec_id.as_str().len()
         + p.parent_exec_id.as_ref().map_or(0, |id| id.as_str().len())
         + parent_json
-        + crate::export::json::image_json_bytes(&p.image)
+        + image_json
 }
 
 impl Store {
