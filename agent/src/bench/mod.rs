@@ -124,9 +124,10 @@ pub enum Storm {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// A churn of short-lived processes (fork, exec, exit) generated in userspace and fed
-    /// through the real pipeline (decode, process cache, enrichment, the default policy pack,
-    /// the JSON exporter): throughput, CPU time per stage, memory.
+    /// A stream generated in userspace, short-lived processes (fork, exec, exit) or with
+    /// `--mix service` a service node's, fed through the real pipeline (decode, process
+    /// cache, enrichment, the default policy pack, the JSON exporter): throughput, CPU time
+    /// per stage, memory.
     Churn {
         /// Lifecycles of the churn; units of 20 records of the service mix.
         #[arg(long, default_value_t = 1_000_000)]
