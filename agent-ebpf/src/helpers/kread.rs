@@ -1,9 +1,91 @@
-//! Reads of kernel memory at offsets resolved from BTF by userspace.
+//! Reads of kernel memory at offsets resolved from BTF by userspace, two ways:
+//! - [`Probe`]: `bpf_probe_read_kernel`, a helper call (tens of ns) that works on any address,
+//!   in every program type;
+//! - [`Direct`]: a plain load, which the verifier turns into a fault-safe one (`PROBE_MEM`)
+//!   when the base is a BTF-typed kernel pointer: the arguments of a `tp_btf` program and
+//!   every pointer loaded from them. The offsets are constants of the loaded object (read
+//!   from `.rodata`, which the verifier sees), so it checks each load against the struct's
+//!   BTF: a load must lie within one member, and a pointer member yields the pointee's type.
+//!   Not for a base computed backwards (`container_of`: a negative offset is refused) or one
+//!   that came from a helper (a plain number to the verifier).
+//!
+//! Code shared by both kinds of program is generic over [`Kernel`].
 
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 use vigil_common::{offsets::OFFSET_MISSING, stats::KernelCounter};
 
 use crate::maps::count;
+
+/// One way of reading kernel memory.
+pub trait Kernel {
+    /// Reads a `T` at `base + offset`; `T::default()` for a null base, a missing offset or a
+    /// failed read.
+    fn at<T: Default + Copy>(base: *const u8, offset: u32) -> T;
+
+    /// Reads two neighbouring `u32`/`i32` members at `base + a` and `base + b`.
+    fn pair_i32(base: *const u8, a: u32, b: u32) -> [i32; 2];
+
+    /// Reads two kernel pointers of one struct at `base + a` and `base + b`.
+    fn ptr_pair(base: *const u8, a: u32, b: u32) -> (*const u8, *const u8);
+
+    /// Reads a kernel pointer at `base + offset` (null on failure).
+    #[inline(always)]
+    fn ptr(base: *const u8, offset: u32) -> *const u8 {
+        Self::at::<usize>(base, offset) as *const u8
+    }
+}
+
+/// `bpf_probe_read_kernel`.
+pub struct Probe;
+
+/// Plain loads through BTF-typed pointers (see the module's documentation).
+pub struct Direct;
+
+impl Kernel for Probe {
+    #[inline(always)]
+    fn at<T: Default + Copy>(base: *const u8, offset: u32) -> T {
+        read_at(base, offset)
+    }
+
+    /// One call when the members are neighbours (`b == a + 4`), as `pid` and `tgid` are.
+    #[inline(always)]
+    fn pair_i32(base: *const u8, a: u32, b: u32) -> [i32; 2] {
+        if b == a.wrapping_add(4) {
+            read_at::<[i32; 2]>(base, a)
+        } else {
+            [read_at::<i32>(base, a), read_at::<i32>(base, b)]
+        }
+    }
+
+    #[inline(always)]
+    fn ptr_pair(base: *const u8, a: u32, b: u32) -> (*const u8, *const u8) {
+        read_ptr_pair(base, a, b)
+    }
+}
+
+impl Kernel for Direct {
+    #[inline(always)]
+    fn at<T: Default + Copy>(base: *const u8, offset: u32) -> T {
+        if base.is_null() || offset == OFFSET_MISSING {
+            return T::default();
+        }
+        // SAFETY: only ever called with a BTF-typed kernel pointer as `base`, where the
+        // verifier makes the load fault-safe (a fault yields zero) and checks it against the
+        // type's members.
+        unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize).cast::<T>()) }
+    }
+
+    /// Two loads: one 8-byte load across two members is refused on a trusted pointer.
+    #[inline(always)]
+    fn pair_i32(base: *const u8, a: u32, b: u32) -> [i32; 2] {
+        [Self::at::<i32>(base, a), Self::at::<i32>(base, b)]
+    }
+
+    #[inline(always)]
+    fn ptr_pair(base: *const u8, a: u32, b: u32) -> (*const u8, *const u8) {
+        (Self::ptr(base, a), Self::ptr(base, b))
+    }
+}
 
 /// Reads a `T` at `base + offset`. A missing offset or a failed read is counted and yields
 /// `T::default()`: an event with one empty field is better than no event.

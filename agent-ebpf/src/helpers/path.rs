@@ -11,7 +11,7 @@ use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
 use vigil_common::process::{CGROUP_DEPTH_MAX, PATH_COMPONENT_MAX, PATH_DEPTH_MAX, PATH_MAX};
 
 use super::{
-    kread::{read_ptr, read_ptr_pair},
+    kread::{Kernel, read_ptr, read_ptr_pair},
     opaque::opaque,
 };
 use crate::maps::{SCRATCH_MASK, SCRATCH_WALK_LEN, offset};
@@ -116,14 +116,15 @@ fn walk_len_slot(buf: *mut u8) -> *mut u64 {
 
 /// Walks the cgroup v2 hierarchy from the current task's default cgroup up to the root and
 /// writes its path components into `buf` (the scratch buffer, as for [`walk`]) at `pos`.
+/// Every step goes forward from `task` (no `container_of`), so the reads can be `Direct`.
 #[inline(always)]
-pub fn walk_cgroup(buf: *mut u8, pos: usize, task: *const u8) -> Walked {
-    let css_set = read_ptr(task, offset!(task_cgroups));
-    let cgroup = read_ptr(css_set, offset!(css_set_dfl_cgrp));
-    let mut kn = read_ptr(cgroup, offset!(cgroup_kn));
+pub fn walk_cgroup<K: Kernel>(buf: *mut u8, pos: usize, task: *const u8) -> Walked {
+    let css_set = K::ptr(task, offset!(task_cgroups));
+    let cgroup = K::ptr(css_set, offset!(css_set_dfl_cgrp));
+    let mut kn = K::ptr(cgroup, offset!(cgroup_kn));
     let mut len = 0usize;
     for _ in 0..CGROUP_DEPTH_MAX {
-        let (parent, name) = read_ptr_pair(kn, offset!(kernfs_parent), offset!(kernfs_name));
+        let (parent, name) = K::ptr_pair(kn, offset!(kernfs_parent), offset!(kernfs_name));
         if kn.is_null() || parent.is_null() {
             // The hierarchy's root has no parent and no name of its own in the path.
             return Walked {
@@ -143,7 +144,7 @@ pub fn walk_cgroup(buf: *mut u8, pos: usize, task: *const u8) -> Walked {
         }
         kn = parent;
     }
-    let root_reached = read_ptr(kn, offset!(kernfs_parent)).is_null();
+    let root_reached = K::ptr(kn, offset!(kernfs_parent)).is_null();
     Walked {
         len,
         truncated: !root_reached,

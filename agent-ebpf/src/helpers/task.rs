@@ -3,7 +3,7 @@
 use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns};
 use vigil_common::event::{EventKind, Header};
 
-use super::kread::{read_at, read_ptr};
+use super::kread::Kernel;
 use crate::maps::offset;
 
 /// Thread id, thread-group id and the group's start time of a `task_struct`.
@@ -14,29 +14,23 @@ pub struct TaskIds {
     pub start_time_ns: u64,
 }
 
-/// Ids of `task`. The start time is the group leader's, which every thread shares and which
-/// `de_thread` carries over when a non-leader thread execs.
+/// Ids of `task`, read the `K` way. The start time is the group leader's, which every thread
+/// shares and which `de_thread` carries over when a non-leader thread execs.
 #[inline(always)]
-pub fn ids(task: *const u8) -> TaskIds {
-    let leader = read_ptr(task, offset!(task_group_leader));
-    let (pid, tgid) = (offset!(task_pid), offset!(task_tgid));
-    // `pid` and `tgid` are neighbours in every `task_struct` so far: one read, not two.
-    let [pid, tgid] = if tgid == pid.wrapping_add(4) {
-        read_at::<[i32; 2]>(task, pid)
-    } else {
-        [read_at::<i32>(task, pid), read_at::<i32>(task, tgid)]
-    };
+pub fn ids<K: Kernel>(task: *const u8) -> TaskIds {
+    let leader = K::ptr(task, offset!(task_group_leader));
+    let [pid, tgid] = K::pair_i32(task, offset!(task_pid), offset!(task_tgid));
     TaskIds {
         pid: pid as u32,
         tgid: tgid as u32,
-        start_time_ns: read_at::<u64>(leader, offset!(task_start_boottime)),
+        start_time_ns: K::at::<u64>(leader, offset!(task_start_boottime)),
     }
 }
 
 /// Ids of the real parent of `task` (its thread-group id and start time matter).
 #[inline(always)]
-pub fn parent_ids(task: *const u8) -> TaskIds {
-    ids(read_ptr(task, offset!(task_real_parent)))
+pub fn parent_ids<K: Kernel>(task: *const u8) -> TaskIds {
+    ids::<K>(K::ptr(task, offset!(task_real_parent)))
 }
 
 /// A record header for `ids` stamped now, in the current task's cgroup.

@@ -25,7 +25,7 @@ use vigil_common::{
 use crate::{
     emit::{KindCounters, output},
     helpers::{
-        kread::{read_at, read_ptr},
+        kread::{Probe, read_at, read_ptr},
         task,
     },
     maps::{CRED_SCRATCH, CRED_STASH, count, offset},
@@ -59,7 +59,7 @@ pub fn enter(key: u64, nr: u32, types: u32, regs: *const u8) {
     let header = task::header(
         EventKind::CredChange,
         size_of::<CredChangeEvent>(),
-        task::ids(current),
+        task::ids::<Probe>(current),
     );
     let flags = if offset!(cred_cap_ambient) == OFFSET_MISSING {
         CRED_NO_AMBIENT

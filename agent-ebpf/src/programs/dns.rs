@@ -24,7 +24,7 @@ use vigil_common::{
 
 use crate::{
     emit::{KindCounters, output},
-    helpers::task,
+    helpers::{kread::Probe, task},
     maps::{DNS_SCRATCH, count},
 };
 
@@ -114,7 +114,7 @@ fn try_network_dns(ctx: &SkBuffContext) -> Result<(), i64> {
     }
     // SAFETY: helper without arguments; the task is only read through probe reads.
     let current = unsafe { bpf_get_current_task() } as *const u8;
-    let ids = task::ids(current);
+    let ids = task::ids::<Probe>(current);
     let header = Header {
         kind: EventKind::Dns as u16,
         _pad: 0,

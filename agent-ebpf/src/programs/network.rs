@@ -26,7 +26,10 @@ use vigil_common::{
 
 use crate::{
     emit::{KindCounters, reserve_submit},
-    helpers::task::{self, TaskIds},
+    helpers::{
+        kread::Probe,
+        task::{self, TaskIds},
+    },
     maps::{CONNECT_OUTCOMES, SYSCALL_STASH, TCP_OWNERS, count},
 };
 
@@ -98,7 +101,7 @@ pub fn network_tcp_state(ctx: TracePointContext) -> u32 {
         // SAFETY: helper without arguments; the task is only read through probe reads.
         let current = unsafe { bpf_get_current_task() } as *const u8;
         let owner = Owner {
-            ids: task::ids(current),
+            ids: task::ids::<Probe>(current),
             // SAFETY: helper without arguments.
             cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         };

@@ -1,14 +1,17 @@
-//! Process lifecycle: exec, fork, exit, from raw tracepoints (Linux 4.17+; no kprobes, no BTF
-//! trampolines needed). Capture only: these programs never block anything, so an internal
-//! error loses a field (counted), never the node.
+//! Process lifecycle: exec, fork, exit, from BTF-typed tracepoints (`tp_btf`, Linux 5.5+; no
+//! kprobes, no BTF trampolines needed). Their arguments are BTF-typed kernel pointers, so
+//! most kernel reads are plain loads the verifier makes fault-safe ([`Direct`]) instead of a
+//! `bpf_probe_read_kernel` call each; the path walks that cross mounts (`container_of`) still
+//! use the helper. Capture only: these programs never block anything, so an internal error
+//! loses a field (counted), never the node.
 
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid,
         generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
     },
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
 };
 use vigil_common::{
     event::EventKind,
@@ -25,7 +28,7 @@ use vigil_common::{
 use crate::{
     emit::{KindCounters, output, reserve_submit},
     helpers::{
-        kread::{read_at, read_ptr},
+        kread::{Direct, Kernel},
         opaque::opaque,
         path, task,
     },
@@ -62,8 +65,8 @@ const EXIT: KindCounters = KindCounters {
 /// argv, executable path and cwd trailing it. Runs after the new image is set up, so argv is
 /// read from the new mm. Its sections hand over through map memory (`put!`, `opaque`) so
 /// that the verifier of Linux 6.1 accepts it, not only that of newer kernels.
-#[raw_tracepoint(tracepoint = "sched_process_exec")]
-pub fn process_exec(ctx: RawTracePointContext) -> i32 {
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn process_exec(ctx: BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
     let bprm: *const u8 = ctx.arg(2);
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
@@ -80,7 +83,7 @@ pub fn process_exec(ctx: RawTracePointContext) -> i32 {
     unsafe { event.write(exec_identity(task)) };
     let mut pos = size_of::<ExecEvent>();
 
-    let mut filename_len = read_filename(buf, pos, read_ptr(bprm, offset!(bprm_filename)));
+    let mut filename_len = read_filename(buf, pos, Direct::ptr(bprm, offset!(bprm_filename)));
     if filename_len >= FILENAME_MAX {
         // One byte more than we keep came back: the name was longer.
         add_flags(event, EXEC_FILENAME_TRUNCATED);
@@ -89,12 +92,12 @@ pub fn process_exec(ctx: RawTracePointContext) -> i32 {
     put!(event.filename_len, filename_len as u16);
     pos += filename_len;
 
-    let (argv_len, argv_flags) = read_argv(buf, pos, read_ptr(task, offset!(task_mm)));
+    let (argv_len, argv_flags) = read_argv(buf, pos, Direct::ptr(task, offset!(task_mm)));
     add_flags(event, argv_flags);
     put!(event.argv_len, argv_len as u16);
     pos = opaque(cursor, pos + argv_len);
 
-    let file = read_ptr(bprm, offset!(bprm_file));
+    let file = Direct::ptr(bprm, offset!(bprm_file));
     let exe = path::walk(buf, pos, file.wrapping_add(offset!(file_path) as usize));
     if exe.truncated {
         add_flags(event, EXEC_EXE_PATH_TRUNCATED);
@@ -102,7 +105,7 @@ pub fn process_exec(ctx: RawTracePointContext) -> i32 {
     put!(event.exe_path_len, exe.len as u16);
     pos = opaque(cursor, pos + exe.len);
 
-    let fs = read_ptr(task, offset!(task_fs));
+    let fs = Direct::ptr(task, offset!(task_fs));
     let cwd = path::walk(buf, pos, fs.wrapping_add(offset!(fs_pwd) as usize));
     if cwd.truncated {
         add_flags(event, EXEC_CWD_TRUNCATED);
@@ -110,20 +113,20 @@ pub fn process_exec(ctx: RawTracePointContext) -> i32 {
     put!(event.cwd_len, cwd.len as u16);
     pos = opaque(cursor, pos + cwd.len);
 
-    let cgroup = path::walk_cgroup(buf, pos, task);
+    let cgroup = path::walk_cgroup::<Direct>(buf, pos, task);
     if cgroup.truncated {
         add_flags(event, EXEC_CGROUP_TRUNCATED);
     }
     put!(event.cgroup_len, cgroup.len as u16);
     pos = opaque(cursor, pos + cgroup.len);
 
-    let inode = read_ptr(file, offset!(file_inode));
-    put!(event.exe_ino, read_at::<u64>(inode, offset!(inode_ino)));
+    let inode = Direct::ptr(file, offset!(file_inode));
+    put!(event.exe_ino, Direct::at::<u64>(inode, offset!(inode_ino)));
     put!(
         event.exe_dev,
-        read_at::<u32>(read_ptr(inode, offset!(inode_sb)), offset!(sb_dev)),
+        Direct::at::<u32>(Direct::ptr(inode, offset!(inode_sb)), offset!(sb_dev)),
     );
-    if !inode.is_null() && read_at::<u32>(inode, offset!(inode_nlink)) == 0 {
+    if !inode.is_null() && Direct::at::<u32>(inode, offset!(inode_nlink)) == 0 {
         add_flags(event, EXEC_EXE_UNLINKED);
     }
 
@@ -149,16 +152,16 @@ fn add_flags(event: *mut ExecEvent, flags: u32) {
 /// Everything of an exec record that does not trail it: ids, parent, credentials, comm.
 #[inline(always)]
 fn exec_identity(task: *const u8) -> ExecEvent {
-    let ids = task::ids(task);
-    let parent = task::parent_ids(task);
-    let cred = read_ptr(task, offset!(task_real_cred));
+    let ids = task::ids::<Direct>(task);
+    let parent = task::parent_ids::<Direct>(task);
+    let cred = Direct::ptr(task, offset!(task_real_cred));
     let mut event = ExecEvent {
         header: task::header(EventKind::Exec, 0, ids),
         ppid: parent.tgid,
-        uid: read_at::<u32>(cred, offset!(cred_uid)),
-        gid: read_at::<u32>(cred, offset!(cred_gid)),
-        euid: read_at::<u32>(cred, offset!(cred_euid)),
-        egid: read_at::<u32>(cred, offset!(cred_egid)),
+        uid: Direct::at::<u32>(cred, offset!(cred_uid)),
+        gid: Direct::at::<u32>(cred, offset!(cred_gid)),
+        euid: Direct::at::<u32>(cred, offset!(cred_euid)),
+        egid: Direct::at::<u32>(cred, offset!(cred_egid)),
         loginuid: u32::MAX,
         parent_start_time_ns: parent.start_time_ns,
         comm: bpf_get_current_comm().unwrap_or_default(),
@@ -167,7 +170,7 @@ fn exec_identity(task: *const u8) -> ExecEvent {
     if offset!(task_loginuid) == OFFSET_MISSING {
         event.flags |= EXEC_NO_LOGINUID;
     } else {
-        event.loginuid = read_at::<u32>(task, offset!(task_loginuid));
+        event.loginuid = Direct::at::<u32>(task, offset!(task_loginuid));
     }
     event
 }
@@ -198,8 +201,8 @@ fn read_filename(buf: *mut u8, pos: usize, filename: *const u8) -> usize {
 /// [`ARGV_MAX`] bytes; returns the bytes copied and `EXEC_ARGV_*` flags.
 #[inline(always)]
 fn read_argv(buf: *mut u8, pos: usize, mm: *const u8) -> (usize, u32) {
-    let start = read_at::<u64>(mm, offset!(mm_arg_start));
-    let end = read_at::<u64>(mm, offset!(mm_arg_end));
+    let start = Direct::at::<u64>(mm, offset!(mm_arg_start));
+    let end = Direct::at::<u64>(mm, offset!(mm_arg_end));
     let total = end.saturating_sub(start) as usize;
     let (len, mut flags) = if total > ARGV_MAX {
         (ARGV_MAX, EXEC_ARGV_TRUNCATED)
@@ -221,17 +224,17 @@ fn read_argv(buf: *mut u8, pos: usize, mm: *const u8) -> (usize, u32) {
 
 /// `raw_tp/sched_process_fork(parent, child)`: emits a [`ForkEvent`] for a new process, or for
 /// a new thread when `trace_threads` is set (otherwise threads are filtered here).
-#[raw_tracepoint(tracepoint = "sched_process_fork")]
-pub fn process_fork(ctx: RawTracePointContext) -> i32 {
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn process_fork(ctx: BtfTracePointContext) -> i32 {
     // arg 0 is the calling task, which is `current`: its pid comes from a helper.
     let child: *const u8 = ctx.arg(1);
-    let ids = task::ids(child);
+    let ids = task::ids::<Direct>(child);
     let thread = ids.pid != ids.tgid;
     if thread && config!(trace_threads) == 0 {
         return 0;
     }
     // The child's real parent, not the caller: they differ under CLONE_PARENT and for threads.
-    let parent = task::parent_ids(child);
+    let parent = task::parent_ids::<Direct>(child);
     let event = ForkEvent {
         header: task::header(EventKind::Fork, size_of::<ForkEvent>(), ids),
         parent_pid: bpf_get_current_pid_tgid() as u32,
@@ -251,17 +254,21 @@ pub fn process_fork(ctx: RawTracePointContext) -> i32 {
 /// `raw_tp/sched_process_exit(task)`: emits an [`ExitEvent`] when the last thread of a group
 /// exits (every thread's exit when `trace_threads` is set). `do_exit` decrements
 /// `signal->live` before this tracepoint, so zero means the group is dead.
-#[raw_tracepoint(tracepoint = "sched_process_exit")]
-pub fn process_exit(ctx: RawTracePointContext) -> i32 {
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn process_exit(ctx: BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
-    let signal = read_ptr(task, offset!(task_signal));
-    let group_dead = read_at::<i32>(signal, offset!(signal_live)) == 0;
+    let signal = Direct::ptr(task, offset!(task_signal));
+    let group_dead = Direct::at::<i32>(signal, offset!(signal_live)) == 0;
     if !group_dead && config!(trace_threads) == 0 {
         return 0;
     }
     let event = ExitEvent {
-        header: task::header(EventKind::Exit, size_of::<ExitEvent>(), task::ids(task)),
-        exit_code: read_at::<i32>(task, offset!(task_exit_code)) as u32,
+        header: task::header(
+            EventKind::Exit,
+            size_of::<ExitEvent>(),
+            task::ids::<Direct>(task),
+        ),
+        exit_code: Direct::at::<i32>(task, offset!(task_exit_code)) as u32,
         flags: if group_dead { EXIT_GROUP_DEAD } else { 0 },
     };
     reserve_submit(EXIT, event);

@@ -43,7 +43,11 @@ use vigil_common::{
 use super::{cred, network};
 use crate::{
     emit::{KindCounters, output},
-    helpers::{kread::read_at, socket::socket_info, task},
+    helpers::{
+        kread::{Probe, read_at},
+        socket::socket_info,
+        task,
+    },
     maps::{
         FILE_PREFIXES, SYSCALL_ARG_TYPES, SYSCALL_CGROUPS, SYSCALL_FILTER, SYSCALL_SCRATCH,
         SYSCALL_STASH, config, count, offset,
@@ -160,7 +164,7 @@ fn enter(ctx: &RawTracePointContext, nr: u32) {
         flags |= addr_flags;
         addr_len = len;
     }
-    let mut header = task::header(EventKind::Syscall, 0, task::ids(current));
+    let mut header = task::header(EventKind::Syscall, 0, task::ids::<Probe>(current));
     header.size = (size_of::<SyscallEvent>() + pos + addr_len) as u32;
     let event = SyscallEvent {
         header,

@@ -6,7 +6,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, RawTracePoint, TracePoint,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, Program, ProgramError, TracePoint,
     },
 };
 use vigil_common::{
@@ -51,6 +51,12 @@ pub enum BpfError {
         path: &'static str,
         #[source]
         source: Box<BtfError>,
+    },
+    #[error("reading kernel BTF from {path} for the tp_btf programs")]
+    TracingBtf {
+        path: &'static str,
+        #[source]
+        source: Box<aya::BtfError>,
     },
     #[error(transparent)]
     Offsets(#[from] Box<OffsetsError>),
@@ -130,8 +136,14 @@ impl Sensor {
         write_file_prefixes(&mut ebpf, &options.file_prefixes)?;
         let mut attached = Vec::with_capacity(PROGRAMS.len());
         let mut fallbacks = Vec::new();
+        // The kernel's BTF as aya reads it, for the `tp_btf` programs (read once: it is
+        // several MiB).
+        let kernel_btf = aya::Btf::from_sys_fs().map_err(|source| BpfError::TracingBtf {
+            path: VMLINUX_BTF_PATH,
+            source: Box::new(source),
+        })?;
         for &(name, hook) in PROGRAMS {
-            attach_raw_tracepoint(&mut ebpf, name, hook)?;
+            attach_tracing(&mut ebpf, &kernel_btf, name, hook)?;
             attached.push(AttachedProgram { name, hook });
         }
         if options.tcp_state {
@@ -362,18 +374,26 @@ fn attach_dns(ebpf: &mut Ebpf, root: &std::path::Path) -> Result<(), String> {
         .map_err(|e| format!("program `{name}` on {}: {e:?}", root.display()))
 }
 
-fn attach_raw_tracepoint(
+/// Loads and attaches a tracing program at `hook`, the way its section in the object says:
+/// `tp_btf` (the process programs, whose kernel reads are plain loads the verifier checks
+/// against BTF) or `raw_tp` (the syscall programs, whose arguments are plain numbers).
+fn attach_tracing(
     ebpf: &mut Ebpf,
+    kernel_btf: &aya::Btf,
     name: &'static str,
     hook: &'static str,
 ) -> Result<(), BpfError> {
-    let program: &mut RawTracePoint = ebpf
+    let program = ebpf
         .program_mut(name)
-        .ok_or(BpfError::MissingProgram { name })?
-        .try_into()
-        .map_err(|source| BpfError::Program { name, hook, source })?;
-    program
-        .load()
-        .and_then(|()| program.attach(hook).map(drop))
-        .map_err(|source| BpfError::Program { name, hook, source })
+        .ok_or(BpfError::MissingProgram { name })?;
+    let result = match program {
+        Program::BtfTracePoint(program) => program
+            .load(hook, kernel_btf)
+            .and_then(|()| program.attach().map(drop)),
+        Program::RawTracePoint(program) => {
+            program.load().and_then(|()| program.attach(hook).map(drop))
+        }
+        _ => Err(ProgramError::UnexpectedProgramType),
+    };
+    result.map_err(|source| BpfError::Program { name, hook, source })
 }
