@@ -75,12 +75,19 @@ pub const EVENTS_SIZE_DEFAULT: u32 = 8 * 1024 * 1024;
 
 /// Program names (the function names in `agent-ebpf`) and the hooks they attach to.
 pub mod programs {
-    /// raw tracepoint `sched_process_exec`.
+    /// BTF tracepoint (`tp_btf`) `sched_process_exec`.
     pub const PROCESS_EXEC: &str = "process_exec";
-    /// raw tracepoint `sched_process_fork`.
+    /// BTF tracepoint `sched_process_fork`.
     pub const PROCESS_FORK: &str = "process_fork";
-    /// raw tracepoint `sched_process_exit`.
+    /// BTF tracepoint `sched_process_exit`.
     pub const PROCESS_EXIT: &str = "process_exit";
+    /// [`PROCESS_EXEC`] as a raw tracepoint, every kernel read a helper call: loaded instead
+    /// where `tp_btf` is refused, or with `process.hooks = "raw_tracepoint"`.
+    pub const PROCESS_EXEC_RAW: &str = "process_exec_raw";
+    /// [`PROCESS_FORK`] as a raw tracepoint (see [`PROCESS_EXEC_RAW`]).
+    pub const PROCESS_FORK_RAW: &str = "process_fork_raw";
+    /// [`PROCESS_EXIT`] as a raw tracepoint (see [`PROCESS_EXEC_RAW`]).
+    pub const PROCESS_EXIT_RAW: &str = "process_exit_raw";
     /// raw tracepoint `sys_enter`.
     pub const SYSCALL_ENTER: &str = "syscall_enter";
     /// raw tracepoint `sys_exit`.

@@ -88,6 +88,7 @@ pub struct ProcessConfig {
     pub cache_max_bytes: usize,
     pub exit_grace_ms: u64,
     pub ancestors: usize,
+    pub hooks: crate::bpf::ProcessHooks,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -132,6 +133,7 @@ impl Default for ProcessConfig {
             cache_max_bytes: 64 * 1024 * 1024,
             exit_grace_ms: 5_000,
             ancestors: 0,
+            hooks: crate::bpf::ProcessHooks::Auto,
         }
     }
 }

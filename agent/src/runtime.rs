@@ -119,6 +119,7 @@ impl Agent {
                 .then(|| crate::cgroup::CgroupFs::discover().v2_root)
                 .flatten(),
             file_prefixes: config.files.prefixes(),
+            process_hooks: config.process.hooks,
         })?;
         let ring = sensor.take_events()?;
         let reader_state = sensor.take_reader_state()?;

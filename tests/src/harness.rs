@@ -131,6 +131,14 @@ impl Harness {
         self.agent.as_ref().and_then(Agent::api_tcp_addr)
     }
 
+    /// The hook of each attached sensor program (`tp_btf/sched_process_exec`, ...).
+    pub fn attached_hooks(&self) -> Vec<&'static str> {
+        self.agent
+            .as_ref()
+            .map(|a| a.attached().iter().map(|p| p.hook).collect())
+            .unwrap_or_default()
+    }
+
     /// Cumulative run time and run count of each attached program (advancing only while
     /// `kernel.bpf_stats_enabled` is 1).
     pub fn program_stats(&self) -> Vec<(&'static str, Duration, u64)> {

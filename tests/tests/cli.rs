@@ -246,9 +246,9 @@ fn probe_json_lists_the_raw_tracepoint_feature() {
     assert_eq!(
         hooks,
         [
-            "raw_tp/sched_process_exec",
-            "raw_tp/sched_process_fork",
-            "raw_tp/sched_process_exit",
+            "tp_btf/sched_process_exec",
+            "tp_btf/sched_process_fork",
+            "tp_btf/sched_process_exit",
             "raw_tp/sys_enter",
             "raw_tp/sys_exit",
             "tp/sock/inet_sock_set_state",

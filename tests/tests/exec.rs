@@ -29,9 +29,42 @@ const TARGET_NAME: &str = "vigil-exec-target";
 
 #[test]
 fn exec_reports_exact_binary_args_cwd_creds_and_parent() {
-    let Some(mut agent) = Harness::start(&Config::default()) else {
+    let Some(agent) = Harness::start(&Config::default()) else {
         return;
     };
+    assert!(
+        agent
+            .attached_hooks()
+            .contains(&"tp_btf/sched_process_exec"),
+        "by default the process programs are BTF tracepoints: {:?}",
+        agent.attached_hooks()
+    );
+    exact_exec(agent);
+}
+
+/// The raw-tracepoint twins (`process.hooks = "raw_tracepoint"`, and what `auto` falls back
+/// to where the kernel refuses `tp_btf`) report the same exec, field for field.
+#[test]
+fn the_raw_tracepoint_twins_report_the_same_exec() {
+    let mut config = Config::default();
+    config.process.hooks = vigil::bpf::ProcessHooks::RawTracepoint;
+    let Some(agent) = Harness::start(&config) else {
+        return;
+    };
+    let hooks = agent.attached_hooks();
+    for hook in [
+        "raw_tp/sched_process_exec",
+        "raw_tp/sched_process_fork",
+        "raw_tp/sched_process_exit",
+    ] {
+        assert!(hooks.contains(&hook), "{hook} not in {hooks:?}");
+    }
+    exact_exec(agent);
+}
+
+/// Runs a copy of `/bin/true` with awkward arguments from a temporary folder and checks its
+/// exec event field by field, and its JSON.
+fn exact_exec(mut agent: Harness) {
     let dir = TempDir::new("exec");
     let installed = install_executable(Path::new("/bin/true"), dir.path(), TARGET_NAME);
     // A non-canonical spelling: the filename passed to execve and the binary differ.

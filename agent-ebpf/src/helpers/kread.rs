@@ -7,7 +7,9 @@
 //!   from `.rodata`, which the verifier sees), so it checks each load against the struct's
 //!   BTF: a load must lie within one member, and a pointer member yields the pointee's type.
 //!   Not for a base computed backwards (`container_of`: a negative offset is refused) or one
-//!   that came from a helper (a plain number to the verifier).
+//!   that came from a helper (a plain number to the verifier). A faulting load reads zero,
+//!   like a failed probe read, but is not counted in `read_kernel_failed` (nothing tells it
+//!   apart from a zero in memory).
 //!
 //! Code shared by both kinds of program is generic over [`Kernel`].
 

@@ -10,8 +10,8 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid,
         generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
     },
-    macros::btf_tracepoint,
-    programs::BtfTracePointContext,
+    macros::{btf_tracepoint, raw_tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext},
 };
 use vigil_common::{
     event::EventKind,
@@ -28,7 +28,7 @@ use vigil_common::{
 use crate::{
     emit::{KindCounters, output, reserve_submit},
     helpers::{
-        kread::{Direct, Kernel},
+        kread::{Direct, Kernel, Probe},
         opaque::opaque,
         path, task,
     },
@@ -61,14 +61,24 @@ const EXIT: KindCounters = KindCounters {
     full: KernelCounter::RingbufFullExit,
 };
 
-/// `raw_tp/sched_process_exec(task, old_pid, bprm)`: emits an [`ExecEvent`] with the filename,
+/// `tp_btf/sched_process_exec(task, old_pid, bprm)`: emits an [`ExecEvent`] with the filename,
 /// argv, executable path and cwd trailing it. Runs after the new image is set up, so argv is
 /// read from the new mm. Its sections hand over through map memory (`put!`, `opaque`) so
 /// that the verifier of Linux 6.1 accepts it, not only that of newer kernels.
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn process_exec(ctx: BtfTracePointContext) -> i32 {
-    let task: *const u8 = ctx.arg(0);
-    let bprm: *const u8 = ctx.arg(2);
+    exec::<Direct>(ctx.arg(0), ctx.arg(2))
+}
+
+/// [`process_exec`] as a raw tracepoint, every kernel read a helper call: the fallback where
+/// `tp_btf` is refused.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn process_exec_raw(ctx: RawTracePointContext) -> i32 {
+    exec::<Probe>(ctx.arg(0), ctx.arg(2))
+}
+
+#[inline(always)]
+fn exec<K: Kernel>(task: *const u8, bprm: *const u8) -> i32 {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         count(KernelCounter::ScratchUnavailable);
         return 0;
@@ -80,10 +90,10 @@ pub fn process_exec(ctx: BtfTracePointContext) -> i32 {
     let event = buf.cast::<ExecEvent>();
     // SAFETY: the scratch buffer holds SCRATCH_SIZE bytes, far more than an ExecEvent, and
     // a map value is 8-byte aligned.
-    unsafe { event.write(exec_identity(task)) };
+    unsafe { event.write(exec_identity::<K>(task)) };
     let mut pos = size_of::<ExecEvent>();
 
-    let mut filename_len = read_filename(buf, pos, Direct::ptr(bprm, offset!(bprm_filename)));
+    let mut filename_len = read_filename(buf, pos, K::ptr(bprm, offset!(bprm_filename)));
     if filename_len >= FILENAME_MAX {
         // One byte more than we keep came back: the name was longer.
         add_flags(event, EXEC_FILENAME_TRUNCATED);
@@ -92,12 +102,12 @@ pub fn process_exec(ctx: BtfTracePointContext) -> i32 {
     put!(event.filename_len, filename_len as u16);
     pos += filename_len;
 
-    let (argv_len, argv_flags) = read_argv(buf, pos, Direct::ptr(task, offset!(task_mm)));
+    let (argv_len, argv_flags) = read_argv::<K>(buf, pos, K::ptr(task, offset!(task_mm)));
     add_flags(event, argv_flags);
     put!(event.argv_len, argv_len as u16);
     pos = opaque(cursor, pos + argv_len);
 
-    let file = Direct::ptr(bprm, offset!(bprm_file));
+    let file = K::ptr(bprm, offset!(bprm_file));
     let exe = path::walk(buf, pos, file.wrapping_add(offset!(file_path) as usize));
     if exe.truncated {
         add_flags(event, EXEC_EXE_PATH_TRUNCATED);
@@ -105,7 +115,7 @@ pub fn process_exec(ctx: BtfTracePointContext) -> i32 {
     put!(event.exe_path_len, exe.len as u16);
     pos = opaque(cursor, pos + exe.len);
 
-    let fs = Direct::ptr(task, offset!(task_fs));
+    let fs = K::ptr(task, offset!(task_fs));
     let cwd = path::walk(buf, pos, fs.wrapping_add(offset!(fs_pwd) as usize));
     if cwd.truncated {
         add_flags(event, EXEC_CWD_TRUNCATED);
@@ -113,20 +123,20 @@ pub fn process_exec(ctx: BtfTracePointContext) -> i32 {
     put!(event.cwd_len, cwd.len as u16);
     pos = opaque(cursor, pos + cwd.len);
 
-    let cgroup = path::walk_cgroup::<Direct>(buf, pos, task);
+    let cgroup = path::walk_cgroup::<K>(buf, pos, task);
     if cgroup.truncated {
         add_flags(event, EXEC_CGROUP_TRUNCATED);
     }
     put!(event.cgroup_len, cgroup.len as u16);
     pos = opaque(cursor, pos + cgroup.len);
 
-    let inode = Direct::ptr(file, offset!(file_inode));
-    put!(event.exe_ino, Direct::at::<u64>(inode, offset!(inode_ino)));
+    let inode = K::ptr(file, offset!(file_inode));
+    put!(event.exe_ino, K::at::<u64>(inode, offset!(inode_ino)));
     put!(
         event.exe_dev,
-        Direct::at::<u32>(Direct::ptr(inode, offset!(inode_sb)), offset!(sb_dev)),
+        K::at::<u32>(K::ptr(inode, offset!(inode_sb)), offset!(sb_dev)),
     );
-    if !inode.is_null() && Direct::at::<u32>(inode, offset!(inode_nlink)) == 0 {
+    if !inode.is_null() && K::at::<u32>(inode, offset!(inode_nlink)) == 0 {
         add_flags(event, EXEC_EXE_UNLINKED);
     }
 
@@ -151,17 +161,17 @@ fn add_flags(event: *mut ExecEvent, flags: u32) {
 
 /// Everything of an exec record that does not trail it: ids, parent, credentials, comm.
 #[inline(always)]
-fn exec_identity(task: *const u8) -> ExecEvent {
-    let ids = task::ids::<Direct>(task);
-    let parent = task::parent_ids::<Direct>(task);
-    let cred = Direct::ptr(task, offset!(task_real_cred));
+fn exec_identity<K: Kernel>(task: *const u8) -> ExecEvent {
+    let ids = task::ids::<K>(task);
+    let parent = task::parent_ids::<K>(task);
+    let cred = K::ptr(task, offset!(task_real_cred));
     let mut event = ExecEvent {
         header: task::header(EventKind::Exec, 0, ids),
         ppid: parent.tgid,
-        uid: Direct::at::<u32>(cred, offset!(cred_uid)),
-        gid: Direct::at::<u32>(cred, offset!(cred_gid)),
-        euid: Direct::at::<u32>(cred, offset!(cred_euid)),
-        egid: Direct::at::<u32>(cred, offset!(cred_egid)),
+        uid: K::at::<u32>(cred, offset!(cred_uid)),
+        gid: K::at::<u32>(cred, offset!(cred_gid)),
+        euid: K::at::<u32>(cred, offset!(cred_euid)),
+        egid: K::at::<u32>(cred, offset!(cred_egid)),
         loginuid: u32::MAX,
         parent_start_time_ns: parent.start_time_ns,
         comm: bpf_get_current_comm().unwrap_or_default(),
@@ -170,7 +180,7 @@ fn exec_identity(task: *const u8) -> ExecEvent {
     if offset!(task_loginuid) == OFFSET_MISSING {
         event.flags |= EXEC_NO_LOGINUID;
     } else {
-        event.loginuid = Direct::at::<u32>(task, offset!(task_loginuid));
+        event.loginuid = K::at::<u32>(task, offset!(task_loginuid));
     }
     event
 }
@@ -200,9 +210,9 @@ fn read_filename(buf: *mut u8, pos: usize, filename: *const u8) -> usize {
 /// Copies the new image's argv area (NUL-separated strings) to `buf[pos..]`, at most
 /// [`ARGV_MAX`] bytes; returns the bytes copied and `EXEC_ARGV_*` flags.
 #[inline(always)]
-fn read_argv(buf: *mut u8, pos: usize, mm: *const u8) -> (usize, u32) {
-    let start = Direct::at::<u64>(mm, offset!(mm_arg_start));
-    let end = Direct::at::<u64>(mm, offset!(mm_arg_end));
+fn read_argv<K: Kernel>(buf: *mut u8, pos: usize, mm: *const u8) -> (usize, u32) {
+    let start = K::at::<u64>(mm, offset!(mm_arg_start));
+    let end = K::at::<u64>(mm, offset!(mm_arg_end));
     let total = end.saturating_sub(start) as usize;
     let (len, mut flags) = if total > ARGV_MAX {
         (ARGV_MAX, EXEC_ARGV_TRUNCATED)
@@ -222,19 +232,29 @@ fn read_argv(buf: *mut u8, pos: usize, mm: *const u8) -> (usize, u32) {
     (len, flags)
 }
 
-/// `raw_tp/sched_process_fork(parent, child)`: emits a [`ForkEvent`] for a new process, or for
+/// `tp_btf/sched_process_fork(parent, child)`: emits a [`ForkEvent`] for a new process, or for
 /// a new thread when `trace_threads` is set (otherwise threads are filtered here).
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn process_fork(ctx: BtfTracePointContext) -> i32 {
     // arg 0 is the calling task, which is `current`: its pid comes from a helper.
-    let child: *const u8 = ctx.arg(1);
-    let ids = task::ids::<Direct>(child);
+    fork::<Direct>(ctx.arg(1))
+}
+
+/// [`process_fork`] as a raw tracepoint (see [`process_exec_raw`]).
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn process_fork_raw(ctx: RawTracePointContext) -> i32 {
+    fork::<Probe>(ctx.arg(1))
+}
+
+#[inline(always)]
+fn fork<K: Kernel>(child: *const u8) -> i32 {
+    let ids = task::ids::<K>(child);
     let thread = ids.pid != ids.tgid;
     if thread && config!(trace_threads) == 0 {
         return 0;
     }
     // The child's real parent, not the caller: they differ under CLONE_PARENT and for threads.
-    let parent = task::parent_ids::<Direct>(child);
+    let parent = task::parent_ids::<K>(child);
     let event = ForkEvent {
         header: task::header(EventKind::Fork, size_of::<ForkEvent>(), ids),
         parent_pid: bpf_get_current_pid_tgid() as u32,
@@ -251,14 +271,24 @@ pub fn process_fork(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// `raw_tp/sched_process_exit(task)`: emits an [`ExitEvent`] when the last thread of a group
+/// `tp_btf/sched_process_exit(task)`: emits an [`ExitEvent`] when the last thread of a group
 /// exits (every thread's exit when `trace_threads` is set). `do_exit` decrements
 /// `signal->live` before this tracepoint, so zero means the group is dead.
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn process_exit(ctx: BtfTracePointContext) -> i32 {
-    let task: *const u8 = ctx.arg(0);
-    let signal = Direct::ptr(task, offset!(task_signal));
-    let group_dead = Direct::at::<i32>(signal, offset!(signal_live)) == 0;
+    exit::<Direct>(ctx.arg(0))
+}
+
+/// [`process_exit`] as a raw tracepoint (see [`process_exec_raw`]).
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn process_exit_raw(ctx: RawTracePointContext) -> i32 {
+    exit::<Probe>(ctx.arg(0))
+}
+
+#[inline(always)]
+fn exit<K: Kernel>(task: *const u8) -> i32 {
+    let signal = K::ptr(task, offset!(task_signal));
+    let group_dead = K::at::<i32>(signal, offset!(signal_live)) == 0;
     if !group_dead && config!(trace_threads) == 0 {
         return 0;
     }
@@ -266,9 +296,9 @@ pub fn process_exit(ctx: BtfTracePointContext) -> i32 {
         header: task::header(
             EventKind::Exit,
             size_of::<ExitEvent>(),
-            task::ids::<Direct>(task),
+            task::ids::<K>(task),
         ),
-        exit_code: Direct::at::<i32>(task, offset!(task_exit_code)) as u32,
+        exit_code: K::at::<i32>(task, offset!(task_exit_code)) as u32,
         flags: if group_dead { EXIT_GROUP_DEAD } else { 0 },
     };
     reserve_submit(EXIT, event);

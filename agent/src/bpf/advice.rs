@@ -29,8 +29,8 @@ pub fn advice(name: &str, lsm_list: &str) -> Option<String> {
         "cgroup_v2" => {
             "DNS queries, connect deny, isolation and the cgroup v2 freezer need the unified hierarchy: mount it (mount -t cgroup2 none /sys/fs/cgroup/unified) or boot with systemd.unified_cgroup_hierarchy=1; freeze then falls back to the v1 freezer."
         }
-        "fentry_tp_btf" => {
-            "Nothing is missing: Vigil uses raw tracepoints where fentry would do. fentry needs BPF trampolines (x86_64 Linux 5.5+, arm64 6.4+), which this kernel or its hypervisor refuses."
+        "fentry" => {
+            "Nothing is missing: Vigil uses BTF and raw tracepoints where fentry would do (neither needs a trampoline). fentry needs BPF trampolines (x86_64 Linux 5.5+, arm64 6.4+), which this kernel or its hypervisor refuses."
         }
         "lsm" => {
             "Enforcement uses kill-on-exec (SIGKILL as the exec completes) instead of refusing the exec: a kernel with CONFIG_BPF_LSM=y and BPF trampolines would load BPF-LSM programs."
@@ -94,7 +94,7 @@ mod tests {
             "cgroup_skb",
             "cgroup_sock_addr",
             "cgroup_v2",
-            "fentry_tp_btf",
+            "fentry",
             "lsm",
             "bpf_lsm_enabled",
             "tracefs",

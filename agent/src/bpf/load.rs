@@ -35,6 +35,55 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     (programs::SYSCALL_EXIT, "sys_exit"),
 ];
 
+/// Which hook the process programs use: `tp_btf` where the kernel allows, or raw
+/// tracepoints throughout. `Auto` falls back to raw tracepoints by itself and says so.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessHooks {
+    #[default]
+    Auto,
+    RawTracepoint,
+}
+
+/// A process program: its `tp_btf` form, whose kernel reads are plain loads through the
+/// tracepoint's BTF-typed pointers, and its raw-tracepoint twin (the same code, each read a
+/// `bpf_probe_read_kernel` call: about 1 µs more per exec).
+struct ProcessProgram {
+    name: &'static str,
+    raw: &'static str,
+    btf_hook: &'static str,
+    raw_hook: &'static str,
+}
+
+const PROCESS_PROGRAMS: &[ProcessProgram] = &[
+    ProcessProgram {
+        name: programs::PROCESS_EXEC,
+        raw: programs::PROCESS_EXEC_RAW,
+        btf_hook: "tp_btf/sched_process_exec",
+        raw_hook: "raw_tp/sched_process_exec",
+    },
+    ProcessProgram {
+        name: programs::PROCESS_FORK,
+        raw: programs::PROCESS_FORK_RAW,
+        btf_hook: "tp_btf/sched_process_fork",
+        raw_hook: "raw_tp/sched_process_fork",
+    },
+    ProcessProgram {
+        name: programs::PROCESS_EXIT,
+        raw: programs::PROCESS_EXIT_RAW,
+        btf_hook: "tp_btf/sched_process_exit",
+        raw_hook: "raw_tp/sched_process_exit",
+    },
+];
+
+/// The `tp_btf` hook of process program `name` (`None`: not a process program).
+pub fn btf_hook(name: &str) -> Option<&'static str> {
+    PROCESS_PROGRAMS
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| p.btf_hook)
+}
+
 /// The programs that attach when they can: without one, the events it gives are missing and
 /// the sensor says so (`Sensor::fallbacks`).
 pub const OPTIONAL_PROGRAMS: &[(&str, &str)] = &[
@@ -64,7 +113,7 @@ pub enum BpfError {
     Object(#[source] aya::EbpfError),
     #[error("program `{name}` is missing from the eBPF object")]
     MissingProgram { name: &'static str },
-    #[error("the kernel rejected program `{name}` (raw tracepoint {hook})")]
+    #[error("the kernel rejected program `{name}` (at {hook})")]
     Program {
         name: &'static str,
         hook: &'static str,
@@ -96,6 +145,8 @@ pub struct LoadOptions {
     pub dns_cgroup_root: Option<std::path::PathBuf>,
     /// The file sensor's watch prefixes (at most `FILE_PREFIXES_MAX`; more are ignored).
     pub file_prefixes: Vec<vigil_common::syscall::FilePrefix>,
+    /// `process.hooks`.
+    pub process_hooks: ProcessHooks,
 }
 
 /// A program that is loaded and attached.
@@ -138,12 +189,27 @@ impl Sensor {
         let mut fallbacks = Vec::new();
         // The kernel's BTF as aya reads it, for the `tp_btf` programs (read once: it is
         // several MiB).
-        let kernel_btf = aya::Btf::from_sys_fs().map_err(|source| BpfError::TracingBtf {
-            path: VMLINUX_BTF_PATH,
-            source: Box::new(source),
-        })?;
+        let kernel_btf = match options.process_hooks {
+            ProcessHooks::Auto => {
+                Some(
+                    aya::Btf::from_sys_fs().map_err(|source| BpfError::TracingBtf {
+                        path: VMLINUX_BTF_PATH,
+                        source: Box::new(source),
+                    })?,
+                )
+            }
+            ProcessHooks::RawTracepoint => None,
+        };
         for &(name, hook) in PROGRAMS {
-            attach_tracing(&mut ebpf, &kernel_btf, name, hook)?;
+            let hook = match PROCESS_PROGRAMS.iter().find(|p| p.name == name) {
+                Some(process) => {
+                    attach_process(&mut ebpf, kernel_btf.as_ref(), process, &mut fallbacks)?
+                }
+                None => {
+                    attach_tracing(&mut ebpf, None, name, hook)?;
+                    hook
+                }
+            };
             attached.push(AttachedProgram { name, hook });
         }
         if options.tcp_state {
@@ -252,7 +318,14 @@ pub fn program_stats(ebpf: &Ebpf) -> Vec<(&'static str, Duration, u64)> {
         .iter()
         .chain(OPTIONAL_PROGRAMS)
         .filter_map(|&(name, _)| {
-            let info = ebpf.program(name)?.info().ok()?;
+            // A process program's raw twin, when that is what was loaded.
+            let raw = PROCESS_PROGRAMS
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| p.raw);
+            let info = std::iter::once(name)
+                .chain(raw)
+                .find_map(|loaded| ebpf.program(loaded)?.info().ok())?;
             Some((name, info.run_time(), info.run_count()))
         })
         .collect()
@@ -374,23 +447,54 @@ fn attach_dns(ebpf: &mut Ebpf, root: &std::path::Path) -> Result<(), String> {
         .map_err(|e| format!("program `{name}` on {}: {e:?}", root.display()))
 }
 
+/// Attaches a process program as `tp_btf` (with `kernel_btf`) or, when that is refused or
+/// not asked for, its raw-tracepoint twin; returns the hook used. A fallback is logged and
+/// listed in `fallbacks` (nothing is missing: each kernel read costs a helper call more).
+fn attach_process(
+    ebpf: &mut Ebpf,
+    kernel_btf: Option<&aya::Btf>,
+    process: &ProcessProgram,
+    fallbacks: &mut Vec<String>,
+) -> Result<&'static str, BpfError> {
+    let hook = process.raw_hook.trim_start_matches("raw_tp/");
+    if let Some(btf) = kernel_btf {
+        match attach_tracing(ebpf, Some(btf), process.name, hook) {
+            Ok(()) => return Ok(process.btf_hook),
+            Err(problem) => {
+                let problem = crate::telemetry::chain(&problem);
+                tracing::warn!(
+                    program = process.name,
+                    %problem,
+                    "The kernel refused the tp_btf program; using its raw-tracepoint twin (nothing is missing; each kernel read costs a helper call more)."
+                );
+                fallbacks.push(format!(
+                    "{} ({}): {problem}; {} attached instead, nothing missing",
+                    process.name, process.btf_hook, process.raw
+                ));
+            }
+        }
+    }
+    attach_tracing(ebpf, None, process.raw, hook)?;
+    Ok(process.raw_hook)
+}
+
 /// Loads and attaches a tracing program at `hook`, the way its section in the object says:
-/// `tp_btf` (the process programs, whose kernel reads are plain loads the verifier checks
-/// against BTF) or `raw_tp` (the syscall programs, whose arguments are plain numbers).
+/// `tp_btf` (needs `kernel_btf`) or `raw_tp` (the syscall programs and the process programs'
+/// twins, whose arguments are plain numbers).
 fn attach_tracing(
     ebpf: &mut Ebpf,
-    kernel_btf: &aya::Btf,
+    kernel_btf: Option<&aya::Btf>,
     name: &'static str,
     hook: &'static str,
 ) -> Result<(), BpfError> {
     let program = ebpf
         .program_mut(name)
         .ok_or(BpfError::MissingProgram { name })?;
-    let result = match program {
-        Program::BtfTracePoint(program) => program
-            .load(hook, kernel_btf)
+    let result = match (program, kernel_btf) {
+        (Program::BtfTracePoint(program), Some(btf)) => program
+            .load(hook, btf)
             .and_then(|()| program.attach().map(drop)),
-        Program::RawTracePoint(program) => {
+        (Program::RawTracePoint(program), _) => {
             program.load().and_then(|()| program.attach(hook).map(drop))
         }
         _ => Err(ProgramError::UnexpectedProgramType),

@@ -21,7 +21,7 @@ const KERNEL_FEATURES: &[&str] = &[
     "tracepoint",
     "cgroup_skb",
     "cgroup_sock_addr",
-    "fentry_tp_btf",
+    "fentry",
     "lsm",
     "bpf_lsm_enabled",
     "tracefs",
@@ -67,8 +67,15 @@ pub fn sensor_rows(agent: Result<&Agent, &str>) -> Vec<(String, Outcome)> {
                     let fallback = fallbacks
                         .as_deref()
                         .and_then(|all| all.iter().find(|f| f.starts_with(&format!("{name} "))));
-                    if attached.iter().any(|p| p.name == name) {
-                        Outcome::Pass(format!("attached at {hook}"))
+                    if let Some(program) = attached.iter().find(|p| p.name == name) {
+                        // The hook it attached at: a process program says whether it is the
+                        // `tp_btf` program or its raw-tracepoint twin (with why, if a twin).
+                        match fallback {
+                            Some(why) => {
+                                Outcome::Pass(format!("attached at {}; {why}", program.hook))
+                            }
+                            None => Outcome::Pass(format!("attached at {}", program.hook)),
+                        }
                     } else if let Some(why) = fallback {
                         Outcome::Unsupported(why.clone())
                     } else {

@@ -263,7 +263,7 @@ fn probe_in_container() -> Result<()> {
     // Everything the agent uses must work; what it only reports on (fentry, BPF-LSM, the
     // cgroup v2 mount and the CRI socket, absent from this container) may be missing.
     let optional = [
-        "fentry_tp_btf",
+        "fentry",
         "lsm",
         "bpf_lsm_enabled",
         "cgroup_v2",
