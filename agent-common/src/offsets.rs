@@ -104,6 +104,8 @@ kernel_offsets! {
     kernfs_name: "kernfs_node"."name", required: true;
     /// Renamed `__parent` in Linux 6.15; alternatives are separated by `|`.
     kernfs_parent: "kernfs_node"."parent|__parent", required: true;
+    /// The cgroup id is its directory's kernfs node id (`u64` since Linux 5.5).
+    kernfs_id: "kernfs_node"."id", required: false;
     bprm_filename: "linux_binprm"."filename", required: true;
     /// Syscall arguments in `pt_regs`: x86_64 names first, then aarch64 (`regs[i]`; `+N`
     /// adds N bytes to a member's offset).

@@ -33,13 +33,17 @@ pub struct Scratch {
 }
 
 /// Slots of the scratch buffer past anything a masked write reaches, where the exec program
-/// parks a position between steps (`helpers::opaque`): its last 16 bytes. Not fields of their
+/// parks a position between steps (`helpers::opaque`): its last 32 bytes. Not fields of their
 /// own: a per-CPU value may not exceed 32 KiB.
 pub const SCRATCH_CURSOR: usize = SCRATCH_SIZE - 8;
 /// The path walk's length so far (see [`SCRATCH_CURSOR`]).
 pub const SCRATCH_WALK_LEN: usize = SCRATCH_SIZE - 16;
+/// The mount a path walk crosses into (see [`SCRATCH_CURSOR`]).
+pub const SCRATCH_WALK_MNT: usize = SCRATCH_SIZE - 24;
+/// The path walk's steps so far when it crosses a mount (see [`SCRATCH_CURSOR`]).
+pub const SCRATCH_WALK_STEPS: usize = SCRATCH_SIZE - 32;
 
-const _: () = assert!(SCRATCH_MASK + vigil_common::process::ARGV_MAX + 256 < SCRATCH_WALK_LEN);
+const _: () = assert!(SCRATCH_MASK + vigil_common::process::ARGV_MAX + 256 < SCRATCH_WALK_STEPS);
 
 /// `vigil_common::maps::EVENTS`: every record, all CPUs. Userspace may resize it before load.
 #[map(name = "VIGIL_EVENTS")]

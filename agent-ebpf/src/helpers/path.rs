@@ -14,7 +14,7 @@ use super::{
     kread::{Kernel, read_ptr, read_ptr_pair},
     opaque::opaque,
 };
-use crate::maps::{SCRATCH_MASK, SCRATCH_WALK_LEN, offset};
+use crate::maps::{SCRATCH_MASK, SCRATCH_WALK_LEN, SCRATCH_WALK_MNT, SCRATCH_WALK_STEPS, offset};
 
 /// Result of a walk.
 pub struct Walked {
@@ -48,35 +48,88 @@ fn push_component(buf: *mut u8, pos: usize, len: usize, name: *const u8) -> Opti
 }
 
 /// Walks the `struct path` at `path` and writes its components into `buf` at `pos`.
-/// `buf` is the per-CPU scratch buffer (`SCRATCH_WALK_LEN` is used).
+/// `buf` is the per-CPU scratch buffer (its walk slots are used).
+///
+/// Within the path's own mount every read is a `K` read (plain loads when `path` lies in a
+/// BTF-typed struct); most paths never leave it. At the mount's root the walk hops to the
+/// mount point in the parent mount, which means going from a `vfsmount` back to its
+/// `struct mount` (`container_of`); from there on [`walk_mounts`] reads with the helper.
 #[inline(always)]
-pub fn walk(buf: *mut u8, pos: usize, path: *const u8) -> Walked {
-    let mount_mnt = offset!(mount_mnt);
-    let mut dentry = read_ptr(path, offset!(path_dentry));
-    let mut vfsmnt = read_ptr(path, offset!(path_mnt));
-    let mut mnt = vfsmnt.wrapping_sub(mount_mnt as usize);
-    let mut mnt_root = read_ptr(vfsmnt, offset!(vfsmount_root));
+pub fn walk<K: Kernel>(buf: *mut u8, pos: usize, path: *const u8) -> Walked {
+    let (dentry_at, mnt_at) = (offset!(path_dentry), offset!(path_mnt));
+    let (mut dentry, vfsmnt) = (K::ptr(path, dentry_at), K::ptr(path, mnt_at));
+    let mnt_root = K::ptr(vfsmnt, offset!(vfsmount_root));
     let mut len = 0usize;
-    for _ in 0..PATH_DEPTH_MAX {
+    for step in 0..PATH_DEPTH_MAX {
         if dentry.is_null() || vfsmnt.is_null() {
             return Walked {
                 len,
                 truncated: false,
             };
         }
-        let (parent, name) = read_ptr_pair(dentry, offset!(dentry_parent), offset!(dentry_name));
-        if dentry == mnt_root || dentry == parent {
-            if dentry != mnt_root {
-                // A dentry that is its own parent without being a mount root: a pseudo file
-                // (memfd, anonymous inode) or one cut from its tree. Its name is the path,
-                // as in the kernel's d_path (`/memfd:name`).
-                let len = push_component(buf, pos, len, name).unwrap_or(len);
+        let (parent, name) = K::ptr_pair(dentry, offset!(dentry_parent), offset!(dentry_name));
+        if dentry == mnt_root {
+            let mnt = vfsmnt.wrapping_sub(offset!(mount_mnt) as usize);
+            return walk_mounts(buf, pos, len, mnt, step);
+        }
+        if dentry == parent {
+            return pseudo_file(buf, pos, len, name);
+        }
+        match push_component(buf, pos, len, name) {
+            // Opaque: one verifier state per step, not one per step and length so far.
+            Some(new_len) => len = opaque(walk_len_slot(buf), new_len),
+            None => {
                 return Walked {
                     len,
-                    truncated: false,
+                    truncated: true,
                 };
             }
-            let mnt_parent = read_ptr(mnt, offset!(mount_parent));
+        }
+        dentry = parent;
+    }
+    Walked {
+        len,
+        truncated: true,
+    }
+}
+
+/// A dentry that is its own parent without being a mount root: a pseudo file (memfd,
+/// anonymous inode) or one cut from its tree. Its name is the path, as in the kernel's
+/// d_path (`/memfd:name`).
+#[inline(always)]
+fn pseudo_file(buf: *mut u8, pos: usize, len: usize, name: *const u8) -> Walked {
+    Walked {
+        len: push_component(buf, pos, len, name).unwrap_or(len),
+        truncated: false,
+    }
+}
+
+/// Goes on with [`walk`] from the root of mount `mnt` (a `struct mount`), `len` bytes and
+/// `steps` steps into the walk, crossing mount points up to the root of the namespace (where
+/// a mount is its own parent). Every read is a helper call, and `mnt` and the counts pass
+/// through map memory first, so the verifier sees numbers: one state for every way of
+/// getting here.
+#[inline(always)]
+fn walk_mounts(buf: *mut u8, pos: usize, len: usize, mnt: *const u8, steps: usize) -> Walked {
+    let mount_mnt = offset!(mount_mnt);
+    let mut mnt = opaque(walk_mnt_slot(buf), mnt as usize) as *const u8;
+    let steps = opaque(walk_steps_slot(buf), steps);
+    let mut len = opaque(walk_len_slot(buf), len);
+    let mut dentry = core::ptr::null();
+    let mut mnt_root = core::ptr::null();
+    // Each walk arrives at the root of a mount, and most paths end there: the first step
+    // reads the mount's parent and mount point (one read) and is done at the namespace root.
+    let mut at_mount_root = true;
+    for step in 0..PATH_DEPTH_MAX {
+        if steps + step >= PATH_DEPTH_MAX {
+            break;
+        }
+        if mnt.is_null() {
+            break;
+        }
+        if at_mount_root {
+            let (mnt_parent, mountpoint) =
+                read_ptr_pair(mnt, offset!(mount_parent), offset!(mount_mountpoint));
             if mnt_parent == mnt || mnt_parent.is_null() {
                 // The root of the namespace.
                 return Walked {
@@ -84,14 +137,27 @@ pub fn walk(buf: *mut u8, pos: usize, path: *const u8) -> Walked {
                     truncated: false,
                 };
             }
-            dentry = read_ptr(mnt, offset!(mount_mountpoint));
+            dentry = mountpoint;
             mnt = mnt_parent;
-            vfsmnt = mnt.wrapping_add(mount_mnt as usize);
-            mnt_root = read_ptr(vfsmnt, offset!(vfsmount_root));
+            mnt_root = read_ptr(mnt.wrapping_add(mount_mnt as usize), offset!(vfsmount_root));
+            at_mount_root = false;
             continue;
         }
+        if dentry.is_null() {
+            return Walked {
+                len,
+                truncated: false,
+            };
+        }
+        let (parent, name) = read_ptr_pair(dentry, offset!(dentry_parent), offset!(dentry_name));
+        if dentry == mnt_root {
+            at_mount_root = true;
+            continue;
+        }
+        if dentry == parent {
+            return pseudo_file(buf, pos, len, name);
+        }
         match push_component(buf, pos, len, name) {
-            // Opaque: one verifier state per step, not one per step and length so far.
             Some(new_len) => len = opaque(walk_len_slot(buf), new_len),
             None => {
                 return Walked {
@@ -112,6 +178,18 @@ pub fn walk(buf: *mut u8, pos: usize, path: *const u8) -> Walked {
 #[inline(always)]
 fn walk_len_slot(buf: *mut u8) -> *mut u64 {
     buf.wrapping_add(SCRATCH_WALK_LEN).cast()
+}
+
+/// The slot where a walk hands its mount to [`walk_mounts`].
+#[inline(always)]
+fn walk_mnt_slot(buf: *mut u8) -> *mut u64 {
+    buf.wrapping_add(SCRATCH_WALK_MNT).cast()
+}
+
+/// The slot where a walk hands its step count to [`walk_mounts`].
+#[inline(always)]
+fn walk_steps_slot(buf: *mut u8) -> *mut u64 {
+    buf.wrapping_add(SCRATCH_WALK_STEPS).cast()
 }
 
 /// Walks the cgroup v2 hierarchy from the current task's default cgroup up to the root and

@@ -108,7 +108,7 @@ fn exec<K: Kernel>(task: *const u8, bprm: *const u8) -> i32 {
     pos = opaque(cursor, pos + argv_len);
 
     let file = K::ptr(bprm, offset!(bprm_file));
-    let exe = path::walk(buf, pos, file.wrapping_add(offset!(file_path) as usize));
+    let exe = path::walk::<K>(buf, pos, file.wrapping_add(offset!(file_path) as usize));
     if exe.truncated {
         add_flags(event, EXEC_EXE_PATH_TRUNCATED);
     }
@@ -116,7 +116,7 @@ fn exec<K: Kernel>(task: *const u8, bprm: *const u8) -> i32 {
     pos = opaque(cursor, pos + exe.len);
 
     let fs = K::ptr(task, offset!(task_fs));
-    let cwd = path::walk(buf, pos, fs.wrapping_add(offset!(fs_pwd) as usize));
+    let cwd = path::walk::<K>(buf, pos, fs.wrapping_add(offset!(fs_pwd) as usize));
     if cwd.truncated {
         add_flags(event, EXEC_CWD_TRUNCATED);
     }
@@ -166,7 +166,7 @@ fn exec_identity<K: Kernel>(task: *const u8) -> ExecEvent {
     let parent = task::parent_ids::<K>(task);
     let cred = K::ptr(task, offset!(task_real_cred));
     let mut event = ExecEvent {
-        header: task::header(EventKind::Exec, 0, ids),
+        header: task::header_of::<K>(EventKind::Exec, 0, ids, task),
         ppid: parent.tgid,
         uid: K::at::<u32>(cred, offset!(cred_uid)),
         gid: K::at::<u32>(cred, offset!(cred_gid)),
@@ -256,7 +256,7 @@ fn fork<K: Kernel>(child: *const u8) -> i32 {
     // The child's real parent, not the caller: they differ under CLONE_PARENT and for threads.
     let parent = task::parent_ids::<K>(child);
     let event = ForkEvent {
-        header: task::header(EventKind::Fork, size_of::<ForkEvent>(), ids),
+        header: task::header_of::<K>(EventKind::Fork, size_of::<ForkEvent>(), ids, child),
         parent_pid: bpf_get_current_pid_tgid() as u32,
         parent_tgid: if thread { ids.tgid } else { parent.tgid },
         parent_start_time_ns: if thread {
@@ -293,10 +293,11 @@ fn exit<K: Kernel>(task: *const u8) -> i32 {
         return 0;
     }
     let event = ExitEvent {
-        header: task::header(
+        header: task::header_of::<K>(
             EventKind::Exit,
             size_of::<ExitEvent>(),
             task::ids::<K>(task),
+            task,
         ),
         exit_code: K::at::<i32>(task, offset!(task_exit_code)) as u32,
         flags: if group_dead { EXIT_GROUP_DEAD } else { 0 },
