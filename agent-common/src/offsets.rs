@@ -62,6 +62,10 @@ kernel_offsets! {
     /// Absent without CONFIG_AUDIT.
     task_loginuid: "task_struct"."loginuid", required: false;
     signal_live: "signal_struct"."live", required: true;
+    /// With `SIGNAL_GROUP_EXIT` in `flags`, the group's status is `group_exit_code`, whichever
+    /// thread exits last.
+    signal_flags: "signal_struct"."flags", required: false;
+    signal_group_exit_code: "signal_struct"."group_exit_code", required: false;
     cred_uid: "cred"."uid", required: true;
     cred_gid: "cred"."gid", required: true;
     cred_euid: "cred"."euid", required: true;

@@ -110,7 +110,9 @@ pub const EXIT_GROUP_DEAD: u32 = 1 << 0;
 pub struct ExitEvent {
     pub header: Header,
     /// `task->exit_code`: `status << 8` for a normal exit, the signal number (| 0x80 when a
-    /// core was dumped) when killed.
+    /// core was dumped) when killed. For the exit that ends a group that `exit_group` (or a
+    /// fatal signal) ended, the group's code (`signal->group_exit_code`): the last thread out
+    /// need not be the one that called it.
     pub exit_code: u32,
     /// `EXIT_*` flags.
     pub flags: u32,

@@ -299,9 +299,27 @@ fn exit<K: Kernel>(task: *const u8) -> i32 {
             task::ids::<K>(task),
             task,
         ),
-        exit_code: K::at::<i32>(task, offset!(task_exit_code)) as u32,
+        exit_code: exit_code::<K>(task, signal, group_dead),
         flags: if group_dead { EXIT_GROUP_DEAD } else { 0 },
     };
     reserve_submit(EXIT, event);
     0
+}
+
+/// `signal_struct.flags`: the group is exiting (`exit_group`, or a fatal signal), with
+/// `group_exit_code` its status.
+const SIGNAL_GROUP_EXIT: u32 = 0x4;
+
+/// The exit code to report for `task`: its own, or for the exit that ends a group that is
+/// exiting as a whole, the group's (what `wait` gives the parent). The last thread out may be
+/// another than the one that called `exit_group`, and its own code be that of its `exit`.
+#[inline(always)]
+fn exit_code<K: Kernel>(task: *const u8, signal: *const u8, group_dead: bool) -> u32 {
+    if group_dead
+        && offset!(signal_group_exit_code) != OFFSET_MISSING
+        && K::at::<u32>(signal, offset!(signal_flags)) & SIGNAL_GROUP_EXIT != 0
+    {
+        return K::at::<i32>(signal, offset!(signal_group_exit_code)) as u32;
+    }
+    K::at::<i32>(task, offset!(task_exit_code)) as u32
 }
