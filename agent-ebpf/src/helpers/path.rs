@@ -47,15 +47,24 @@ fn push_component(buf: *mut u8, pos: usize, len: usize, name: *const u8) -> Opti
     Some(len + (n as usize & (PATH_COMPONENT_MAX * 2 - 1)))
 }
 
-/// Walks the `struct path` at `path` and writes its components into `buf` at `pos`.
-/// `buf` is the per-CPU scratch buffer (its walk slots are used).
+/// Walks the `struct path` at `base + at` (a member of the struct at `base`) and writes its
+/// components into `buf` at `pos`. `buf` is the per-CPU scratch buffer (its walk slots are
+/// used). A null `base` walks nothing: checked before the member's offset is added, since a
+/// null pointer plus an offset is a number the verifier refuses to load from.
 ///
 /// Within the path's own mount every read is a `K` read (plain loads when `path` lies in a
 /// BTF-typed struct); most paths never leave it. At the mount's root the walk hops to the
 /// mount point in the parent mount, which means going from a `vfsmount` back to its
 /// `struct mount` (`container_of`); from there on [`walk_mounts`] reads with the helper.
 #[inline(always)]
-pub fn walk<K: Kernel>(buf: *mut u8, pos: usize, path: *const u8) -> Walked {
+pub fn walk<K: Kernel>(buf: *mut u8, pos: usize, base: *const u8, at: u32) -> Walked {
+    if base.is_null() {
+        return Walked {
+            len: 0,
+            truncated: false,
+        };
+    }
+    let path = base.wrapping_add(at as usize);
     let (dentry_at, mnt_at) = (offset!(path_dentry), offset!(path_mnt));
     let (mut dentry, vfsmnt) = (K::ptr(path, dentry_at), K::ptr(path, mnt_at));
     let mnt_root = K::ptr(vfsmnt, offset!(vfsmount_root));

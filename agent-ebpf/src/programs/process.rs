@@ -108,7 +108,7 @@ fn exec<K: Kernel>(task: *const u8, bprm: *const u8) -> i32 {
     pos = opaque(cursor, pos + argv_len);
 
     let file = K::ptr(bprm, offset!(bprm_file));
-    let exe = path::walk::<K>(buf, pos, file.wrapping_add(offset!(file_path) as usize));
+    let exe = path::walk::<K>(buf, pos, file, offset!(file_path));
     if exe.truncated {
         add_flags(event, EXEC_EXE_PATH_TRUNCATED);
     }
@@ -116,7 +116,7 @@ fn exec<K: Kernel>(task: *const u8, bprm: *const u8) -> i32 {
     pos = opaque(cursor, pos + exe.len);
 
     let fs = K::ptr(task, offset!(task_fs));
-    let cwd = path::walk::<K>(buf, pos, fs.wrapping_add(offset!(fs_pwd) as usize));
+    let cwd = path::walk::<K>(buf, pos, fs, offset!(fs_pwd));
     if cwd.truncated {
         add_flags(event, EXEC_CWD_TRUNCATED);
     }
