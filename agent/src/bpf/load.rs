@@ -461,7 +461,9 @@ fn attach_process(
         match attach_tracing(ebpf, Some(btf), process.name, hook) {
             Ok(()) => return Ok(process.btf_hook),
             Err(problem) => {
+                // The verifier's log can be 100 KiB; what it refused is at its end.
                 let problem = crate::telemetry::chain(&problem);
+                let problem = crate::telemetry::shorten(&problem, 1200);
                 tracing::warn!(
                     program = process.name,
                     %problem,

@@ -100,7 +100,7 @@ impl Reporter {
         emit(&Line::Check {
             check,
             status: outcome.status(),
-            detail: &shorten(outcome.detail(), DETAIL_MAX),
+            detail: &crate::telemetry::shorten(outcome.detail(), DETAIL_MAX),
             ms: self.started.elapsed().as_millis() as u64,
         });
     }
@@ -122,29 +122,6 @@ impl Reporter {
     }
 }
 
-/// At most `max` bytes of `detail`: its start and, mostly, its end (a verifier log says what
-/// went wrong at its end). The console is slow under emulation and a log can be 100 KiB.
-fn shorten(detail: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if detail.len() <= max {
-        return detail.into();
-    }
-    let boundary = |mut at: usize| {
-        while !detail.is_char_boundary(at) {
-            at += 1;
-        }
-        at
-    };
-    let head = boundary(max / 5);
-    let tail = boundary(detail.len() - (max - max / 5));
-    format!(
-        "{} [... {} bytes cut ...] {}",
-        &detail[..head],
-        tail - head,
-        &detail[tail..]
-    )
-    .into()
-}
-
 /// Longest detail printed.
 const DETAIL_MAX: usize = 2400;
 
@@ -159,6 +136,7 @@ fn emit(line: &Line<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::shorten;
 
     #[test]
     fn a_check_line_is_one_json_object_after_the_prefix() {

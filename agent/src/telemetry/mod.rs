@@ -15,6 +15,30 @@ pub use loss::LossTracker;
 pub use programs::{ProgramRun, ProgramRuns};
 pub use ring::RingFill;
 
+/// At most `max` bytes of `detail`: its start and, mostly, its end (a verifier log says what
+/// went wrong at its end). A log can be 100 KiB: too long for a console under emulation or a
+/// log line.
+pub fn shorten(detail: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if detail.len() <= max {
+        return detail.into();
+    }
+    let boundary = |mut at: usize| {
+        while !detail.is_char_boundary(at) {
+            at += 1;
+        }
+        at
+    };
+    let head = boundary(max / 5);
+    let tail = boundary(detail.len() - (max - max / 5));
+    format!(
+        "{} [... {} bytes cut ...] {}",
+        &detail[..head],
+        tail - head,
+        &detail[tail..]
+    )
+    .into()
+}
+
 /// `error` and its sources on one line, joined by `: ` (transport errors say little alone).
 pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
