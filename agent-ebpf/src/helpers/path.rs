@@ -24,6 +24,26 @@ pub struct Walked {
     pub truncated: bool,
 }
 
+impl Walked {
+    /// Reached the root with `len` bytes written.
+    #[inline(always)]
+    fn whole(len: usize) -> Self {
+        Self {
+            len,
+            truncated: false,
+        }
+    }
+
+    /// Gave up before the root with `len` bytes written.
+    #[inline(always)]
+    fn cut(len: usize) -> Self {
+        Self {
+            len,
+            truncated: true,
+        }
+    }
+}
+
 /// Appends the NUL-terminated kernel string at `name` as one component at `buf[pos + len]`;
 /// returns the new length, or `None` when the budget is spent or the read failed.
 #[inline(always)]
@@ -47,6 +67,14 @@ fn push_component(buf: *mut u8, pos: usize, len: usize, name: *const u8) -> Opti
     Some(len + (n as usize & (PATH_COMPONENT_MAX * 2 - 1)))
 }
 
+/// One step of a walk: appends `name` (see [`push_component`]) and passes the new length
+/// through the walk's slot, so that the verifier keeps one state per step, not one per step
+/// and length so far (see `helpers::opaque`). `None`: the walk is cut here.
+#[inline(always)]
+fn step(buf: *mut u8, pos: usize, len: usize, name: *const u8) -> Option<usize> {
+    push_component(buf, pos, len, name).map(|new_len| opaque(walk_len_slot(buf), new_len))
+}
+
 /// Walks the `struct path` at `base + at` (a member of the struct at `base`) and writes its
 /// components into `buf` at `pos`. `buf` is the per-CPU scratch buffer (its walk slots are
 /// used). A null `base` walks nothing: checked before the member's offset is added, since a
@@ -59,47 +87,32 @@ fn push_component(buf: *mut u8, pos: usize, len: usize, name: *const u8) -> Opti
 #[inline(always)]
 pub fn walk<K: Kernel>(buf: *mut u8, pos: usize, base: *const u8, at: u32) -> Walked {
     if base.is_null() {
-        return Walked {
-            len: 0,
-            truncated: false,
-        };
+        return Walked::whole(0);
     }
     let path = base.wrapping_add(at as usize);
     let (dentry_at, mnt_at) = (offset!(path_dentry), offset!(path_mnt));
     let (mut dentry, vfsmnt) = (K::ptr(path, dentry_at), K::ptr(path, mnt_at));
     let mnt_root = K::ptr(vfsmnt, offset!(vfsmount_root));
     let mut len = 0usize;
-    for step in 0..PATH_DEPTH_MAX {
+    for depth in 0..PATH_DEPTH_MAX {
         if dentry.is_null() || vfsmnt.is_null() {
-            return Walked {
-                len,
-                truncated: false,
-            };
+            return Walked::whole(len);
         }
         let (parent, name) = K::ptr_pair(dentry, offset!(dentry_parent), offset!(dentry_name));
         if dentry == mnt_root {
             let mnt = vfsmnt.wrapping_sub(offset!(mount_mnt) as usize);
-            return walk_mounts(buf, pos, len, mnt, step);
+            return walk_mounts(buf, pos, len, mnt, depth);
         }
         if dentry == parent {
             return pseudo_file(buf, pos, len, name);
         }
-        match push_component(buf, pos, len, name) {
-            // Opaque: one verifier state per step, not one per step and length so far.
-            Some(new_len) => len = opaque(walk_len_slot(buf), new_len),
-            None => {
-                return Walked {
-                    len,
-                    truncated: true,
-                };
-            }
-        }
+        let Some(new_len) = step(buf, pos, len, name) else {
+            return Walked::cut(len);
+        };
+        len = new_len;
         dentry = parent;
     }
-    Walked {
-        len,
-        truncated: true,
-    }
+    Walked::cut(len)
 }
 
 /// A dentry that is its own parent without being a mount root: a pseudo file (memfd,
@@ -107,10 +120,7 @@ pub fn walk<K: Kernel>(buf: *mut u8, pos: usize, base: *const u8, at: u32) -> Wa
 /// d_path (`/memfd:name`).
 #[inline(always)]
 fn pseudo_file(buf: *mut u8, pos: usize, len: usize, name: *const u8) -> Walked {
-    Walked {
-        len: push_component(buf, pos, len, name).unwrap_or(len),
-        truncated: false,
-    }
+    Walked::whole(push_component(buf, pos, len, name).unwrap_or(len))
 }
 
 /// Goes on with [`walk`] from the root of mount `mnt` (a `struct mount`), `len` bytes and
@@ -129,8 +139,8 @@ fn walk_mounts(buf: *mut u8, pos: usize, len: usize, mnt: *const u8, steps: usiz
     // Each walk arrives at the root of a mount, and most paths end there: the first step
     // reads the mount's parent and mount point (one read) and is done at the namespace root.
     let mut at_mount_root = true;
-    for step in 0..PATH_DEPTH_MAX {
-        if steps + step >= PATH_DEPTH_MAX {
+    for depth in 0..PATH_DEPTH_MAX {
+        if steps + depth >= PATH_DEPTH_MAX {
             break;
         }
         if mnt.is_null() {
@@ -141,10 +151,7 @@ fn walk_mounts(buf: *mut u8, pos: usize, len: usize, mnt: *const u8, steps: usiz
                 read_ptr_pair(mnt, offset!(mount_parent), offset!(mount_mountpoint));
             if mnt_parent == mnt || mnt_parent.is_null() {
                 // The root of the namespace.
-                return Walked {
-                    len,
-                    truncated: false,
-                };
+                return Walked::whole(len);
             }
             dentry = mountpoint;
             mnt = mnt_parent;
@@ -153,10 +160,7 @@ fn walk_mounts(buf: *mut u8, pos: usize, len: usize, mnt: *const u8, steps: usiz
             continue;
         }
         if dentry.is_null() {
-            return Walked {
-                len,
-                truncated: false,
-            };
+            return Walked::whole(len);
         }
         let (parent, name) = read_ptr_pair(dentry, offset!(dentry_parent), offset!(dentry_name));
         if dentry == mnt_root {
@@ -166,21 +170,13 @@ fn walk_mounts(buf: *mut u8, pos: usize, len: usize, mnt: *const u8, steps: usiz
         if dentry == parent {
             return pseudo_file(buf, pos, len, name);
         }
-        match push_component(buf, pos, len, name) {
-            Some(new_len) => len = opaque(walk_len_slot(buf), new_len),
-            None => {
-                return Walked {
-                    len,
-                    truncated: true,
-                };
-            }
-        }
+        let Some(new_len) = step(buf, pos, len, name) else {
+            return Walked::cut(len);
+        };
+        len = new_len;
         dentry = parent;
     }
-    Walked {
-        len,
-        truncated: true,
-    }
+    Walked::cut(len)
 }
 
 /// The slot where a walk keeps its length between steps (see `helpers::opaque`).
@@ -214,21 +210,12 @@ pub fn walk_cgroup<K: Kernel>(buf: *mut u8, pos: usize, task: *const u8) -> Walk
         let (parent, name) = K::ptr_pair(kn, offset!(kernfs_parent), offset!(kernfs_name));
         if kn.is_null() || parent.is_null() {
             // The hierarchy's root has no parent and no name of its own in the path.
-            return Walked {
-                len,
-                truncated: false,
-            };
+            return Walked::whole(len);
         }
-        match push_component(buf, pos, len, name) {
-            // Opaque: one verifier state per step, not one per step and length so far.
-            Some(new_len) => len = opaque(walk_len_slot(buf), new_len),
-            None => {
-                return Walked {
-                    len,
-                    truncated: true,
-                };
-            }
-        }
+        let Some(new_len) = step(buf, pos, len, name) else {
+            return Walked::cut(len);
+        };
+        len = new_len;
         kn = parent;
     }
     let root_reached = K::ptr(kn, offset!(kernfs_parent)).is_null();

@@ -202,9 +202,13 @@ impl Sensor {
         };
         for &(name, hook) in PROGRAMS {
             let hook = match PROCESS_PROGRAMS.iter().find(|p| p.name == name) {
-                Some(process) => {
-                    attach_process(&mut ebpf, kernel_btf.as_ref(), process, &mut fallbacks)?
-                }
+                Some(process) => attach_process(
+                    &mut ebpf,
+                    kernel_btf.as_ref(),
+                    process,
+                    hook,
+                    &mut fallbacks,
+                )?,
                 None => {
                     attach_tracing(&mut ebpf, None, name, hook)?;
                     hook
@@ -447,16 +451,16 @@ fn attach_dns(ebpf: &mut Ebpf, root: &std::path::Path) -> Result<(), String> {
         .map_err(|e| format!("program `{name}` on {}: {e:?}", root.display()))
 }
 
-/// Attaches a process program as `tp_btf` (with `kernel_btf`) or, when that is refused or
-/// not asked for, its raw-tracepoint twin; returns the hook used. A fallback is logged and
+/// Attaches a process program at tracepoint `hook` as `tp_btf` (with `kernel_btf`) or, when
+/// that is refused or not asked for, its raw-tracepoint twin; returns the hook used. A fallback is logged and
 /// listed in `fallbacks` (nothing is missing: each kernel read costs a helper call more).
 fn attach_process(
     ebpf: &mut Ebpf,
     kernel_btf: Option<&aya::Btf>,
     process: &ProcessProgram,
+    hook: &'static str,
     fallbacks: &mut Vec<String>,
 ) -> Result<&'static str, BpfError> {
-    let hook = process.raw_hook.trim_start_matches("raw_tp/");
     if let Some(btf) = kernel_btf {
         match attach_tracing(ebpf, Some(btf), process.name, hook) {
             Ok(()) => return Ok(process.btf_hook),
