@@ -88,10 +88,16 @@ pub mod programs {
     pub const PROCESS_FORK_RAW: &str = "process_fork_raw";
     /// [`PROCESS_EXIT`] as a raw tracepoint (see [`PROCESS_EXEC_RAW`]).
     pub const PROCESS_EXIT_RAW: &str = "process_exit_raw";
-    /// raw tracepoint `sys_enter`.
+    /// BTF tracepoint `sys_enter`.
     pub const SYSCALL_ENTER: &str = "syscall_enter";
-    /// raw tracepoint `sys_exit`.
+    /// BTF tracepoint `sys_exit`.
     pub const SYSCALL_EXIT: &str = "syscall_exit";
+    /// [`SYSCALL_ENTER`] as a raw tracepoint, every kernel read a helper call: loaded instead
+    /// where `tp_btf` or `bpf_get_current_task_btf` (5.11+) is refused, or with
+    /// `syscalls.hooks = "raw_tracepoint"`.
+    pub const SYSCALL_ENTER_RAW: &str = "syscall_enter_raw";
+    /// [`SYSCALL_EXIT`] as a raw tracepoint (see [`SYSCALL_ENTER_RAW`]).
+    pub const SYSCALL_EXIT_RAW: &str = "syscall_exit_raw";
     /// classic tracepoint `sock/inet_sock_set_state`.
     pub const NETWORK_TCP_STATE: &str = "network_tcp_state";
     /// `cgroup_skb/egress` at the cgroup v2 root: DNS queries.

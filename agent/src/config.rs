@@ -88,7 +88,7 @@ pub struct ProcessConfig {
     pub cache_max_bytes: usize,
     pub exit_grace_ms: u64,
     pub ancestors: usize,
-    pub hooks: crate::bpf::ProcessHooks,
+    pub hooks: crate::bpf::Hooks,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -133,7 +133,7 @@ impl Default for ProcessConfig {
             cache_max_bytes: 64 * 1024 * 1024,
             exit_grace_ms: 5_000,
             ancestors: 0,
-            hooks: crate::bpf::ProcessHooks::Auto,
+            hooks: crate::bpf::Hooks::Auto,
         }
     }
 }

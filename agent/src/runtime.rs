@@ -120,6 +120,7 @@ impl Agent {
                 .flatten(),
             file_prefixes: config.files.prefixes(),
             process_hooks: config.process.hooks,
+            syscall_hooks: config.syscalls.hooks,
         })?;
         let ring = sensor.take_events()?;
         let reader_state = sensor.take_reader_state()?;

@@ -47,7 +47,7 @@ fn exec_reports_exact_binary_args_cwd_creds_and_parent() {
 #[test]
 fn the_raw_tracepoint_twins_report_the_same_exec() {
     let mut config = Config::default();
-    config.process.hooks = vigil::bpf::ProcessHooks::RawTracepoint;
+    config.process.hooks = vigil::bpf::Hooks::RawTracepoint;
     let Some(agent) = Harness::start(&config) else {
         return;
     };

@@ -14,7 +14,7 @@ use vigil_tests::{
     EVENT_TIMEOUT, Harness,
     json::render,
     select::{find_group_exit, syscalls_of},
-    spawn::{Spawned, TempDir, python3, run_to_end},
+    spawn::{Spawned, TempDir, own_cgroup_id, python3, run_to_end},
 };
 
 /// Runs `body` in a python3 child with `libc` (ctypes, errno kept), `L` (c_long), `S`
@@ -86,9 +86,38 @@ fn string(value: &str) -> ArgValue {
 
 #[test]
 fn namespaces_and_memfd_are_decoded_with_their_results() {
-    let Some(mut agent) = Harness::start(&Config::default()) else {
+    let Some(agent) = Harness::start(&Config::default()) else {
         return;
     };
+    let hooks = agent.attached_hooks();
+    for hook in ["tp_btf/sys_enter", "tp_btf/sys_exit"] {
+        assert!(
+            hooks.contains(&hook),
+            "by default the syscall programs are BTF tracepoints: {hook} not in {hooks:?}"
+        );
+    }
+    namespaces_and_memfd(agent);
+}
+
+/// The raw-tracepoint twins (`syscalls.hooks = "raw_tracepoint"`, and what `auto` falls back
+/// to where the kernel refuses `tp_btf` or `bpf_get_current_task_btf`) decode the same calls.
+#[test]
+fn the_raw_tracepoint_twins_decode_the_same_syscalls() {
+    let mut config = Config::default();
+    config.syscalls.hooks = vigil::bpf::Hooks::RawTracepoint;
+    let Some(agent) = Harness::start(&config) else {
+        return;
+    };
+    let hooks = agent.attached_hooks();
+    for hook in ["raw_tp/sys_enter", "raw_tp/sys_exit"] {
+        assert!(hooks.contains(&hook), "{hook} not in {hooks:?}");
+    }
+    namespaces_and_memfd(agent);
+}
+
+/// unshare, a failing setns and memfd_create from a python3 child: arguments, results, the
+/// task's identity, and the JSON.
+fn namespaces_and_memfd(mut agent: Harness) {
     let child = run_python(
         "assert sc('unshare', L(0x04000000)) == 0\n\
          assert sc('setns', L(987654), L(0)) == -1\n\
@@ -103,6 +132,20 @@ fn namespaces_and_memfd_are_decoded_with_their_results() {
     assert_eq!(unshare.ret, 0);
     assert_eq!(unshare.nr, Arch::NATIVE.number("unshare").expect("nr"));
     assert_eq!(unshare.task.pid, child.pid);
+    assert_eq!(unshare.task.key.tgid, child.pid);
+    let start = unshare.task.key.start_time_ns;
+    assert!(
+        start >= child.since_ns && start <= unshare.task.time_ns,
+        "start {start} not between spawn {} and the call {}",
+        child.since_ns,
+        unshare.task.time_ns
+    );
+    if let Some(cgroup_id) = own_cgroup_id() {
+        assert_eq!(
+            unshare.task.cgroup_id, cgroup_id,
+            "the child runs in our cgroup"
+        );
+    }
 
     let setns = one(&calls, "setns");
     assert_eq!(setns.arg("fd"), Some(&ArgValue::Int(987654)));

@@ -13,13 +13,22 @@
 //!
 //! Code shared by both kinds of program is generic over [`Kernel`].
 
-use aya_ebpf::helpers::bpf_probe_read_kernel;
+use aya_ebpf::helpers::{
+    bpf_get_current_task, bpf_probe_read_kernel, generated::bpf_get_current_task_btf,
+};
 use vigil_common::{offsets::OFFSET_MISSING, stats::KernelCounter};
 
 use crate::maps::count;
 
 /// One way of reading kernel memory.
 pub trait Kernel {
+    /// Whether a read is a plain load (a few ns) rather than a helper call (tens of ns):
+    /// where one helper call replaces several reads, [`Probe`] prefers it.
+    const PLAIN_LOADS: bool;
+
+    /// The current task, as a base for these reads.
+    fn current_task() -> *const u8;
+
     /// Reads a `T` at `base + offset`; `T::default()` for a null base, a missing offset or a
     /// failed read.
     fn at<T: Default + Copy>(base: *const u8, offset: u32) -> T;
@@ -29,6 +38,9 @@ pub trait Kernel {
 
     /// Reads two kernel pointers of one struct at `base + a` and `base + b`.
     fn ptr_pair(base: *const u8, a: u32, b: u32) -> (*const u8, *const u8);
+
+    /// Reads the `u64` members at `base + at[i]`.
+    fn words<const N: usize>(base: *const u8, at: [u32; N]) -> [u64; N];
 
     /// Reads a kernel pointer at `base + offset` (null on failure).
     #[inline(always)]
@@ -44,6 +56,14 @@ pub struct Probe;
 pub struct Direct;
 
 impl Kernel for Probe {
+    const PLAIN_LOADS: bool = false;
+
+    #[inline(always)]
+    fn current_task() -> *const u8 {
+        // SAFETY: helper without arguments; the task is only read through the helper.
+        unsafe { bpf_get_current_task() as *const u8 }
+    }
+
     #[inline(always)]
     fn at<T: Default + Copy>(base: *const u8, offset: u32) -> T {
         read_at(base, offset)
@@ -63,9 +83,44 @@ impl Kernel for Probe {
     fn ptr_pair(base: *const u8, a: u32, b: u32) -> (*const u8, *const u8) {
         read_ptr_pair(base, a, b)
     }
+
+    /// One call when the members lie within one 64-byte window, 8-byte aligned alike (the
+    /// syscall argument registers of `pt_regs` on x86_64 and arm64); otherwise one each.
+    #[inline(always)]
+    fn words<const N: usize>(base: *const u8, at: [u32; N]) -> [u64; N] {
+        let lo = at.iter().copied().min().unwrap_or(0);
+        let in_window = at
+            .iter()
+            .all(|&o| o >= lo && o - lo < 64 && (o - lo) % 8 == 0);
+        if !in_window {
+            return at.map(|o| read_at::<u64>(base, o));
+        }
+        let window: [u64; 8] = read_at(base, lo);
+        at.map(|o| match (o - lo) / 8 {
+            0 => window[0],
+            1 => window[1],
+            2 => window[2],
+            3 => window[3],
+            4 => window[4],
+            5 => window[5],
+            6 => window[6],
+            _ => window[7],
+        })
+    }
 }
 
 impl Kernel for Direct {
+    const PLAIN_LOADS: bool = true;
+
+    /// `bpf_get_current_task_btf` (Linux 5.11+): a BTF-typed pointer, unlike
+    /// `bpf_get_current_task`'s plain number. A program calling it is refused on older
+    /// kernels, where its raw twin is loaded instead.
+    #[inline(always)]
+    fn current_task() -> *const u8 {
+        // SAFETY: helper without arguments.
+        unsafe { bpf_get_current_task_btf() as *const u8 }
+    }
+
     #[inline(always)]
     fn at<T: Default + Copy>(base: *const u8, offset: u32) -> T {
         if base.is_null() || offset == OFFSET_MISSING {
@@ -86,6 +141,11 @@ impl Kernel for Direct {
     #[inline(always)]
     fn ptr_pair(base: *const u8, a: u32, b: u32) -> (*const u8, *const u8) {
         (Self::ptr(base, a), Self::ptr(base, b))
+    }
+
+    #[inline(always)]
+    fn words<const N: usize>(base: *const u8, at: [u32; N]) -> [u64; N] {
+        at.map(|o| Self::at::<u64>(base, o))
     }
 }
 

@@ -20,12 +20,12 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
-        bpf_ktime_get_boot_ns, bpf_probe_read_user,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns,
+        bpf_probe_read_user,
         generated::{bpf_probe_read_user as probe_read_user_raw, bpf_probe_read_user_str},
     },
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
+    macros::{btf_tracepoint, raw_tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext},
 };
 use vigil_common::{
     event::EventKind,
@@ -44,7 +44,7 @@ use super::{cred, network};
 use crate::{
     emit::{KindCounters, output},
     helpers::{
-        kread::{Probe, read_at},
+        kread::{Direct, Kernel, Probe},
         socket::socket_info,
         task,
     },
@@ -75,19 +75,32 @@ fn selected(nr: u64) -> bool {
     }
 }
 
-/// `raw_tp/sys_enter(regs, id)`: stashes the arguments of a selected syscall.
+/// `tp_btf/sys_enter(regs, id)`: stashes the arguments of a selected syscall. `regs` is a
+/// BTF-typed pointer, so the argument registers are plain loads, as are the task's ids
+/// (through `bpf_get_current_task_btf`, Linux 5.11+).
+#[btf_tracepoint(function = "sys_enter")]
+pub fn syscall_enter(ctx: BtfTracePointContext) -> i32 {
+    enter_hook::<Direct>(ctx.arg(0), ctx.arg(1))
+}
+
+/// [`syscall_enter`] as a raw tracepoint, every kernel read a helper call: the fallback where
+/// `tp_btf` or `bpf_get_current_task_btf` is refused.
 #[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn syscall_enter(ctx: RawTracePointContext) -> i32 {
-    let nr: u64 = ctx.arg(1);
+pub fn syscall_enter_raw(ctx: RawTracePointContext) -> i32 {
+    enter_hook::<Probe>(ctx.arg(0), ctx.arg(1))
+}
+
+#[inline(always)]
+fn enter_hook<K: Kernel>(regs: *const u8, nr: u64) -> i32 {
     if !selected(nr) {
         return 0;
     }
-    enter(&ctx, nr as u32);
+    enter::<K>(regs, nr as u32);
     0
 }
 
 #[inline(always)]
-fn enter(ctx: &RawTracePointContext, nr: u32) {
+fn enter<K: Kernel>(regs: *const u8, nr: u32) {
     let key = bpf_get_current_pid_tgid();
     if (key >> 32) as u32 == config!(syscall_ignore_tgid) {
         return;
@@ -99,7 +112,6 @@ fn enter(ctx: &RawTracePointContext, nr: u32) {
             return;
         }
     }
-    let regs: *const u8 = ctx.arg(0);
     let types = SYSCALL_ARG_TYPES.get(nr).copied().unwrap_or(0);
     if types & ARG_TYPES_CRED != 0 {
         cred::enter(key, nr, types, regs);
@@ -111,9 +123,7 @@ fn enter(ctx: &RawTracePointContext, nr: u32) {
         count(KernelCounter::ScratchUnavailable);
         return;
     };
-    // SAFETY: helper without arguments; the task is only read through probe reads.
-    let current = unsafe { bpf_get_current_task() } as *const u8;
-    let mut args = syscall_args(regs);
+    let mut args = syscall_args::<K>(regs);
     if types & ARG_TYPES_OPEN_HOW != 0 {
         // openat2's `how->flags` and `how->mode`, which are behind a pointer (0 if unreadable).
         let how = args[2] as *const [u64; 2];
@@ -164,7 +174,14 @@ fn enter(ctx: &RawTracePointContext, nr: u32) {
         flags |= addr_flags;
         addr_len = len;
     }
-    let mut header = task::header(EventKind::Syscall, 0, task::ids::<Probe>(current));
+    let current = K::current_task();
+    let ids = task::ids::<K>(current);
+    let mut header = if K::PLAIN_LOADS {
+        task::header_of::<K>(EventKind::Syscall, 0, ids, current)
+    } else {
+        // One helper call for the cgroup id rather than four reads.
+        task::header(EventKind::Syscall, 0, ids)
+    };
     header.size = (size_of::<SyscallEvent>() + pos + addr_len) as u32;
     let event = SyscallEvent {
         header,
@@ -186,38 +203,20 @@ fn enter(ctx: &RawTracePointContext, nr: u32) {
     }
 }
 
-/// The six argument registers of `regs`. They lie within one 64-byte window of `pt_regs` on
-/// x86_64 (`r10` at 56 to `di` at 112) and arm64 (`regs[0..6]`), which is one helper call
-/// instead of six (each costs tens of ns); otherwise six reads. The offsets are constants of
-/// the loaded object, so the verifier keeps only one of the two ways.
+/// The six argument registers of `regs`, read the `K` way.
 #[inline(always)]
-fn syscall_args(regs: *const u8) -> [u64; 6] {
-    let at = [
-        offset!(regs_arg0),
-        offset!(regs_arg1),
-        offset!(regs_arg2),
-        offset!(regs_arg3),
-        offset!(regs_arg4),
-        offset!(regs_arg5),
-    ];
-    let lo = at.iter().copied().min().unwrap_or(0);
-    let in_window = at
-        .iter()
-        .all(|&o| o >= lo && o - lo < 64 && (o - lo) % 8 == 0);
-    if !in_window {
-        return at.map(|o| read_at::<u64>(regs, o));
-    }
-    let window: [u64; 8] = read_at(regs, lo);
-    at.map(|o| match (o - lo) / 8 {
-        0 => window[0],
-        1 => window[1],
-        2 => window[2],
-        3 => window[3],
-        4 => window[4],
-        5 => window[5],
-        6 => window[6],
-        _ => window[7],
-    })
+fn syscall_args<K: Kernel>(regs: *const u8) -> [u64; 6] {
+    K::words(
+        regs,
+        [
+            offset!(regs_arg0),
+            offset!(regs_arg1),
+            offset!(regs_arg2),
+            offset!(regs_arg3),
+            offset!(regs_arg4),
+            offset!(regs_arg5),
+        ],
+    )
 }
 
 /// Whether the path copied at `strings[pos..]` starts with a watch prefix (or is relative,
@@ -310,16 +309,26 @@ fn read_sockaddr(area: *mut u8, pos: usize, src: u64, len: u64) -> (usize, u32) 
     (len, 0)
 }
 
-/// `raw_tp/sys_exit(regs, ret)`: emits the stashed syscall with its return value.
+/// `tp_btf/sys_exit(regs, ret)`: emits the stashed syscall with its return value. The
+/// syscall's number, which every exit reads, is a plain load.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn syscall_exit(ctx: BtfTracePointContext) -> i32 {
+    exit_hook::<Direct>(ctx.arg(0), ctx.arg(1))
+}
+
+/// [`syscall_exit`] as a raw tracepoint (see [`syscall_enter_raw`]).
 #[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn syscall_exit(ctx: RawTracePointContext) -> i32 {
-    let regs: *const u8 = ctx.arg(0);
+pub fn syscall_exit_raw(ctx: RawTracePointContext) -> i32 {
+    exit_hook::<Probe>(ctx.arg(0), ctx.arg(1))
+}
+
+#[inline(always)]
+fn exit_hook<K: Kernel>(regs: *const u8, ret: i64) -> i32 {
     // The number saved at entry (orig_ax / syscallno); 32 bits is syscallno's width.
-    let nr = read_at::<i32>(regs, offset!(regs_syscall_nr));
+    let nr = K::at::<i32>(regs, offset!(regs_syscall_nr));
     if !selected(nr as i64 as u64) {
         return 0;
     }
-    let ret: i64 = ctx.arg(1);
     exit(nr as u32, ret);
     0
 }

@@ -35,53 +35,89 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     (programs::SYSCALL_EXIT, "sys_exit"),
 ];
 
-/// Which hook the process programs use: `tp_btf` where the kernel allows, or raw
-/// tracepoints throughout. `Auto` falls back to raw tracepoints by itself and says so.
+/// Which hook a group of tracing programs uses (`process.hooks`, `syscalls.hooks`):
+/// `tp_btf` where the kernel allows, or raw tracepoints throughout. `Auto` falls back to raw
+/// tracepoints by itself and says so.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ProcessHooks {
+pub enum Hooks {
     #[default]
     Auto,
     RawTracepoint,
 }
 
-/// A process program: its `tp_btf` form, whose kernel reads are plain loads through the
+/// Which setting of [`LoadOptions`] picks a [`TwinProgram`]'s hook.
+#[derive(Clone, Copy)]
+enum HookGroup {
+    Process,
+    Syscall,
+}
+
+/// A tracing program in two forms: `tp_btf`, whose kernel reads are plain loads through the
 /// tracepoint's BTF-typed pointers, and its raw-tracepoint twin (the same code, each read a
-/// `bpf_probe_read_kernel` call: about 1 µs more per exec).
-struct ProcessProgram {
+/// `bpf_probe_read_kernel` call: about 1 µs more per exec, 0.1 µs per selected syscall).
+struct TwinProgram {
     name: &'static str,
     raw: &'static str,
     btf_hook: &'static str,
     raw_hook: &'static str,
+    group: HookGroup,
+    /// Why `tp_btf`, for `vigil probe`.
+    reason: &'static str,
 }
 
-const PROCESS_PROGRAMS: &[ProcessProgram] = &[
-    ProcessProgram {
+const PROCESS_REASON: &str = "the scheduler tracepoints' task, binprm and file pointers are BTF-typed, so the kernel reads are plain loads the verifier makes fault-safe instead of a helper call each (about 1 us less per exec); needs no BPF trampoline (Linux 5.5+); where the kernel refuses it, the same programs attach as raw tracepoints (`process.hooks`)";
+const SYSCALL_REASON: &str = "one hook for every syscall, filtered by number first; the registers and (through bpf_get_current_task_btf, Linux 5.11+) the task are BTF-typed, so the syscall number, the arguments and the task's ids are plain loads instead of helper calls; where the kernel refuses it, the same programs attach as raw tracepoints (`syscalls.hooks`)";
+
+const TWIN_PROGRAMS: &[TwinProgram] = &[
+    TwinProgram {
         name: programs::PROCESS_EXEC,
         raw: programs::PROCESS_EXEC_RAW,
         btf_hook: "tp_btf/sched_process_exec",
         raw_hook: "raw_tp/sched_process_exec",
+        group: HookGroup::Process,
+        reason: PROCESS_REASON,
     },
-    ProcessProgram {
+    TwinProgram {
         name: programs::PROCESS_FORK,
         raw: programs::PROCESS_FORK_RAW,
         btf_hook: "tp_btf/sched_process_fork",
         raw_hook: "raw_tp/sched_process_fork",
+        group: HookGroup::Process,
+        reason: PROCESS_REASON,
     },
-    ProcessProgram {
+    TwinProgram {
         name: programs::PROCESS_EXIT,
         raw: programs::PROCESS_EXIT_RAW,
         btf_hook: "tp_btf/sched_process_exit",
         raw_hook: "raw_tp/sched_process_exit",
+        group: HookGroup::Process,
+        reason: PROCESS_REASON,
+    },
+    TwinProgram {
+        name: programs::SYSCALL_ENTER,
+        raw: programs::SYSCALL_ENTER_RAW,
+        btf_hook: "tp_btf/sys_enter",
+        raw_hook: "raw_tp/sys_enter",
+        group: HookGroup::Syscall,
+        reason: SYSCALL_REASON,
+    },
+    TwinProgram {
+        name: programs::SYSCALL_EXIT,
+        raw: programs::SYSCALL_EXIT_RAW,
+        btf_hook: "tp_btf/sys_exit",
+        raw_hook: "raw_tp/sys_exit",
+        group: HookGroup::Syscall,
+        reason: SYSCALL_REASON,
     },
 ];
 
-/// The `tp_btf` hook of process program `name` (`None`: not a process program).
-pub fn btf_hook(name: &str) -> Option<&'static str> {
-    PROCESS_PROGRAMS
+/// The `tp_btf` hook of program `name` and why it is used (`None`: it has no such form).
+pub fn btf_hook(name: &str) -> Option<(&'static str, &'static str)> {
+    TWIN_PROGRAMS
         .iter()
         .find(|p| p.name == name)
-        .map(|p| p.btf_hook)
+        .map(|p| (p.btf_hook, p.reason))
 }
 
 /// The programs that attach when they can: without one, the events it gives are missing and
@@ -146,7 +182,9 @@ pub struct LoadOptions {
     /// The file sensor's watch prefixes (at most `FILE_PREFIXES_MAX`; more are ignored).
     pub file_prefixes: Vec<vigil_common::syscall::FilePrefix>,
     /// `process.hooks`.
-    pub process_hooks: ProcessHooks,
+    pub process_hooks: Hooks,
+    /// `syscalls.hooks`.
+    pub syscall_hooks: Hooks,
 }
 
 /// A program that is loaded and attached.
@@ -189,26 +227,27 @@ impl Sensor {
         let mut fallbacks = Vec::new();
         // The kernel's BTF as aya reads it, for the `tp_btf` programs (read once: it is
         // several MiB).
-        let kernel_btf = match options.process_hooks {
-            ProcessHooks::Auto => {
+        let kernel_btf =
+            if options.process_hooks == Hooks::Auto || options.syscall_hooks == Hooks::Auto {
                 Some(
                     aya::Btf::from_sys_fs().map_err(|source| BpfError::TracingBtf {
                         path: VMLINUX_BTF_PATH,
                         source: Box::new(source),
                     })?,
                 )
-            }
-            ProcessHooks::RawTracepoint => None,
-        };
+            } else {
+                None
+            };
         for &(name, hook) in PROGRAMS {
-            let hook = match PROCESS_PROGRAMS.iter().find(|p| p.name == name) {
-                Some(process) => attach_process(
-                    &mut ebpf,
-                    kernel_btf.as_ref(),
-                    process,
-                    hook,
-                    &mut fallbacks,
-                )?,
+            let hook = match TWIN_PROGRAMS.iter().find(|p| p.name == name) {
+                Some(twin) => {
+                    let hooks = match twin.group {
+                        HookGroup::Process => options.process_hooks,
+                        HookGroup::Syscall => options.syscall_hooks,
+                    };
+                    let btf = kernel_btf.as_ref().filter(|_| hooks == Hooks::Auto);
+                    attach_twin(&mut ebpf, btf, twin, hook, &mut fallbacks)?
+                }
                 None => {
                     attach_tracing(&mut ebpf, None, name, hook)?;
                     hook
@@ -322,11 +361,8 @@ pub fn program_stats(ebpf: &Ebpf) -> Vec<(&'static str, Duration, u64)> {
         .iter()
         .chain(OPTIONAL_PROGRAMS)
         .filter_map(|&(name, _)| {
-            // A process program's raw twin, when that is what was loaded.
-            let raw = PROCESS_PROGRAMS
-                .iter()
-                .find(|p| p.name == name)
-                .map(|p| p.raw);
+            // The program's raw twin, when that is what was loaded.
+            let raw = TWIN_PROGRAMS.iter().find(|p| p.name == name).map(|p| p.raw);
             let info = std::iter::once(name)
                 .chain(raw)
                 .find_map(|loaded| ebpf.program(loaded)?.info().ok())?;
@@ -451,42 +487,43 @@ fn attach_dns(ebpf: &mut Ebpf, root: &std::path::Path) -> Result<(), String> {
         .map_err(|e| format!("program `{name}` on {}: {e:?}", root.display()))
 }
 
-/// Attaches a process program at tracepoint `hook` as `tp_btf` (with `kernel_btf`) or, when
-/// that is refused or not asked for, its raw-tracepoint twin; returns the hook used. A fallback is logged and
-/// listed in `fallbacks` (nothing is missing: each kernel read costs a helper call more).
-fn attach_process(
+/// Attaches a twin program at tracepoint `hook` as `tp_btf` (with `kernel_btf`) or, when
+/// that is refused or not asked for, its raw-tracepoint twin; returns the hook used. A
+/// fallback is logged and listed in `fallbacks` (nothing is missing: each kernel read costs a
+/// helper call more).
+fn attach_twin(
     ebpf: &mut Ebpf,
     kernel_btf: Option<&aya::Btf>,
-    process: &ProcessProgram,
+    twin: &TwinProgram,
     hook: &'static str,
     fallbacks: &mut Vec<String>,
 ) -> Result<&'static str, BpfError> {
     if let Some(btf) = kernel_btf {
-        match attach_tracing(ebpf, Some(btf), process.name, hook) {
-            Ok(()) => return Ok(process.btf_hook),
+        match attach_tracing(ebpf, Some(btf), twin.name, hook) {
+            Ok(()) => return Ok(twin.btf_hook),
             Err(problem) => {
                 // The verifier's log can be 100 KiB; what it refused is at its end.
                 let problem = crate::telemetry::chain(&problem);
                 let problem = crate::telemetry::shorten(&problem, 1200);
                 tracing::warn!(
-                    program = process.name,
+                    program = twin.name,
                     %problem,
                     "The kernel refused the tp_btf program; using its raw-tracepoint twin (nothing is missing; each kernel read costs a helper call more)."
                 );
                 fallbacks.push(format!(
                     "{} ({}): {problem}; {} attached instead, nothing missing",
-                    process.name, process.btf_hook, process.raw
+                    twin.name, twin.btf_hook, twin.raw
                 ));
             }
         }
     }
-    attach_tracing(ebpf, None, process.raw, hook)?;
-    Ok(process.raw_hook)
+    attach_tracing(ebpf, None, twin.raw, hook)?;
+    Ok(twin.raw_hook)
 }
 
 /// Loads and attaches a tracing program at `hook`, the way its section in the object says:
-/// `tp_btf` (needs `kernel_btf`) or `raw_tp` (the syscall programs and the process programs'
-/// twins, whose arguments are plain numbers).
+/// `tp_btf` (needs `kernel_btf`) or `raw_tp` (the twins, whose arguments are plain
+/// numbers).
 fn attach_tracing(
     ebpf: &mut Ebpf,
     kernel_btf: Option<&aya::Btf>,

@@ -10,7 +10,7 @@ pub mod probe;
 
 pub use btf::{Btf, BtfError, VMLINUX_BTF_PATH};
 pub use load::{
-    AttachedProgram, BpfError, LoadOptions, OPTIONAL_PROGRAMS, PROGRAMS, ProcessHooks, Sensor,
+    AttachedProgram, BpfError, Hooks, LoadOptions, OPTIONAL_PROGRAMS, PROGRAMS, Sensor,
     program_stats,
 };
 pub use offsets::{OffsetsError, resolve_offsets};

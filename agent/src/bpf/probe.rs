@@ -122,17 +122,17 @@ pub fn probe() -> ProbeReport {
     let mut uses: Vec<Use> = PROGRAMS
         .iter()
         .map(|&(program, hook)| match super::load::btf_hook(program) {
-            Some(btf_hook) => Use {
+            Some((btf_hook, reason)) => Use {
                 program,
                 hook: btf_hook.into(),
                 mechanism: "tp_btf",
-                reason: "the scheduler tracepoints' task, binprm and file pointers are BTF-typed, so the kernel reads are plain loads the verifier makes fault-safe instead of a helper call each (about 1 us less per exec); needs no BPF trampoline (Linux 5.5+); where the kernel refuses it, the same programs attach as raw tracepoints (`process.hooks`)",
+                reason,
             },
             None => Use {
                 program,
                 hook: format!("raw_tp/{hook}"),
                 mechanism: "raw_tracepoint",
-                reason: "works on every kernel Vigil supports, needs neither tracefs nor BPF trampolines; one hook for every syscall, filtered by number first",
+                reason: "works on every kernel Vigil supports, needs neither tracefs nor BPF trampolines",
             },
         })
         .collect();

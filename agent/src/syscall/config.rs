@@ -14,6 +14,8 @@ pub struct SyscallsConfig {
     /// cgroup v2 paths (relative to the cgroup2 mount) whose syscalls are captured; empty:
     /// every cgroup.
     pub cgroups: Vec<String>,
+    /// How the `sys_enter`/`sys_exit` programs attach, which every syscall sensor shares.
+    pub hooks: crate::bpf::Hooks,
 }
 
 impl Default for SyscallsConfig {
@@ -22,6 +24,7 @@ impl Default for SyscallsConfig {
             enabled: true,
             names: DEFAULT_SET.iter().map(|&n| n.to_owned()).collect(),
             cgroups: Vec::new(),
+            hooks: crate::bpf::Hooks::Auto,
         }
     }
 }
