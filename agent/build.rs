@@ -1,5 +1,6 @@
-//! Builds the eBPF object (`agent-ebpf`, target bpfel-unknown-none) with aya-build and leaves
-//! it in OUT_DIR, where `src/bpf/object.rs` embeds it; and generates the gRPC API
+//! Builds the eBPF object (`agent-ebpf`, target bpfel-unknown-none) with aya-build, with and
+//! without its `task-storage` feature, and leaves both in OUT_DIR, where `src/bpf/mod.rs`
+//! embeds them; and generates the gRPC API
 //! (`proto/vigil/v1/{sensor,collector,capture,response}.proto`, with protoc from Debian
 //! protobuf-compiler) for `src/api`.
 //!
@@ -13,13 +14,24 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=VIGIL_EBPF_TOOLCHAIN");
     let toolchain = std::env::var("VIGIL_EBPF_TOOLCHAIN").unwrap_or_else(|_| "nightly".into());
     let root_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../agent-ebpf");
-    let package = aya_build::Package {
-        name: "vigil-ebpf",
-        root_dir,
-        ..Default::default()
-    };
-    aya_build::build_ebpf([package], aya_build::Toolchain::Custom(&toolchain))
-        .with_context(|| format!("building the eBPF programs with toolchain `{toolchain}` (run `cargo xtask build`, which installs what this needs)"))
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").context("OUT_DIR")?);
+    // Twice: first without task local storage (for kernels that cannot create such a map;
+    // kept as `vigil-compat`), then the object used wherever they can (`vigil`).
+    for (no_default_features, kept_as) in [(true, Some("vigil-compat")), (false, None)] {
+        let package = aya_build::Package {
+            name: "vigil-ebpf",
+            root_dir,
+            no_default_features,
+            ..Default::default()
+        };
+        aya_build::build_ebpf([package], aya_build::Toolchain::Custom(&toolchain))
+            .with_context(|| format!("building the eBPF programs with toolchain `{toolchain}` (run `cargo xtask build`, which installs what this needs)"))?;
+        if let Some(name) = kept_as {
+            std::fs::rename(out_dir.join("vigil"), out_dir.join(name))
+                .with_context(|| format!("keeping the eBPF object as {name}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Server and client code for the API, plus the descriptor set that reflection serves.

@@ -19,8 +19,14 @@ pub const SYSCALL_FILTER: &str = "VIGIL_SYSCALL_FILTER";
 pub const SYSCALL_ARG_TYPES: &str = "VIGIL_SYSCALL_ARGS";
 /// Hash map of allowed cgroup ids (`u64` -> `u8`), read when `syscall_cgroup_filter` is set.
 pub const SYSCALL_CGROUPS: &str = "VIGIL_SYSCALL_CGROUPS";
-/// Hash map pid_tgid -> record under construction, from a syscall's enter to its exit.
+/// Hash map pid_tgid -> record under construction, from a syscall's enter to its exit (the
+/// raw-tracepoint twins' stash).
 pub const SYSCALL_STASH: &str = "VIGIL_SYSCALL_STASH";
+/// Task local storage: the same record, kept with the thread (the `tp_btf` programs' stash).
+/// In the object for kernels without task storage, a placeholder array.
+pub const TASK_STASH: &str = "VIGIL_TASK_STASH";
+/// Hash map pid_tgid -> 1 while that thread is inside connect or bind.
+pub const IN_CONNECT: &str = "VIGIL_IN_CONNECT";
 /// Array of [`crate::syscall::FilePrefix`]: the file sensor's watch prefixes.
 pub const FILE_PREFIXES: &str = "VIGIL_FILE_PREFIXES";
 /// Entries of [`SYSCALL_STASH`]: threads inside a selected syscall at the same time.

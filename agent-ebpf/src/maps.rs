@@ -1,5 +1,7 @@
 //! Every map and global of the object. Names must match `vigil_common::maps`.
 
+#[cfg(feature = "task-storage")]
+use aya_ebpf::macros::btf_map;
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
@@ -67,6 +69,8 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 pub struct SyscallRecord {
     pub event: SyscallEvent,
     pub strings: [u8; SYSCALL_STRINGS_AREA],
+    /// In [`TASK_STASH`], whose entry outlives the syscall: 1 from a kept enter to its exit.
+    pub pending: u64,
 }
 
 /// `vigil_common::maps::SYSCALL_FILTER`: the selected syscalls, filled by userspace.
@@ -92,6 +96,53 @@ pub static SYSCALL_CGROUPS: HashMap<u64, u8> =
 #[map(name = "VIGIL_SYSCALL_STASH")]
 pub static SYSCALL_STASH: HashMap<u64, SyscallRecord> =
     HashMap::with_max_entries(SYSCALL_STASH_ENTRIES, 0);
+
+/// A BTF-defined task local storage map (aya-ebpf 0.2 declares the other local storages,
+/// not this one): the same member layout as its `btf_map_def!`, which the loader reads from
+/// the object's BTF. Its value lives with the task and is freed with it.
+#[cfg(feature = "task-storage")]
+#[repr(C)]
+pub struct TaskStorage<T> {
+    r#type: *const [i32; aya_ebpf::bindings::bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE as usize],
+    key: *const i32,
+    value: *const T,
+    max_entries: *const [i32; 0],
+    map_flags: *const [i32; aya_ebpf::bindings::BPF_F_NO_PREALLOC as usize],
+}
+
+// SAFETY: the members are placeholders the loader reads from BTF; nothing dereferences them.
+#[cfg(feature = "task-storage")]
+unsafe impl<T> Sync for TaskStorage<T> {}
+
+#[cfg(feature = "task-storage")]
+impl<T> TaskStorage<T> {
+    pub const fn new() -> Self {
+        Self {
+            r#type: core::ptr::null(),
+            key: core::ptr::null(),
+            value: core::ptr::null(),
+            max_entries: core::ptr::null(),
+            map_flags: core::ptr::null(),
+        }
+    }
+}
+
+/// `vigil_common::maps::TASK_STASH`: the record of the syscall a thread is in, kept in the
+/// thread's task local storage (see `helpers::stash`).
+#[cfg(feature = "task-storage")]
+#[btf_map(name = "VIGIL_TASK_STASH")]
+pub static TASK_STASH: TaskStorage<SyscallRecord> = TaskStorage::new();
+
+/// The object for kernels without task local storage: a placeholder of the same name, which
+/// the `tp_btf` syscall programs (refused there anyway) pass to the task-storage helper.
+#[cfg(not(feature = "task-storage"))]
+#[map(name = "VIGIL_TASK_STASH")]
+pub static TASK_STASH: Array<u8> = Array::with_max_entries(1, 0);
+
+/// `vigil_common::maps::IN_CONNECT`: pid_tgid of the threads inside connect or bind, for the
+/// TCP state program, which may run in another task's context.
+#[map(name = "VIGIL_IN_CONNECT")]
+pub static IN_CONNECT: HashMap<u64, u8> = HashMap::with_max_entries(SYSCALL_STASH_ENTRIES, 0);
 
 /// Per-CPU assembly space for a syscall record at enter (too big for the stack).
 #[map(name = "VIGIL_SYSCALL_SCRATCH")]

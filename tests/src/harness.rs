@@ -139,6 +139,15 @@ impl Harness {
             .unwrap_or_default()
     }
 
+    /// What the sensor attached in place of what it prefers, and why.
+    pub fn fallbacks(&self) -> Vec<String> {
+        self.agent
+            .as_ref()
+            .and_then(Agent::sensor)
+            .map(|s| s.fallbacks.clone())
+            .unwrap_or_default()
+    }
+
     /// Cumulative run time and run count of each attached program (advancing only while
     /// `kernel.bpf_stats_enabled` is 1).
     pub fn program_stats(&self) -> Vec<(&'static str, Duration, u64)> {

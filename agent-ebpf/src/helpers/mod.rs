@@ -4,4 +4,5 @@ pub mod kread;
 pub mod opaque;
 pub mod path;
 pub mod socket;
+pub mod stash;
 pub mod task;

@@ -21,7 +21,6 @@ use vigil_common::{
         TCP_LAST_ACK, TCP_STATE_OWNER_KNOWN, TCP_SYN_SENT, TcpStateEvent,
     },
     stats::KernelCounter,
-    syscall::{ARG_INT, ARG_SOCKADDR, arg_type},
 };
 
 use crate::{
@@ -30,7 +29,7 @@ use crate::{
         kread::Probe,
         task::{self, TaskIds},
     },
-    maps::{CONNECT_OUTCOMES, SYSCALL_STASH, TCP_OWNERS, count},
+    maps::{CONNECT_OUTCOMES, IN_CONNECT, TCP_OWNERS, count},
 };
 
 const NETWORK: KindCounters = KindCounters {
@@ -175,24 +174,26 @@ fn interesting(old: u32, new: u32) -> bool {
             ))
 }
 
-/// Whether `thread` is inside a connect-shaped syscall the syscall hooks stashed (an address
+/// At the enter of a connect or bind the syscall hooks kept: marks the thread as inside it. A
+/// full map only means an outcome decided inside the syscall is reported at once, before the
+/// syscall's own record.
+#[inline(always)]
+pub fn connect_enter(thread: u64) {
+    let _ = IN_CONNECT.insert(thread, 1, 0);
+}
+
+/// Whether `thread` is inside a connect-shaped syscall the syscall hooks kept (an address
 /// argument copied at enter: connect, or bind, which does not change a socket's state).
 #[inline(always)]
 fn owner_in_connect(thread: u64) -> bool {
-    match SYSCALL_STASH.get_ptr(thread) {
-        Some(pending) => {
-            // SAFETY: a map value, valid for this program's run.
-            let types = unsafe { (*pending).event.arg_types };
-            arg_type(types, 1) == ARG_SOCKADDR && arg_type(types, 2) == ARG_INT
-        }
-        None => false,
-    }
+    IN_CONNECT.get_ptr(thread).is_some()
 }
 
 /// At the exit of a connect whose outcome was decided inside it: submits the outcome when the
 /// syscall returned EINPROGRESS (so it follows the `in_progress` connect), else forgets it.
 #[inline(always)]
 pub fn connect_exit(thread: u64, in_progress: bool) {
+    let _ = IN_CONNECT.remove(thread);
     let Some(outcome) = CONNECT_OUTCOMES.get_ptr(thread) else {
         return;
     };

@@ -46,12 +46,10 @@ use crate::{
     helpers::{
         kread::{Direct, Kernel, Probe},
         socket::socket_info,
+        stash::{HashStash, Stash, TaskStash},
         task,
     },
-    maps::{
-        FILE_PREFIXES, SYSCALL_ARG_TYPES, SYSCALL_CGROUPS, SYSCALL_FILTER, SYSCALL_SCRATCH,
-        SYSCALL_STASH, config, count, offset,
-    },
+    maps::{FILE_PREFIXES, SYSCALL_ARG_TYPES, SYSCALL_CGROUPS, SYSCALL_FILTER, config, offset},
 };
 
 /// A non-blocking connect still under way (`-EINPROGRESS`): its socket has its ports.
@@ -80,27 +78,27 @@ fn selected(nr: u64) -> bool {
 /// (through `bpf_get_current_task_btf`, Linux 5.11+).
 #[btf_tracepoint(function = "sys_enter")]
 pub fn syscall_enter(ctx: BtfTracePointContext) -> i32 {
-    enter_hook::<Direct>(ctx.arg(0), ctx.arg(1))
+    enter_hook::<Direct, TaskStash>(ctx.arg(0), ctx.arg(1))
 }
 
 /// [`syscall_enter`] as a raw tracepoint, every kernel read a helper call: the fallback where
 /// `tp_btf` or `bpf_get_current_task_btf` is refused.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn syscall_enter_raw(ctx: RawTracePointContext) -> i32 {
-    enter_hook::<Probe>(ctx.arg(0), ctx.arg(1))
+    enter_hook::<Probe, HashStash>(ctx.arg(0), ctx.arg(1))
 }
 
 #[inline(always)]
-fn enter_hook<K: Kernel>(regs: *const u8, nr: u64) -> i32 {
+fn enter_hook<K: Kernel, S: Stash>(regs: *const u8, nr: u64) -> i32 {
     if !selected(nr) {
         return 0;
     }
-    enter::<K>(regs, nr as u32);
+    enter::<K, S>(regs, nr as u32);
     0
 }
 
 #[inline(always)]
-fn enter<K: Kernel>(regs: *const u8, nr: u32) {
+fn enter<K: Kernel, S: Stash>(regs: *const u8, nr: u32) {
     let key = bpf_get_current_pid_tgid();
     if (key >> 32) as u32 == config!(syscall_ignore_tgid) {
         return;
@@ -119,8 +117,7 @@ fn enter<K: Kernel>(regs: *const u8, nr: u32) {
     if types & ARG_TYPES_NO_RECORD != 0 {
         return;
     }
-    let Some(record) = SYSCALL_SCRATCH.get_ptr_mut(0) else {
-        count(KernelCounter::ScratchUnavailable);
+    let Some(record) = S::slot(key) else {
         return;
     };
     let mut args = syscall_args::<K>(regs);
@@ -131,8 +128,8 @@ fn enter<K: Kernel>(regs: *const u8, nr: u32) {
         let [flags, mode] = unsafe { bpf_probe_read_user(how) }.unwrap_or([0; 2]);
         (args[4], args[5]) = (flags, mode);
     }
-    // SAFETY: `record` points at this CPU's scratch entry, which only this program uses and
-    // which stays valid for the program's run.
+    // SAFETY: `record` is this CPU's scratch entry or this thread's stash entry, which only
+    // this program run writes and which stays valid for it.
     let strings = unsafe { (&raw mut (*record).strings).cast::<u8>() };
     let mut flags = 0;
     let mut lens = [0u16; SYSCALL_STRINGS_MAX];
@@ -197,9 +194,14 @@ fn enter<K: Kernel>(regs: *const u8, nr: u32) {
     };
     // SAFETY: as above; the fixed part is written in place, the strings were copied before.
     unsafe { (&raw mut (*record).event).write(event) };
-    // SAFETY: `record` is a valid map value for the duration of the call; the helper copies it.
-    if SYSCALL_STASH.insert(key, unsafe { &*record }, 0).is_err() {
-        count(KernelCounter::SyscallStashFull);
+    let kept = S::keep(key, record);
+    if kept
+        && types & ARG_TYPES_SOCKET != 0
+        && arg_type(types, 1) == ARG_SOCKADDR
+        && arg_type(types, 2) == ARG_INT
+    {
+        // connect (or bind): the TCP state program asks whether its owner is inside it.
+        network::connect_enter(key);
     }
 }
 
@@ -313,28 +315,28 @@ fn read_sockaddr(area: *mut u8, pos: usize, src: u64, len: u64) -> (usize, u32) 
 /// syscall's number, which every exit reads, is a plain load.
 #[btf_tracepoint(function = "sys_exit")]
 pub fn syscall_exit(ctx: BtfTracePointContext) -> i32 {
-    exit_hook::<Direct>(ctx.arg(0), ctx.arg(1))
+    exit_hook::<Direct, TaskStash>(ctx.arg(0), ctx.arg(1))
 }
 
 /// [`syscall_exit`] as a raw tracepoint (see [`syscall_enter_raw`]).
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn syscall_exit_raw(ctx: RawTracePointContext) -> i32 {
-    exit_hook::<Probe>(ctx.arg(0), ctx.arg(1))
+    exit_hook::<Probe, HashStash>(ctx.arg(0), ctx.arg(1))
 }
 
 #[inline(always)]
-fn exit_hook<K: Kernel>(regs: *const u8, ret: i64) -> i32 {
+fn exit_hook<K: Kernel, S: Stash>(regs: *const u8, ret: i64) -> i32 {
     // The number saved at entry (orig_ax / syscallno); 32 bits is syscallno's width.
     let nr = K::at::<i32>(regs, offset!(regs_syscall_nr));
     if !selected(nr as i64 as u64) {
         return 0;
     }
-    exit(nr as u32, ret);
+    exit::<S>(nr as u32, ret);
     0
 }
 
 #[inline(always)]
-fn exit(nr: u32, ret: i64) {
+fn exit<S: Stash>(nr: u32, ret: i64) {
     let key = bpf_get_current_pid_tgid();
     // One more array lookup (inlined by the verifier) for selected syscalls only.
     let types = SYSCALL_ARG_TYPES.get(nr).copied().unwrap_or(0);
@@ -344,12 +346,13 @@ fn exit(nr: u32, ret: i64) {
     if types & ARG_TYPES_NO_RECORD != 0 {
         return;
     }
-    let Some(record) = SYSCALL_STASH.get_ptr_mut(key) else {
-        // Filtered out at enter (cgroup), lost at enter (counted), or attached mid-syscall.
+    let Some(record) = S::pending(key) else {
+        // Filtered out at enter (cgroup, path), lost at enter (counted), or attached
+        // mid-syscall.
         return;
     };
     // SAFETY: `record` is this thread's stash entry; only this thread writes it, and it is
-    // deleted only below.
+    // released only below.
     let event = unsafe { &mut (*record).event };
     event.ret = ret;
     // SAFETY: helper without arguments.
@@ -401,7 +404,7 @@ fn exit(nr: u32, ret: i64) {
     // SAFETY: `size <= size_of::<SyscallEvent>() + SYSCALL_STRINGS_MASK`, within the entry.
     let bytes = unsafe { core::slice::from_raw_parts(record.cast::<u8>(), size) };
     output(SYSCALL, bytes);
-    let _ = SYSCALL_STASH.remove(key);
+    S::release(key, record);
     if types & ARG_TYPES_SOCKET != 0
         && arg_type(types, 1) == ARG_SOCKADDR
         && arg_type(types, 2) == ARG_INT

@@ -13,13 +13,12 @@ use vigil_common::{
     config::KernelConfig,
     maps::{
         EVENTS, FILE_PREFIXES, GLOBAL_CONFIG, GLOBAL_OFFSETS, READER, STATS, SYSCALL_ARG_TYPES,
-        SYSCALL_CGROUPS, SYSCALL_FILTER, programs,
+        SYSCALL_CGROUPS, SYSCALL_FILTER, SYSCALL_STASH, TASK_STASH, programs,
     },
 };
 
 use super::{
     super::syscall::KernelFilter,
-    OBJECT,
     btf::{Btf, BtfError, VMLINUX_BTF_PATH},
     offsets::{OffsetsError, resolve_offsets},
     preflight::{self, PreflightError},
@@ -46,8 +45,9 @@ pub enum Hooks {
     RawTracepoint,
 }
 
-/// Which setting of [`LoadOptions`] picks a [`TwinProgram`]'s hook.
-#[derive(Clone, Copy)]
+/// Programs that attach one way together, picked by one setting of [`LoadOptions`]: the
+/// syscall programs must, since their stash differs between the two ways.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum HookGroup {
     Process,
     Syscall,
@@ -67,7 +67,7 @@ struct TwinProgram {
 }
 
 const PROCESS_REASON: &str = "the scheduler tracepoints' task, binprm and file pointers are BTF-typed, so the kernel reads are plain loads the verifier makes fault-safe instead of a helper call each (about 1 us less per exec); needs no BPF trampoline (Linux 5.5+); where the kernel refuses it, the same programs attach as raw tracepoints (`process.hooks`)";
-const SYSCALL_REASON: &str = "one hook for every syscall, filtered by number first; the registers and (through bpf_get_current_task_btf, Linux 5.11+) the task are BTF-typed, so the syscall number, the arguments and the task's ids are plain loads instead of helper calls; where the kernel refuses it, the same programs attach as raw tracepoints (`syscalls.hooks`)";
+const SYSCALL_REASON: &str = "one hook for every syscall, filtered by number first; the registers and (through bpf_get_current_task_btf, Linux 5.11+) the task are BTF-typed, so the syscall number, the arguments and the task's ids are plain loads instead of helper calls, and a record waits for its exit in the thread's task local storage instead of a hash map; where the kernel refuses either, the same programs attach as raw tracepoints with a hash map (`syscalls.hooks`)";
 
 const TWIN_PROGRAMS: &[TwinProgram] = &[
     TwinProgram {
@@ -218,13 +218,25 @@ impl Sensor {
             .override_global(GLOBAL_OFFSETS, &offsets, true)
             .override_global(GLOBAL_CONFIG, &options.kernel, true)
             .map_max_entries(EVENTS, options.ring_buffer_bytes)
-            .load(OBJECT)
+            // The task stash: aya has no typed handle for task local storage, and only the
+            // programs use it.
+            .allow_unsupported_maps()
+            .load(super::object())
             .map_err(BpfError::Object)?;
         // Before attaching, so the programs start with the filter they were asked for.
         write_syscall_filter(&mut ebpf, &options.syscalls, &options.syscall_cgroups)?;
         write_file_prefixes(&mut ebpf, &options.file_prefixes)?;
         let mut attached = Vec::with_capacity(PROGRAMS.len());
         let mut fallbacks = Vec::new();
+        if !super::task_storage() {
+            tracing::warn!(
+                "No task local storage (this kernel cannot create it before Linux 5.11, or {} asked so): the object without it is loaded, and the syscall programs keep their records in a hash map (nothing is missing; each selected syscall costs more).",
+                super::OBJECT_ENV
+            );
+            fallbacks.push(format!(
+                "{TASK_STASH} (task local storage): not used; the object without it is loaded, the syscall records are kept in {SYSCALL_STASH}, nothing missing"
+            ));
+        }
         // The kernel's BTF as aya reads it, for the `tp_btf` programs (read once: it is
         // several MiB).
         let kernel_btf =
@@ -238,22 +250,38 @@ impl Sensor {
             } else {
                 None
             };
-        for &(name, hook) in PROGRAMS {
-            let hook = match TWIN_PROGRAMS.iter().find(|p| p.name == name) {
-                Some(twin) => {
-                    let hooks = match twin.group {
-                        HookGroup::Process => options.process_hooks,
-                        HookGroup::Syscall => options.syscall_hooks,
-                    };
-                    let btf = kernel_btf.as_ref().filter(|_| hooks == Hooks::Auto);
-                    attach_twin(&mut ebpf, btf, twin, hook, &mut fallbacks)?
-                }
-                None => {
-                    attach_tracing(&mut ebpf, None, name, hook)?;
-                    hook
-                }
+        for group in [HookGroup::Process, HookGroup::Syscall] {
+            let hooks = match group {
+                HookGroup::Process => options.process_hooks,
+                HookGroup::Syscall => options.syscall_hooks,
             };
-            attached.push(AttachedProgram { name, hook });
+            let btf = kernel_btf.as_ref().filter(|_| hooks == Hooks::Auto);
+            let twins: Vec<(&TwinProgram, &'static str)> = PROGRAMS
+                .iter()
+                .filter_map(|&(name, tracepoint)| {
+                    let twin = TWIN_PROGRAMS.iter().find(|t| t.name == name)?;
+                    (twin.group == group).then_some((twin, tracepoint))
+                })
+                .collect();
+            attached.extend(attach_twins(&mut ebpf, btf, &twins, &mut fallbacks)?);
+        }
+        for program in &attached {
+            // How hard each program was to verify: near the verifier's limit of 1M
+            // instructions on an older kernel, a change can tip a program over it.
+            let raw = TWIN_PROGRAMS
+                .iter()
+                .find(|t| t.name == program.name)
+                .map(|t| t.raw);
+            let verified = std::iter::once(program.name)
+                .chain(raw)
+                .find_map(|loaded| ebpf.program(loaded)?.info().ok())
+                .and_then(|info| info.verified_instruction_count());
+            tracing::debug!(
+                program = program.name,
+                hook = program.hook,
+                ?verified,
+                "Attached."
+            );
         }
         if options.tcp_state {
             // Optional: without it, network events still come from the syscalls.
@@ -487,38 +515,73 @@ fn attach_dns(ebpf: &mut Ebpf, root: &std::path::Path) -> Result<(), String> {
         .map_err(|e| format!("program `{name}` on {}: {e:?}", root.display()))
 }
 
-/// Attaches a twin program at tracepoint `hook` as `tp_btf` (with `kernel_btf`) or, when
-/// that is refused or not asked for, its raw-tracepoint twin; returns the hook used. A
-/// fallback is logged and listed in `fallbacks` (nothing is missing: each kernel read costs a
-/// helper call more).
-fn attach_twin(
+/// Attaches a group of twin programs, each at its tracepoint, as `tp_btf` (with
+/// `kernel_btf`) or, when any of them is refused or that is not asked for, all as their
+/// raw-tracepoint twins; returns what was attached. A fallback is logged and listed in
+/// `fallbacks` (nothing is missing: each kernel read costs a helper call more).
+fn attach_twins(
     ebpf: &mut Ebpf,
     kernel_btf: Option<&aya::Btf>,
-    twin: &TwinProgram,
-    hook: &'static str,
+    twins: &[(&TwinProgram, &'static str)],
     fallbacks: &mut Vec<String>,
-) -> Result<&'static str, BpfError> {
+) -> Result<Vec<AttachedProgram>, BpfError> {
     if let Some(btf) = kernel_btf {
-        match attach_tracing(ebpf, Some(btf), twin.name, hook) {
-            Ok(()) => return Ok(twin.btf_hook),
+        match attach_btf_group(ebpf, btf, twins) {
+            Ok(()) => {
+                return Ok(twins
+                    .iter()
+                    .map(|(twin, _)| AttachedProgram {
+                        name: twin.name,
+                        hook: twin.btf_hook,
+                    })
+                    .collect());
+            }
             Err(problem) => {
                 // The verifier's log can be 100 KiB; what it refused is at its end.
                 let problem = crate::telemetry::chain(&problem);
                 let problem = crate::telemetry::shorten(&problem, 1200);
+                let raw: Vec<&str> = twins.iter().map(|(twin, _)| twin.raw).collect();
                 tracing::warn!(
-                    program = twin.name,
                     %problem,
-                    "The kernel refused the tp_btf program; using its raw-tracepoint twin (nothing is missing; each kernel read costs a helper call more)."
+                    ?raw,
+                    "The kernel refused a tp_btf program; its group uses the raw-tracepoint twins (nothing is missing; each kernel read costs a helper call more)."
                 );
                 fallbacks.push(format!(
-                    "{} ({}): {problem}; {} attached instead, nothing missing",
-                    twin.name, twin.btf_hook, twin.raw
+                    "{problem}; {} attached instead, nothing missing",
+                    raw.join(", ")
                 ));
             }
         }
     }
-    attach_tracing(ebpf, None, twin.raw, hook)?;
-    Ok(twin.raw_hook)
+    let mut attached = Vec::with_capacity(twins.len());
+    for &(twin, tracepoint) in twins {
+        attach_tracing(ebpf, None, twin.raw, tracepoint)?;
+        attached.push(AttachedProgram {
+            name: twin.name,
+            hook: twin.raw_hook,
+        });
+    }
+    Ok(attached)
+}
+
+/// Attaches every program of `twins` as `tp_btf`, or none: on a refusal, the ones already
+/// attached are unloaded (which detaches them).
+fn attach_btf_group(
+    ebpf: &mut Ebpf,
+    btf: &aya::Btf,
+    twins: &[(&TwinProgram, &'static str)],
+) -> Result<(), BpfError> {
+    for (i, &(twin, tracepoint)) in twins.iter().enumerate() {
+        if let Err(problem) = attach_tracing(ebpf, Some(btf), twin.name, tracepoint) {
+            for &(done, _) in &twins[..=i] {
+                if let Some(Program::BtfTracePoint(program)) = ebpf.program_mut(done.name) {
+                    let _ = program.unload();
+                }
+            }
+            return Err(problem);
+        }
+    }
+    Ok(())
 }
 
 /// Loads and attaches a tracing program at `hook`, the way its section in the object says:

@@ -19,8 +19,8 @@ use serde::Serialize;
 use vigil_common::{
     config::KernelConfig,
     maps::{
-        CRED_STASH, EVENTS, GLOBAL_CONFIG, GLOBAL_OFFSETS, SYSCALL_CGROUPS, SYSCALL_STASH,
-        TCP_OWNERS, programs,
+        CRED_STASH, EVENTS, GLOBAL_CONFIG, GLOBAL_OFFSETS, IN_CONNECT, SYSCALL_CGROUPS,
+        SYSCALL_STASH, TCP_OWNERS, programs,
     },
 };
 
@@ -351,14 +351,22 @@ fn load(layout: &Layout) -> Result<Ebpf, EnforceError> {
     loader
         .override_global(GLOBAL_OFFSETS, &offsets, true)
         .override_global(GLOBAL_CONFIG, &config, true)
-        .map_max_entries(EVENTS, 4096);
-    for name in [SYSCALL_STASH, CRED_STASH, TCP_OWNERS, SYSCALL_CGROUPS] {
+        .map_max_entries(EVENTS, 4096)
+        // The task stash, which aya has no typed handle for (nothing here uses it).
+        .allow_unsupported_maps();
+    for name in [
+        SYSCALL_STASH,
+        IN_CONNECT,
+        CRED_STASH,
+        TCP_OWNERS,
+        SYSCALL_CGROUPS,
+    ] {
         loader.map_max_entries(name, 1);
     }
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
     }
-    loader.load(bpf::OBJECT).map_err(EnforceError::Object)
+    loader.load(bpf::object()).map_err(EnforceError::Object)
 }
 
 /// Attaches a BPF-LSM program to `bpf_lsm_<hook>`, found in the running kernel's BTF.
