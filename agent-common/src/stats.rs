@@ -22,7 +22,8 @@ pub enum KernelCounter {
     SubmittedSyscall = 9,
     /// Syscall records lost because the ring buffer was full.
     RingbufFullSyscall = 10,
-    /// A selected syscall was lost at enter because the per-thread stash map was full.
+    /// A selected syscall was lost at enter because its record could not be kept: the stash
+    /// hash map was full, or the thread's task local storage could not be allocated.
     SyscallStashFull = 11,
     /// TCP state records submitted to the ring buffer.
     SubmittedNetwork = 12,
