@@ -237,6 +237,11 @@ fn probe_json_lists_the_raw_tracepoint_feature() {
             "the process sensor needs it: {raw_tp}"
         );
         assert_eq!(feature("ring_buffer")["supported"], true);
+        assert_eq!(
+            feature("task_storage")["supported"],
+            true,
+            "this kernel (5.11+) has task local storage"
+        );
         assert_eq!(feature("privileges")["supported"], true);
     } else {
         gate::skip("without privileges, probe cannot tell whether raw tracepoints load");

@@ -14,6 +14,9 @@ pub fn advice(name: &str, lsm_list: &str) -> Option<String> {
         "ring_buffer" => {
             "Upgrade the kernel to Linux 5.8 or later: every event travels through a BPF ring buffer, so Vigil cannot start without one."
         }
+        "task_storage" => {
+            "Nothing is missing: Vigil loads its object built without task local storage, whose syscall programs keep each record in a hash map (slower per selected syscall; at most 4,096 threads inside a selected syscall at once, beyond that counted as syscall_stash_full). Linux 5.11 or later has it."
+        }
         "raw_tracepoint" => {
             "Vigil cannot start: its process, syscall, network and file sensors are raw tracepoint programs; run it as root or with CAP_BPF and CAP_PERFMON on Linux 4.17 or later."
         }
@@ -89,6 +92,7 @@ mod tests {
             "privileges",
             "btf",
             "ring_buffer",
+            "task_storage",
             "raw_tracepoint",
             "tracepoint",
             "cgroup_skb",

@@ -86,6 +86,14 @@ pub fn probe() -> ProbeReport {
             Ok(ok) => Feature::new("ring_buffer", ok, "BPF_MAP_TYPE_RINGBUF (5.8+)"),
             Err(error) => Feature::new("ring_buffer", false, error.to_string()),
         },
+        match is_map_supported(MapType::TaskStorage) {
+            Ok(ok) => Feature::new(
+                "task_storage",
+                ok,
+                "BPF_MAP_TYPE_TASK_STORAGE (5.11+): the syscall programs' per-thread stash",
+            ),
+            Err(error) => Feature::new("task_storage", false, error.to_string()),
+        },
         program("raw_tracepoint", ProgramType::RawTracePoint),
         program("tracepoint", ProgramType::TracePoint),
         program("cgroup_skb", ProgramType::CgroupSkb),

@@ -17,6 +17,7 @@ use super::Outcome;
 const KERNEL_FEATURES: &[&str] = &[
     "btf",
     "ring_buffer",
+    "task_storage",
     "raw_tracepoint",
     "tracepoint",
     "cgroup_skb",
