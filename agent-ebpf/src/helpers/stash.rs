@@ -10,11 +10,11 @@
 //! A record that could not be kept is counted (`syscall_stash_full`) and its syscall lost.
 
 use aya_ebpf::{
-    bindings::BPF_LOCAL_STORAGE_GET_F_CREATE,
-    helpers::generated::{bpf_get_current_task_btf, bpf_task_storage_get},
+    bindings::BPF_LOCAL_STORAGE_GET_F_CREATE, helpers::generated::bpf_task_storage_get,
 };
 use vigil_common::stats::KernelCounter;
 
+use super::kread::{Direct, Kernel};
 use crate::maps::{SYSCALL_SCRATCH, SYSCALL_STASH, SyscallRecord, TASK_STASH, count};
 
 /// One way of keeping a syscall record per thread, the current one; `key` is its pid_tgid.
@@ -48,7 +48,7 @@ fn task_storage(flags: u64) -> Option<*mut SyscallRecord> {
     let value = unsafe {
         bpf_task_storage_get(
             (&raw const TASK_STASH).cast_mut().cast(),
-            bpf_get_current_task_btf(),
+            Direct::current_task().cast_mut().cast(),
             core::ptr::null_mut(),
             flags,
         )

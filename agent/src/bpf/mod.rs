@@ -7,13 +7,14 @@ mod load;
 mod offsets;
 pub mod preflight;
 pub mod probe;
+mod twins;
 
 pub use btf::{Btf, BtfError, VMLINUX_BTF_PATH};
 pub use load::{
-    AttachedProgram, BpfError, Hooks, LoadOptions, OPTIONAL_PROGRAMS, PROGRAMS, Sensor,
-    program_stats,
+    AttachedProgram, BpfError, LoadOptions, OPTIONAL_PROGRAMS, PROGRAMS, Sensor, program_stats,
 };
 pub use offsets::{OffsetsError, resolve_offsets};
+pub use twins::Hooks;
 
 /// The eBPF object built by `build.rs`, embedded so the binary is self-contained.
 /// 8-byte aligned because the ELF parser reads it in place.

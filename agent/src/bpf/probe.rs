@@ -129,7 +129,7 @@ pub fn probe() -> ProbeReport {
     }
     let mut uses: Vec<Use> = PROGRAMS
         .iter()
-        .map(|&(program, hook)| match super::load::btf_hook(program) {
+        .map(|&(program, hook)| match super::twins::btf_hook(program) {
             Some((btf_hook, reason)) => Use {
                 program,
                 hook: btf_hook.into(),
