@@ -1,7 +1,9 @@
 //! File events: a python3 child opens for write, creates, renames, chmods and unlinks files in
 //! a watched temp dir, does the same in an unwatched one, and uses a relative path through a
 //! dirfd and through its cwd; each watched call must be reported once with its exact paths,
-//! flags and result, the unwatched ones not at all.
+//! flags and result, the unwatched ones not at all. The watched dir comes after the default
+//! watch list and a prefix whose first eight bytes are the same as its own, so the kernel
+//! compares the path with each of them before it matches.
 
 use std::process::Command;
 
@@ -80,7 +82,16 @@ fn run(match_relative: bool) -> Option<(Vec<File>, Value, String, Harness)> {
     let unwatched = TempDir::new("files-unwatched");
     let w = watched.path().to_str().expect("utf-8").to_owned();
     let u = unwatched.path().to_str().expect("utf-8").to_owned();
-    let mut agent = Harness::start(&config(&format!("{w}/"), match_relative))?;
+    let mut config = config(&format!("{w}/"), match_relative);
+    let defaults = FilesConfig::default().watch;
+    // Before the watched dir: the defaults, and the unwatched dir's sibling, whose first word
+    // ("/tmp/vig") is the watched dir's too.
+    config.files.watch = defaults
+        .into_iter()
+        .chain([format!("{u}-sibling/")])
+        .chain(config.files.watch)
+        .collect();
+    let mut agent = Harness::start(&config)?;
     let (pid, since_ns, facts) = run_python_facts(SCRIPT, &[&w, &u]);
     let events = collect(&mut agent, pid, since_ns);
     assert_eq!(facts.len(), 1);

@@ -154,7 +154,7 @@ fn enter<K: Kernel, S: Stash>(regs: *const u8, nr: u32) {
     if types & ARG_TYPES_PATH_FILTER != 0 {
         let mut watched = false;
         for j in 0..SYSCALL_STRINGS_MAX {
-            if j < k && lens[j] > 0 && path_watched(strings, starts[j], types) {
+            if j < k && lens[j] > 0 && path_watched(strings, starts[j], types, K::PLAIN_LOADS) {
                 watched = true;
                 break;
             }
@@ -223,8 +223,13 @@ fn syscall_args<K: Kernel>(regs: *const u8) -> [u64; 6] {
 
 /// Whether the path copied at `strings[pos..]` starts with a watch prefix (or is relative,
 /// when `types` asks to keep those).
+///
+/// With `early_reject` a prefix whose first word differs is passed over at once; without it
+/// every prefix is compared branch-free, which older verifiers need: with the branch, Linux
+/// 6.1 gave up on `syscall_enter_raw` after 1,000,000 instructions (kernel matrix, 1 December
+/// 2026). So the `tp_btf` program rejects early and its raw twin, their fallback, does not.
 #[inline(always)]
-fn path_watched(strings: *const u8, pos: usize, types: u32) -> bool {
+fn path_watched(strings: *const u8, pos: usize, types: u32, early_reject: bool) -> bool {
     let at = pos & SYSCALL_STRINGS_MASK;
     // SAFETY: `at + FILE_PREFIX_LEN <= SYSCALL_STRINGS_AREA`, the size of `strings`.
     let path = unsafe { strings.add(at) };
@@ -244,10 +249,16 @@ fn path_watched(strings: *const u8, pos: usize, types: u32) -> bool {
         let Some(prefix) = FILE_PREFIXES.get(p) else {
             return false;
         };
-        if prefix.masks[0] == 0 {
+        let first = prefix.masks[0];
+        if first == 0 {
             return false;
         }
-        // Branch-free over the words (a zero mask compares nothing), which keeps the
+        // Most prefixes differ from the path in its first eight bytes: one compare rejects
+        // them (comparing every word of the 19 default prefixes cost each open ~50 ns).
+        if early_reject && (words[0] ^ prefix.words[0]) & first != 0 {
+            continue;
+        }
+        // Then every word branch-free (a zero mask compares nothing), which keeps the
         // verifier's work linear in the number of prefixes.
         let mut diff = 0u64;
         for ((word, want), mask) in words.iter().zip(&prefix.words).zip(&prefix.masks) {

@@ -226,6 +226,11 @@ impl From<std::time::Duration> for Timing {
     }
 }
 
+/// Per class, the smaller of two runs' counts: what a tracer captured in the worse of them.
+pub(crate) fn worse(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(x, y)| *x.min(y)).collect()
+}
+
 /// User + system CPU time so far of this process (`libc::RUSAGE_SELF`) or of the calling
 /// thread (`libc::RUSAGE_THREAD`); zero if it cannot be read.
 pub(crate) fn cpu_time(who: libc::c_int) -> std::time::Duration {

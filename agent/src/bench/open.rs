@@ -1,5 +1,6 @@
 //! `vigil bench open`: open + close of one file under a watched prefix (a temporary folder,
-//! Vigil's only `[files] watch` prefix for the run), with no tracer, with Vigil's file sensor
+//! added after the default `[files] watch` prefixes, so the kernel compares the path with every
+//! one of them before it matches), with no tracer, with Vigil's file sensor
 //! and with libbpf-tools `opensnoop -p WORKER` and a bpftrace `printf` on `sys_enter_openat`
 //! with a `/pid == WORKER/` filter (both filtered in the kernel to the storm's process, which
 //! keeps their output to the storm's opens).
@@ -38,7 +39,7 @@ pub async fn run(count: u32, runs: u32) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("vigil-bench-open-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut config = Config::default();
-    config.files.watch = vec![format!("{}/", dir.display())];
+    config.files.watch.push(format!("{}/", dir.display()));
     let result = super::storm::run(Spec {
         kind: Kind::Open,
         iteration: "open O_RDONLY + close of a file in a watched folder",

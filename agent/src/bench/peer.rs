@@ -31,7 +31,10 @@ pub const OPENSNOOP: &str = "/usr/sbin/opensnoop";
 pub const BPFTRACE: &str = "/usr/bin/bpftrace";
 
 pub struct PeerRun {
+    /// The storm (with BPF statistics off, after [`PeerRun::timed_by`]).
     pub storm: Timing,
+    /// Its wall time with them on (the run the kernel ns come from).
+    pub wall_with_stats: Duration,
     /// Output lines of each class.
     pub captured: Vec<u64>,
     /// Events the tool itself reported lost (its "lost N events" warnings, on stderr for
@@ -153,6 +156,7 @@ pub fn run(
         .collect();
     let total = |v: &[(u32, String, Duration, u64)]| v.iter().map(|p| p.2).sum::<Duration>();
     Ok(PeerRun {
+        wall_with_stats: timing.wall,
         storm: timing,
         captured,
         lost,
@@ -164,6 +168,23 @@ pub fn run(
         programs,
         peak_rss_kib,
     })
+}
+
+impl PeerRun {
+    /// This run (BPF statistics on) with the storm's wall and CPU, the tool's CPU and peak
+    /// memory from `timed` (the same storm with them off); captured is the worse of the two,
+    /// lost the sum.
+    pub fn timed_by(self, timed: PeerRun) -> PeerRun {
+        PeerRun {
+            wall_with_stats: self.storm.wall,
+            storm: timed.storm,
+            captured: super::worse(&self.captured, &timed.captured),
+            lost: self.lost + timed.lost,
+            cpu: timed.cpu,
+            peak_rss_kib: timed.peak_rss_kib,
+            ..self
+        }
+    }
 }
 
 /// User + system CPU time of process `pid` so far (zero when it is gone).
@@ -331,6 +352,40 @@ pub fn bpftrace_open(pid: u32) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn peer_run(wall_ms: u64, captured: Vec<u64>, lost: u64, kernel_ns: f64) -> PeerRun {
+        let wall = Duration::from_millis(wall_ms);
+        PeerRun {
+            storm: Timing {
+                wall,
+                cpu: Some(wall),
+            },
+            wall_with_stats: wall,
+            captured,
+            lost,
+            kernel_ns_per_event: kernel_ns,
+            cpu: Duration::from_millis(wall_ms / 2),
+            programs: vec![("p".into(), kernel_ns, 3)],
+            peak_rss_kib: wall_ms * 10,
+        }
+    }
+
+    #[test]
+    fn a_peer_run_is_timed_without_statistics_and_counted_with_them() {
+        // Counted: statistics on (slower, has the kernel ns); timed: statistics off.
+        let counted = peer_run(120, vec![10, 7], 1, 900.0);
+        let timed = peer_run(100, vec![9, 8], 2, 0.0);
+        let run = counted.timed_by(timed);
+        assert_eq!(run.storm.wall, Duration::from_millis(100));
+        assert_eq!(run.wall_with_stats, Duration::from_millis(120));
+        assert_eq!(run.cpu, Duration::from_millis(50));
+        assert_eq!(run.peak_rss_kib, 1000);
+        assert_eq!(run.kernel_ns_per_event, 900.0);
+        assert_eq!(run.programs, vec![("p".to_owned(), 900.0, 3)]);
+        // Captured: the worse run per class; lost: both runs'.
+        assert_eq!(run.captured, vec![9, 7]);
+        assert_eq!(run.lost, 3);
+    }
 
     #[test]
     fn tcpstates_lines_parse_from_the_right() {

@@ -112,6 +112,17 @@ pub fn report(spec: &Spec, results: &[RunResult]) {
         ),
     );
     row(
+        "slowdown, BPF statistics on",
+        &cells(
+            results,
+            n,
+            None,
+            &|r| Some(r.vigil.wall_with_stats.as_secs_f64() / base_wall(r)),
+            &|r, p| Some(p.wall_with_stats.as_secs_f64() / base_wall(r)),
+            &ratio,
+        ),
+    );
+    row(
         "storm thread CPU (user+sys)",
         &cells(
             results,

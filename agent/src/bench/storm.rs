@@ -3,6 +3,10 @@
 //! rendering of every event included) and with each peer (a libbpf-tools tool, bpftrace), `runs`
 //! times; medians.
 //!
+//! Each tracer storms twice per run: once with BPF run-time statistics off, as deployed, for
+//! the wall and CPU figures, then once with them on, for the kernel ns (the table shows the
+//! slowdown with them on as well).
+//!
 //! Kernel ns per event: BPF run time of all of a tracer's programs between the worker's
 //! `ready` and `done`, over the storm's iteration count. Vigil's syscall programs run on every
 //! syscall of the node in that window (the storm's several syscalls per iteration, and
@@ -149,7 +153,10 @@ impl Exporter for Counter {
 }
 
 pub struct VigilRun {
+    /// The storm with BPF statistics off.
     pub storm: Timing,
+    /// Its wall time with them on (the run the kernel ns come from).
+    pub wall_with_stats: Duration,
     /// Vigil's events of the storm, by class of [`Spec::classes`].
     pub classes: Vec<u64>,
     /// Events lost, all causes, node-wide, and the loss events' counts by cause.
@@ -222,6 +229,7 @@ async fn vigil_run(spec: &Spec, worker: Worker) -> anyhow::Result<VigilRun> {
         .collect();
     let counts = std::mem::take(&mut *counts.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(VigilRun {
+        wall_with_stats: storm.wall,
         storm,
         classes: counts.classes,
         lost: summary.lost,
@@ -236,27 +244,69 @@ async fn vigil_run(spec: &Spec, worker: Worker) -> anyhow::Result<VigilRun> {
 async fn one_run(spec: &Spec) -> anyhow::Result<RunResult> {
     let worker = spawn(spec)?;
     let base = blocking(move || worker.go()).await?;
-    // Held through both traced variants; restored when dropped.
-    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
-        .context("enabling BPF run-time statistics")?;
-    let vigil = vigil_run(spec, spawn(spec)?).await?;
+    // Each tracer storms twice: timed with BPF statistics off, as deployed (they cost two
+    // clock reads per program run: 7% of the open storm's time under Vigil), then counted with
+    // them on, for the kernel ns.
+    let timed = vigil_run(spec, spawn(spec)?).await?;
+    let counted = {
+        let _stats = stats_on()?;
+        vigil_run(spec, spawn(spec)?).await?
+    };
+    let vigil = counted.timed_by(timed);
     let mut peers = Vec::new();
     for p in &spec.peers {
         if !peer::available(p.tool) {
             peers.push(None);
             continue;
         }
-        let worker = spawn(spec)?;
-        let target = target(spec, &worker);
-        let (tool, args) = (p.tool, (p.args)(&target));
-        let classify = (p.classify)(&target);
-        let (count, classes) = (spec.count, p.classes.len());
-        peers.push(Some(
-            blocking(move || peer::run(tool, &args, count, classes, classify, || worker.go()))
-                .await?,
-        ));
+        let timed = peer_run(spec, p).await?;
+        let counted = {
+            let _stats = stats_on()?;
+            peer_run(spec, p).await?
+        };
+        peers.push(Some(counted.timed_by(timed)));
     }
     Ok(RunResult { base, vigil, peers })
+}
+
+/// BPF run-time statistics, on until the returned fd is dropped.
+fn stats_on() -> anyhow::Result<std::os::fd::OwnedFd> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).context("enabling BPF run-time statistics")
+}
+
+/// One storm traced by peer `p`.
+async fn peer_run(spec: &Spec, p: &PeerSpec) -> anyhow::Result<PeerRun> {
+    let worker = spawn(spec)?;
+    let target = target(spec, &worker);
+    let (tool, args) = (p.tool, (p.args)(&target));
+    let classify = (p.classify)(&target);
+    let (count, classes) = (spec.count, p.classes.len());
+    blocking(move || peer::run(tool, &args, count, classes, classify, || worker.go())).await
+}
+
+impl VigilRun {
+    /// This run (BPF statistics on) with the storm's wall and CPU, the agent's CPU and peak
+    /// memory from `timed` (the same storm with them off); captured is the worse of the two,
+    /// losses those of both.
+    fn timed_by(self, timed: VigilRun) -> VigilRun {
+        let mut losses = self.losses;
+        for (cause, n) in timed.losses {
+            match losses.iter_mut().find(|(c, _)| *c == cause) {
+                Some((_, total)) => *total += n,
+                None => losses.push((cause, n)),
+            }
+        }
+        VigilRun {
+            wall_with_stats: self.storm.wall,
+            storm: timed.storm,
+            classes: super::worse(&self.classes, &timed.classes),
+            lost: self.lost + timed.lost,
+            losses,
+            cpu: timed.cpu,
+            peak_rss_kib: timed.peak_rss_kib,
+            ..self
+        }
+    }
 }
 
 /// `perf stat` counting tracepoints in one process, until [`PerfStat::finish`].
