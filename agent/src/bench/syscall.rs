@@ -1,7 +1,7 @@
 //! `vigil bench syscalls`: what the syscall sensor costs a syscall it does not capture (the
 //! common case: `sys_enter`/`sys_exit` run on every syscall of the node). A loop of
-//! `getpid` (never selected) runs with and without Vigil; the kernel cost per run of each
-//! program comes from BPF run-time statistics.
+//! `getpid` (never selected) runs without Vigil, with it, and with it and BPF run-time
+//! statistics on, which give the kernel cost per run of each program.
 
 use std::time::{Duration, Instant};
 
@@ -31,9 +31,11 @@ fn getpid_loop(count: u32) -> Duration {
 pub async fn run(count: u32) -> anyhow::Result<()> {
     let count = count.max(1);
     let base = tokio::task::spawn_blocking(move || getpid_loop(count)).await?;
+    let agent = Agent::start(&Config::default(), Box::new(Discard)).context("starting Vigil")?;
+    // As deployed first (BPF statistics off), then again with them on for the kernel ns.
+    let plain = tokio::task::spawn_blocking(move || getpid_loop(count)).await?;
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .context("enabling BPF run-time statistics")?;
-    let agent = Agent::start(&Config::default(), Box::new(Discard)).context("starting Vigil")?;
     let stats = |agent: &Agent| {
         agent
             .sensor()
@@ -64,7 +66,11 @@ pub async fn run(count: u32) -> anyhow::Result<()> {
     let per_call = |d: Duration| d.as_nanos() as f64 / f64::from(count);
     println!("getpid x {count} (not selected), wall ns per call:");
     println!("  no tracer  {:.0} ns", per_call(base));
-    println!("  vigil      {:.0} ns", per_call(traced));
+    println!("  vigil      {:.0} ns", per_call(plain));
+    println!(
+        "  vigil      {:.0} ns with BPF statistics on",
+        per_call(traced)
+    );
     println!("kernel ns per run (every syscall of the node during the loop):");
     for ((name, t1, n1), (_, t0, n0)) in after.iter().zip(&before) {
         if !name.starts_with("syscall_") {
