@@ -260,3 +260,36 @@ fn open_cost_watched_and_unwatched() {
         );
     }
 }
+
+/// Paths of 126 to 255 bytes (the most a string keeps): each is reported whole; only the one
+/// that fills the copy is flagged as possibly cut.
+#[test]
+fn paths_of_every_length_up_to_the_limit_are_reported_whole() {
+    let watched = TempDir::new("files-lengths");
+    let w = watched.path().to_str().expect("utf-8 temp path").to_owned();
+    let Some(mut agent) = Harness::start(&config(&format!("{w}/"), false)) else {
+        return;
+    };
+    let lengths = [126usize, 127, 128, 129, 200, 254, 255];
+    let paths: Vec<String> = lengths
+        .iter()
+        .map(|&len| {
+            let name = "n".repeat(len - w.len() - 1);
+            format!("{w}/{name}")
+        })
+        .collect();
+    let script = "import json, os, sys\n\
+        for p in sys.argv[1:]:\n\
+        \x20   os.close(os.open(p, os.O_WRONLY | os.O_CREAT, 0o600))\n\
+        print(json.dumps({}), flush=True)\n";
+    let args: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let (pid, since_ns, _) = run_python_facts(script, &args);
+    let events = collect(&mut agent, pid, since_ns);
+    for (path, len) in paths.iter().zip(lengths) {
+        assert_eq!(path.len(), len);
+        let open = one(&events, FileOp::Open, path);
+        assert!(open.ret >= 0, "{open:?}");
+        // 255 bytes and the NUL fill the copy, which cannot tell them from a longer path.
+        assert_eq!(open.path_truncated, len == 255, "{len} bytes: {open:?}");
+    }
+}
