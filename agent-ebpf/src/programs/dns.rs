@@ -49,6 +49,26 @@ pub fn network_dns(ctx: SkBuffContext) -> i32 {
     PASS
 }
 
+/// A `T` of the packet's headers at `offset`: plain loads from its linear part when it lies
+/// there (it does for the headers the node builds), `bpf_skb_load_bytes` otherwise. Every packet
+/// the node sends reads two of these; as helper calls they were 40% of the program's samples in
+/// the connect storm's profile.
+#[inline(always)]
+fn header<T: Copy>(ctx: &SkBuffContext, offset: usize) -> Result<T, i64> {
+    // SAFETY: the program's own context; `data` and `data_end` bound the linear part.
+    let (data, end) = unsafe {
+        (
+            (*ctx.skb.skb).data as usize,
+            (*ctx.skb.skb).data_end as usize,
+        )
+    };
+    if data + offset + size_of::<T>() <= end {
+        // SAFETY: within the linear part, as checked just above (and by the verifier).
+        return Ok(unsafe { ((data + offset) as *const T).read_unaligned() });
+    }
+    ctx.load::<T>(offset)
+}
+
 /// Where the packet's transport header starts. The addresses are read only for a DNS packet:
 /// every load is a helper call, and this program runs on every packet the node sends.
 struct Ip {
@@ -69,7 +89,7 @@ fn try_network_dns(ctx: &SkBuffContext) -> Result<(), i64> {
     if ip.protocol != IPPROTO_UDP && ip.protocol != IPPROTO_TCP {
         return Ok(());
     }
-    let ports = ctx.load::<[u8; 4]>(ip.l4)?;
+    let ports = header::<[u8; 4]>(ctx, ip.l4)?;
     let dport = u16::from_be_bytes([ports[2], ports[3]]);
     if dport != DNS_PORT {
         return Ok(());
@@ -152,7 +172,7 @@ fn try_network_dns(ctx: &SkBuffContext) -> Result<(), i64> {
 #[inline(always)]
 fn ipv4(ctx: &SkBuffContext) -> Result<Ip, i64> {
     // Version and header length, the fragment offset and the protocol: one load.
-    let head = ctx.load::<[u8; 10]>(0)?;
+    let head = header::<[u8; 10]>(ctx, 0)?;
     let ihl = usize::from(head[0] & 0x0f) * 4;
     // A later fragment carries no transport header.
     let fragment = u16::from_be_bytes([head[6], head[7]]);
@@ -172,7 +192,7 @@ fn ipv4(ctx: &SkBuffContext) -> Result<Ip, i64> {
 fn ipv6(ctx: &SkBuffContext) -> Result<Ip, i64> {
     Ok(Ip {
         family: AF_INET6,
-        protocol: ctx.load::<u8>(6)?,
+        protocol: header::<u8>(ctx, 6)?,
         l4: 40,
     })
 }
