@@ -136,10 +136,7 @@ impl Exporter for Counter {
             self.renderer.render(event, &mut self.buf);
             if let Detail::Loss(loss) = &event.detail {
                 for &(cause, n) in &loss.counts {
-                    match counts.losses.iter_mut().find(|(c, _)| *c == cause) {
-                        Some((_, total)) => *total += n,
-                        None => counts.losses.push((cause, n)),
-                    }
+                    add_loss(&mut counts.losses, cause, n);
                 }
             }
             if let Some(class) = (self.classify)(&self.target, event) {
@@ -291,10 +288,7 @@ impl VigilRun {
     fn timed_by(self, timed: VigilRun) -> VigilRun {
         let mut losses = self.losses;
         for (cause, n) in timed.losses {
-            match losses.iter_mut().find(|(c, _)| *c == cause) {
-                Some((_, total)) => *total += n,
-                None => losses.push((cause, n)),
-            }
+            add_loss(&mut losses, cause, n);
         }
         VigilRun {
             wall_with_stats: self.storm.wall,
@@ -306,6 +300,14 @@ impl VigilRun {
             peak_rss_kib: timed.peak_rss_kib,
             ..self
         }
+    }
+}
+
+/// Adds `n` losses of `cause` to the counts by cause.
+fn add_loss(losses: &mut Vec<(&'static str, u64)>, cause: &'static str, n: u64) {
+    match losses.iter_mut().find(|(c, _)| *c == cause) {
+        Some((_, total)) => *total += n,
+        None => losses.push((cause, n)),
     }
 }
 
