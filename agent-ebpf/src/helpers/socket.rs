@@ -41,6 +41,7 @@ pub fn socket_info(fd: i64) -> Option<SocketInfo> {
     let words: [u64; WINDOW / 8] = read_at(sk, lo);
     // SAFETY: integers to bytes of the same size; every bit pattern is valid.
     let window: [u8; WINDOW] = unsafe { core::mem::transmute(words) };
+    // Where a member lies in the window, with room for the largest (an IPv6 address).
     let field = |offset: u32| -> Option<usize> {
         let at = offset.wrapping_sub(lo) as usize;
         (offset != OFFSET_MISSING && offset >= lo && at <= WINDOW - 16).then_some(at)
