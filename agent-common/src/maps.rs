@@ -25,8 +25,12 @@ pub const SYSCALL_STASH: &str = "VIGIL_SYSCALL_STASH";
 /// Task local storage: the same record, kept with the thread (the `tp_btf` programs' stash).
 /// In the object for kernels without task storage, a placeholder array.
 pub const TASK_STASH: &str = "VIGIL_TASK_STASH";
-/// Hash map pid_tgid -> 1 while that thread is inside connect or bind.
+/// Array of [`IN_CONNECT_SLOTS`] pid_tgids: slot `pid % IN_CONNECT_SLOTS` holds the
+/// pid_tgid of a thread while it is inside connect or bind, 0 otherwise.
 pub const IN_CONNECT: &str = "VIGIL_IN_CONNECT";
+/// Slots of [`IN_CONNECT`], a power of two. Two threads whose ids share a slot and that are
+/// inside connect at the same time share it as a full hash map would: the later one has it.
+pub const IN_CONNECT_SLOTS: u32 = 16384;
 /// Array of [`crate::syscall::FilePrefix`]: the file sensor's watch prefixes.
 pub const FILE_PREFIXES: &str = "VIGIL_FILE_PREFIXES";
 /// Entries of [`SYSCALL_STASH`]: threads inside a selected syscall at the same time.

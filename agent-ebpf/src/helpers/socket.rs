@@ -1,10 +1,13 @@
 //! A socket's own addresses, from a file descriptor of the current task: fd -> `struct file`
 //! -> `struct socket` (`private_data`) -> `struct sock`, whose `sock_common` holds both ends.
+//!
+//! The walk from the task to its descriptor table is read the `K` way; from the table's
+//! array on it is probe reads whatever `K` is: the array is a `struct file **`, which the
+//! verifier types as a plain number, so nothing past it is a BTF-typed pointer.
 
-use aya_ebpf::helpers::bpf_get_current_task;
 use vigil_common::{offsets::OFFSET_MISSING, syscall::SocketInfo};
 
-use super::kread::{read_at, read_ptr};
+use super::kread::{Kernel, read_at, read_ptr};
 use crate::maps::offset;
 
 /// Bytes of `struct sock` read in one call for its `sock_common` members.
@@ -16,19 +19,18 @@ const AF_INET6: u16 = 10;
 /// The addresses of the socket at `fd` of the current task; `None` when `fd` is not open (or
 /// is no socket, whose file would carry no `struct socket`).
 #[inline(always)]
-pub fn socket_info(fd: i64) -> Option<SocketInfo> {
+pub fn socket_info<K: Kernel>(fd: i64) -> Option<SocketInfo> {
     if fd < 0 {
         return None;
     }
-    // SAFETY: helper without arguments; the task is only read through probe reads.
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    let files = read_ptr(task, offset!(task_files));
-    let fdt = read_ptr(files, offset!(files_fdt));
-    let max = read_at::<u32>(fdt, offset!(fdtable_max_fds));
+    let task = K::current_task();
+    let files = K::ptr(task, offset!(task_files));
+    let fdt = K::ptr(files, offset!(files_fdt));
+    let max = K::at::<u32>(fdt, offset!(fdtable_max_fds));
     if fd as u64 >= u64::from(max) {
         return None;
     }
-    let array = read_ptr(fdt, offset!(fdtable_fd));
+    let array = K::ptr(fdt, offset!(fdtable_fd));
     let file = read_ptr(array, (fd as u32) * 8);
     let socket = read_ptr(file, offset!(file_private_data));
     let sk = read_ptr(socket, offset!(socket_sk));

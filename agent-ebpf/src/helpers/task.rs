@@ -60,8 +60,9 @@ pub fn header(kind: EventKind, size: usize, ids: TaskIds) -> Header {
     stamp(kind, size, ids, unsafe { bpf_get_current_cgroup_id() })
 }
 
+/// A record header for `ids` stamped now, in the cgroup `cgroup_id`.
 #[inline(always)]
-fn stamp(kind: EventKind, size: usize, ids: TaskIds, cgroup_id: u64) -> Header {
+pub fn stamp(kind: EventKind, size: usize, ids: TaskIds, cgroup_id: u64) -> Header {
     Header {
         kind: kind as u16,
         _pad: 0,

@@ -15,7 +15,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use vigil_common::{
-    event::{EventKind, Header},
+    event::EventKind,
+    maps::IN_CONNECT_SLOTS,
     network::{
         TCP_CLOSE, TCP_CLOSE_WAIT, TCP_CLOSING, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2,
         TCP_LAST_ACK, TCP_STATE_OWNER_KNOWN, TCP_SYN_SENT, TcpStateEvent,
@@ -122,11 +123,13 @@ pub fn network_tcp_state(ctx: TracePointContext) -> u32 {
         )
     };
     let event = TcpStateEvent {
-        header: Header {
-            // The owner's cgroup, not that of the task the softirq interrupted.
-            cgroup_id: owner.cgroup_id,
-            ..task::header(EventKind::TcpState, size_of::<TcpStateEvent>(), owner.ids)
-        },
+        // The owner's cgroup, not that of the task the softirq interrupted.
+        header: task::stamp(
+            EventKind::TcpState,
+            size_of::<TcpStateEvent>(),
+            owner.ids,
+            owner.cgroup_id,
+        ),
         old_state: old,
         new_state: new,
         family,
@@ -195,26 +198,45 @@ fn interesting(old: u32, new: u32) -> bool {
             ))
 }
 
-/// At the enter of a connect or bind the syscall hooks kept: marks the thread as inside it. A
-/// full map only means an outcome decided inside the syscall is reported at once, before the
-/// syscall's own record.
+/// At the enter of a connect or bind the syscall hooks kept: marks the thread as inside it, in
+/// its slot. A slot another thread inside connect holds (their ids share it) is taken over,
+/// as a full map did: that thread's outcome is then reported at once, before its syscall's
+/// own record.
 #[inline(always)]
 pub fn connect_enter(thread: u64) {
-    let _ = IN_CONNECT.insert(thread, 1, 0);
+    if let Some(slot) = IN_CONNECT.get_ptr_mut(in_connect_slot(thread)) {
+        // SAFETY: a map value, valid for this program's run; an aligned 8-byte store.
+        unsafe { *slot = thread };
+    }
 }
 
 /// Whether `thread` is inside a connect-shaped syscall the syscall hooks kept (an address
 /// argument copied at enter: connect, or bind, which does not change a socket's state).
 #[inline(always)]
 fn owner_in_connect(thread: u64) -> bool {
-    IN_CONNECT.get_ptr(thread).is_some()
+    IN_CONNECT
+        .get(in_connect_slot(thread))
+        .is_some_and(|&holder| holder == thread)
+}
+
+/// `thread`'s slot of [`IN_CONNECT`]: its thread id modulo the slots.
+#[inline(always)]
+fn in_connect_slot(thread: u64) -> u32 {
+    (thread as u32) & (IN_CONNECT_SLOTS - 1)
 }
 
 /// At the exit of a connect whose outcome was decided inside it: submits the outcome when the
 /// syscall returned EINPROGRESS (so it follows the `in_progress` connect), else forgets it.
 #[inline(always)]
 pub fn connect_exit(thread: u64, in_progress: bool) {
-    let _ = IN_CONNECT.remove(thread);
+    if let Some(slot) = IN_CONNECT.get_ptr_mut(in_connect_slot(thread)) {
+        // SAFETY: as in `connect_enter`. A slot another thread took over stays its.
+        unsafe {
+            if *slot == thread {
+                *slot = 0;
+            }
+        }
+    }
     let Some(outcome) = CONNECT_OUTCOMES.get_ptr(thread) else {
         return;
     };

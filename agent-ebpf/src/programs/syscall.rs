@@ -342,12 +342,12 @@ fn exit_hook<K: Kernel, S: Stash>(regs: *const u8, ret: i64) -> i32 {
     if !selected(nr as i64 as u64) {
         return 0;
     }
-    exit::<S>(nr as u32, ret);
+    exit::<K, S>(nr as u32, ret);
     0
 }
 
 #[inline(always)]
-fn exit<S: Stash>(nr: u32, ret: i64) {
+fn exit<K: Kernel, S: Stash>(nr: u32, ret: i64) {
     let key = bpf_get_current_pid_tgid();
     // One more array lookup (inlined by the verifier) for selected syscalls only.
     let types = SYSCALL_ARG_TYPES.get(nr).copied().unwrap_or(0);
@@ -397,7 +397,7 @@ fn exit<S: Stash>(nr: u32, ret: i64) {
         } else {
             i64::from(event.args[0] as i32)
         };
-        if let Some(info) = socket_info(fd) {
+        if let Some(info) = socket_info::<K>(fd) {
             // SAFETY: the entry's string area, at a masked offset with room for the info
             // (`SYSCALL_STRINGS_MASK + size_of::<SocketInfo>() <= SYSCALL_STRINGS_AREA`).
             unsafe {
