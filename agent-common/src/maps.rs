@@ -25,12 +25,14 @@ pub const SYSCALL_STASH: &str = "VIGIL_SYSCALL_STASH";
 /// Task local storage: the same record, kept with the thread (the `tp_btf` programs' stash).
 /// In the object for kernels without task storage, a placeholder array.
 pub const TASK_STASH: &str = "VIGIL_TASK_STASH";
-/// Array of [`IN_CONNECT_SLOTS`] pid_tgids: slot `pid % IN_CONNECT_SLOTS` holds the
-/// pid_tgid of a thread while it is inside connect or bind, 0 otherwise.
+/// Array of [`IN_CONNECT_SLOTS`] connect slots: slot `pid % IN_CONNECT_SLOTS` holds the
+/// pid_tgid of a thread while it is inside connect or bind, and the outcome of its connect
+/// when the TCP state program saw it decided inside the syscall.
 pub const IN_CONNECT: &str = "VIGIL_IN_CONNECT";
-/// Slots of [`IN_CONNECT`], a power of two. Two threads whose ids share a slot and that are
-/// inside connect at the same time share it as a full hash map would: the later one has it.
-pub const IN_CONNECT_SLOTS: u32 = 16384;
+/// Slots of [`IN_CONNECT`], a power of two (112 bytes each). Two threads whose ids share a
+/// slot and that are inside connect at the same time share it as a full hash map would: the
+/// later one has it, and the earlier one's outcome is reported at once.
+pub const IN_CONNECT_SLOTS: u32 = 8192;
 /// Array of [`crate::syscall::FilePrefix`]: the file sensor's watch prefixes.
 pub const FILE_PREFIXES: &str = "VIGIL_FILE_PREFIXES";
 /// Entries of [`SYSCALL_STASH`]: threads inside a selected syscall at the same time.
@@ -68,12 +70,6 @@ pub const ENFORCE_CONTROL: &str = "VIGIL_ENFORCE_CTL";
 pub const ENFORCE_EVENTS: &str = "VIGIL_ENFORCE_EVENTS";
 /// Per-CPU array of `u64` indexed by [`crate::enforce::EnforceCounter`].
 pub const ENFORCE_STATS: &str = "VIGIL_ENFORCE_STATS";
-
-/// LRU hash map thread (pid_tgid) -> `TcpStateEvent`: a connect outcome decided while its
-/// owner was still inside connect(2), until that syscall's exit.
-pub const CONNECT_OUTCOMES: &str = "VIGIL_CONNECT_OUTCOMES";
-/// Entries of [`CONNECT_OUTCOMES`].
-pub const CONNECT_OUTCOMES_ENTRIES: u32 = 4096;
 
 /// Global holding [`crate::offsets::KernelOffsets`].
 pub const GLOBAL_OFFSETS: &str = "VIGIL_OFFSETS";

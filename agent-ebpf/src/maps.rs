@@ -139,12 +139,23 @@ pub static TASK_STASH: TaskStorage<SyscallRecord> = TaskStorage::new();
 #[map(name = "VIGIL_TASK_STASH")]
 pub static TASK_STASH: Array<u8> = Array::with_max_entries(1, 0);
 
-/// `vigil_common::maps::IN_CONNECT`: pid_tgid of the threads inside connect or bind, by
-/// thread id, for the TCP state program, which may run in another task's context. An array,
-/// whose lookups the verifier inlines: the hash map it replaces cost connect's enter 17% of
-/// its time in an update, and its exit a delete (connect storm profile, 1 December 2026).
+/// `vigil_common::maps::IN_CONNECT`: the threads inside connect or bind, by thread id, for
+/// the TCP state program, which may run in another task's context, and the outcome it saw
+/// decided inside the syscall. An array, whose lookups the verifier inlines: the hash maps it
+/// replaces cost connect's enter 17% of its time in an update, its exit two deletes and the
+/// TCP state program an LRU update (connect storm profile, 1 December 2026).
 #[map(name = "VIGIL_IN_CONNECT")]
-pub static IN_CONNECT: Array<u64> = Array::with_max_entries(IN_CONNECT_SLOTS, 0);
+pub static IN_CONNECT: Array<ConnectSlot> = Array::with_max_entries(IN_CONNECT_SLOTS, 0);
+
+/// One slot of [`IN_CONNECT`].
+#[repr(C)]
+pub struct ConnectSlot {
+    /// pid_tgid of the thread inside connect or bind; 0 when none is.
+    pub thread: u64,
+    /// 1 when `outcome` holds a connect outcome not reported yet.
+    pub has_outcome: u64,
+    pub outcome: vigil_common::network::TcpStateEvent,
+}
 
 /// Per-CPU assembly space for a syscall record at enter (too big for the stack).
 #[map(name = "VIGIL_SYSCALL_SCRATCH")]
@@ -229,13 +240,6 @@ pub static ENFORCE_EVENTS: RingBuf =
 #[map(name = "VIGIL_ENFORCE_STATS")]
 pub static ENFORCE_STATS: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(vigil_common::enforce::EnforceCounter::COUNT, 0);
-
-/// `vigil_common::maps::CONNECT_OUTCOMES`: thread -> the outcome of the connect it is inside,
-/// held until the syscall's exit decides whether to report it. LRU: an entry whose exit never
-/// came ages out.
-#[map(name = "VIGIL_CONNECT_OUTCOMES")]
-pub static CONNECT_OUTCOMES: LruHashMap<u64, vigil_common::network::TcpStateEvent> =
-    LruHashMap::with_max_entries(vigil_common::maps::CONNECT_OUTCOMES_ENTRIES, 0);
 
 /// `vigil_common::maps::GLOBAL_OFFSETS`, filled from BTF by userspace before load.
 #[unsafe(no_mangle)]

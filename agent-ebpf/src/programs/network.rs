@@ -30,7 +30,7 @@ use crate::{
         kread::Probe,
         task::{self, TaskIds},
     },
-    maps::{CONNECT_OUTCOMES, IN_CONNECT, TCP_OWNERS},
+    maps::{IN_CONNECT, TCP_OWNERS},
 };
 
 const NETWORK: KindCounters = KindCounters {
@@ -143,11 +143,10 @@ pub fn network_tcp_state(ctx: TracePointContext) -> u32 {
     };
     if connect_outcome && flags != 0 {
         let thread = (u64::from(owner.ids.tgid) << 32) | u64::from(owner.ids.pid);
-        if owner_in_connect(thread) {
+        if defer_outcome(thread, &event) {
             // Decided while its owner is still inside connect(2) (a blocking connect, or any
             // on loopback): the syscall's exit reports it if connect returns EINPROGRESS, and
             // drops it otherwise, since the syscall's own result then says the same.
-            let _ = CONNECT_OUTCOMES.insert(thread, event, 0);
             return 0;
         }
     }
@@ -200,23 +199,42 @@ fn interesting(old: u32, new: u32) -> bool {
 
 /// At the enter of a connect or bind the syscall hooks kept: marks the thread as inside it, in
 /// its slot. A slot another thread inside connect holds (their ids share it) is taken over,
-/// as a full map did: that thread's outcome is then reported at once, before its syscall's
-/// own record.
+/// as a full map was: that thread's outcome is then reported at once, before its syscall's
+/// own record, and one it left in the slot is reported now.
 #[inline(always)]
 pub fn connect_enter(thread: u64) {
-    if let Some(slot) = IN_CONNECT.get_ptr_mut(in_connect_slot(thread)) {
-        // SAFETY: a map value, valid for this program's run; an aligned 8-byte store.
-        unsafe { *slot = thread };
+    let Some(slot) = IN_CONNECT.get_ptr_mut(in_connect_slot(thread)) else {
+        return;
+    };
+    // SAFETY: a map value, valid for this program's run; aligned 8-byte stores.
+    unsafe {
+        if (*slot).has_outcome != 0 {
+            // Left by a thread whose slot was taken over, or that a softirq on another CPU
+            // raced at its exit: late, but reported.
+            reserve_submit(NETWORK, core::ptr::read(&raw const (*slot).outcome));
+            (*slot).has_outcome = 0;
+        }
+        (*slot).thread = thread;
     }
 }
 
-/// Whether `thread` is inside a connect-shaped syscall the syscall hooks kept (an address
-/// argument copied at enter: connect, or bind, which does not change a socket's state).
+/// Keeps the outcome `event` of `thread`'s connect in its slot if `thread` is inside a
+/// connect-shaped syscall the syscall hooks kept (an address argument copied at enter:
+/// connect, or bind, which does not change a socket's state); false if it is not.
 #[inline(always)]
-fn owner_in_connect(thread: u64) -> bool {
-    IN_CONNECT
-        .get(in_connect_slot(thread))
-        .is_some_and(|&holder| holder == thread)
+fn defer_outcome(thread: u64, event: &TcpStateEvent) -> bool {
+    let Some(slot) = IN_CONNECT.get_ptr_mut(in_connect_slot(thread)) else {
+        return false;
+    };
+    // SAFETY: as in `connect_enter`; the outcome is written before it is marked present.
+    unsafe {
+        if (*slot).thread != thread {
+            return false;
+        }
+        (&raw mut (*slot).outcome).write(*event);
+        (*slot).has_outcome = 1;
+    }
+    true
 }
 
 /// `thread`'s slot of [`IN_CONNECT`]: its thread id modulo the slots.
@@ -225,24 +243,25 @@ fn in_connect_slot(thread: u64) -> u32 {
     (thread as u32) & (IN_CONNECT_SLOTS - 1)
 }
 
-/// At the exit of a connect whose outcome was decided inside it: submits the outcome when the
-/// syscall returned EINPROGRESS (so it follows the `in_progress` connect), else forgets it.
+/// At the exit of a connect or bind kept at enter: frees the thread's slot and submits the
+/// outcome decided inside the syscall when it returned EINPROGRESS (so the outcome follows
+/// the `in_progress` connect), else forgets it.
 #[inline(always)]
 pub fn connect_exit(thread: u64, in_progress: bool) {
-    if let Some(slot) = IN_CONNECT.get_ptr_mut(in_connect_slot(thread)) {
-        // SAFETY: as in `connect_enter`. A slot another thread took over stays its.
-        unsafe {
-            if *slot == thread {
-                *slot = 0;
-            }
-        }
-    }
-    let Some(outcome) = CONNECT_OUTCOMES.get_ptr(thread) else {
+    let Some(slot) = IN_CONNECT.get_ptr_mut(in_connect_slot(thread)) else {
         return;
     };
-    if in_progress {
-        // SAFETY: a map value, valid for this program's run.
-        reserve_submit(NETWORK, unsafe { *outcome });
+    // SAFETY: as in `connect_enter`. A slot another thread took over stays its.
+    unsafe {
+        if (*slot).thread != thread {
+            return;
+        }
+        (*slot).thread = 0;
+        if (*slot).has_outcome != 0 {
+            if in_progress {
+                reserve_submit(NETWORK, core::ptr::read(&raw const (*slot).outcome));
+            }
+            (*slot).has_outcome = 0;
+        }
     }
-    let _ = CONNECT_OUTCOMES.remove(thread);
 }
