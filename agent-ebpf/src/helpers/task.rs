@@ -42,15 +42,20 @@ pub fn parent_ids<K: Kernel>(task: *const u8) -> TaskIds {
 /// offset, the helper's answer.
 #[inline(always)]
 pub fn header_of<K: Kernel>(kind: EventKind, size: usize, ids: TaskIds, task: *const u8) -> Header {
-    let cgroup_id = if offset!(kernfs_id) == OFFSET_MISSING {
+    stamp(kind, size, ids, cgroup_id::<K>(task))
+}
+
+/// The cgroup id of `task` (the current one), read as [`header_of`] says.
+#[inline(always)]
+pub fn cgroup_id<K: Kernel>(task: *const u8) -> u64 {
+    if offset!(kernfs_id) == OFFSET_MISSING {
         // SAFETY: helper without arguments, available to tracing programs since 4.18.
         unsafe { bpf_get_current_cgroup_id() }
     } else {
         let css_set = K::ptr(task, offset!(task_cgroups));
         let cgroup = K::ptr(css_set, offset!(css_set_dfl_cgrp));
         K::at::<u64>(K::ptr(cgroup, offset!(cgroup_kn)), offset!(kernfs_id))
-    };
-    stamp(kind, size, ids, cgroup_id)
+    }
 }
 
 /// A record header for `ids` stamped now, in the current task's cgroup.

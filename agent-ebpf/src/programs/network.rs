@@ -9,9 +9,7 @@
 use core::mem::offset_of;
 
 use aya_ebpf::{
-    EbpfContext,
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_task},
-    macros::tracepoint,
+    EbpfContext, helpers::bpf_get_current_cgroup_id, macros::tracepoint,
     programs::TracePointContext,
 };
 use vigil_common::{
@@ -27,7 +25,7 @@ use vigil_common::{
 use crate::{
     emit::{KindCounters, reserve_submit},
     helpers::{
-        kread::Probe,
+        kread::Kernel,
         task::{self, TaskIds},
     },
     maps::{IN_CONNECT, TCP_OWNERS},
@@ -70,6 +68,14 @@ const _: () =
 const _: () =
     assert!(core::mem::offset_of!(Record, saddr_v6) == vigil_common::network::format::SADDR_V6);
 
+/// How the owner's task is read at SYN_SENT: plain loads through `bpf_get_current_task_btf`
+/// (Linux 5.11+, as is task storage) in the main object, probe reads in the one for kernels
+/// without task storage.
+#[cfg(feature = "task-storage")]
+type Current = crate::helpers::kread::Direct;
+#[cfg(not(feature = "task-storage"))]
+type Current = crate::helpers::kread::Probe;
+
 const AF_INET: u16 = 2;
 const IPPROTO_TCP: u16 = 6;
 
@@ -91,12 +97,15 @@ pub fn network_tcp_state(ctx: TracePointContext) -> u32 {
     let family: u16 = field(base, offset_of!(Record, family));
     if new == TCP_SYN_SENT {
         // Inside connect(2): the current task owns the socket.
-        // SAFETY: helper without arguments; the task is only read through probe reads.
-        let current = unsafe { bpf_get_current_task() } as *const u8;
+        let current = Current::current_task();
         let owner = Owner {
-            ids: task::ids::<Probe>(current),
-            // SAFETY: helper without arguments.
-            cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+            ids: task::ids::<Current>(current),
+            cgroup_id: if Current::PLAIN_LOADS {
+                task::cgroup_id::<Current>(current)
+            } else {
+                // SAFETY: helper without arguments; one call rather than four reads.
+                unsafe { bpf_get_current_cgroup_id() }
+            },
         };
         let _ = TCP_OWNERS.insert(skaddr, owner, 0);
         return 0;
