@@ -25,13 +25,13 @@ pub const SYSCALL_STASH: &str = "VIGIL_SYSCALL_STASH";
 /// Task local storage: the same record, kept with the thread (the `tp_btf` programs' stash).
 /// In the object for kernels without task storage, a placeholder array.
 pub const TASK_STASH: &str = "VIGIL_TASK_STASH";
-/// Array of [`IN_CONNECT_SLOTS`] connect slots: slot `pid % IN_CONNECT_SLOTS` holds the
-/// pid_tgid of a thread while it is inside connect or bind, and the outcome of its connect
-/// when the TCP state program saw it decided inside the syscall.
+/// Array of [`IN_CONNECT_SLOTS`] connect slots: a thread inside connect or bind holds one of
+/// its two (`pid % IN_CONNECT_SLOTS`, and the one half the array away), with the outcome of its
+/// connect when the TCP state program saw it decided inside the syscall.
 pub const IN_CONNECT: &str = "VIGIL_IN_CONNECT";
-/// Slots of [`IN_CONNECT`], a power of two (112 bytes each). Two threads whose ids share a
-/// slot and that are inside connect at the same time share it as a full hash map would: the
-/// later one has it, and the earlier one's outcome is reported at once.
+/// Slots of [`IN_CONNECT`], a power of two (112 bytes each). Threads whose ids share both of
+/// a thread's slots, inside connect at the same time, share them as a full hash map would:
+/// the latest has the first, and an earlier one's outcome is reported at once.
 pub const IN_CONNECT_SLOTS: u32 = 8192;
 /// Array of [`crate::syscall::FilePrefix`]: the file sensor's watch prefixes.
 pub const FILE_PREFIXES: &str = "VIGIL_FILE_PREFIXES";

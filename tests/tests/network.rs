@@ -375,3 +375,113 @@ fn tcp_close_and_connect_outcomes_come_from_state_changes_with_their_owner() {
     assert_eq!(json["network"]["dst_port"], fact["port"]);
     assert_eq!(json["process"]["pid"], pid);
 }
+
+/// Three threads whose ids share their in-connect slots (`pid % IN_CONNECT_SLOTS`, and the slot
+/// half the array away) are inside blocking connects at once: the accept queue of a
+/// `listen(0)` socket is full, so their SYNs are dropped until the test accepts. The first holds
+/// the first slot, the second takes the other, the third takes the first over. Each connect is
+/// reported once with its result; the outcome of the first, whose slot was taken, is reported
+/// on its own (not lost), and the other two, still in their slots, are dropped as the syscall's
+/// result says the same.
+#[test]
+fn threads_sharing_an_in_connect_slot_keep_their_connect_outcomes() {
+    use vigil::event::TcpState;
+    use vigil_common::{
+        maps::IN_CONNECT_SLOTS,
+        network::{TCP_ESTABLISHED, TCP_SYN_SENT},
+    };
+
+    let Some(mut agent) = Harness::start(&Config::default()) else {
+        return;
+    };
+    let slots = IN_CONNECT_SLOTS.to_string();
+    let (pid, since_ns, facts) = run_python_facts(
+        "import json, socket, sys, threading, time\n\
+         SLOTS = int(sys.argv[1])\n\
+         srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(0)\n\
+         port = srv.getsockname()[1]\n\
+         go = [threading.Event() for _ in range(3)]\n\
+         tids, ports, socks = [None] * 3, [None] * 3, []\n\
+         def park(i):\n\
+         \x20   go[i].wait()\n\
+         \x20   s = socket.socket(); socks.append(s)\n\
+         \x20   s.connect(('127.0.0.1', port))\n\
+         \x20   ports[i] = s.getsockname()[1]\n\
+         def candidate(i, slot, box, decided):\n\
+         \x20   tid = threading.get_native_id(); box.append(tid); decided.set()\n\
+         \x20   if slot is None or tid % SLOTS == slot:\n\
+         \x20       tids[i] = tid; park(i)\n\
+         threads, slot, spawned = [], None, 0\n\
+         while len(threads) < 3 and spawned < 40000:\n\
+         \x20   box, decided = [], threading.Event()\n\
+         \x20   th = threading.Thread(target=candidate, args=(len(threads), slot, box, decided))\n\
+         \x20   th.start(); spawned += 1; decided.wait()\n\
+         \x20   if slot is None or box[0] % SLOTS == slot:\n\
+         \x20       threads.append(th); slot = box[0] % SLOTS\n\
+         \x20   else:\n\
+         \x20       th.join()\n\
+         filler = socket.socket(); filler.connect(('127.0.0.1', port))\n\
+         for i in range(len(threads)):\n\
+         \x20   go[i].set(); time.sleep(0.15)\n\
+         time.sleep(0.2)\n\
+         conns = [srv.accept()[0] for _ in range(len(threads) + 1)]\n\
+         for th in threads: th.join()\n\
+         print(json.dumps({'slot': slot, 'tids': tids, 'ports': ports, 'spawned': spawned}), flush=True)\n",
+        &[&slots],
+    );
+    let fact = &facts[0];
+    // A null among the ids: the child did not find three threads sharing a slot.
+    let tids: Vec<u32> = numbers(fact, "tids");
+    let ports: Vec<u16> = numbers(fact, "ports");
+    for tid in &tids {
+        assert_eq!(tid % IN_CONNECT_SLOTS, tids[0] % IN_CONNECT_SLOTS, "{fact}");
+    }
+    let events = collect(&mut agent, pid, since_ns);
+    for (tid, port) in tids.iter().zip(&ports) {
+        let connects: Vec<&Network> = events
+            .iter()
+            .filter(|e| e.op == NetworkOp::Connect && e.task.pid == *tid)
+            .collect();
+        assert_eq!(
+            connects.len(),
+            1,
+            "one connect of thread {tid}: {events:#?}"
+        );
+        assert_eq!(connects[0].ret, 0);
+        let socket = connects[0].socket.as_ref().expect("the socket's ends");
+        assert_eq!(socket.local.port(), *port);
+    }
+    let outcomes: Vec<TcpState> = agent
+        .events()
+        .iter()
+        .filter(|e| vigil_tests::select::is_of(e, pid, since_ns))
+        .filter_map(|e| match &e.detail {
+            Detail::TcpState(t) if t.op == NetworkOp::Connect => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 1, "{outcomes:#?}");
+    let outcome = &outcomes[0];
+    assert_eq!(outcome.task.pid, tids[0]);
+    assert!(outcome.owner_known);
+    assert_eq!(outcome.src.port(), ports[0]);
+    assert_eq!(
+        (outcome.old_state, outcome.new_state),
+        (TCP_SYN_SENT, TCP_ESTABLISHED)
+    );
+}
+
+/// The numbers of the array `fact[key]`.
+#[track_caller]
+fn numbers<T: TryFrom<u64>>(fact: &Value, key: &str) -> Vec<T> {
+    fact[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} in {fact}"))
+        .iter()
+        .map(|n| {
+            n.as_u64()
+                .and_then(|n| T::try_from(n).ok())
+                .unwrap_or_else(|| panic!("{key} of {fact}"))
+        })
+        .collect()
+}

@@ -28,7 +28,7 @@ use crate::{
         kread::Kernel,
         task::{self, TaskIds},
     },
-    maps::{IN_CONNECT, TCP_OWNERS},
+    maps::{ConnectSlot, IN_CONNECT, TCP_OWNERS},
 };
 
 const NETWORK: KindCounters = KindCounters {
@@ -207,16 +207,26 @@ fn interesting(old: u32, new: u32) -> bool {
 }
 
 /// At the enter of a connect or bind the syscall hooks kept: marks the thread as inside it, in
-/// its slot. A slot another thread inside connect holds (their ids share it) is taken over,
-/// as a full map was: that thread's outcome is then reported at once, before its syscall's
-/// own record, and one it left in the slot is reported now.
+/// the first of its two slots that is free (or already its own). When another thread inside
+/// connect holds each (their ids share both), the first is taken over, as a full map was:
+/// that thread's outcome is then reported at once, before its syscall's own record.
 #[inline(always)]
 pub fn connect_enter(thread: u64) {
-    let Some(slot) = IN_CONNECT.get_ptr_mut(in_connect_slot(thread)) else {
+    let [first, second] = in_connect_slots(thread);
+    let Some(first) = IN_CONNECT.get_ptr_mut(first) else {
         return;
     };
-    // SAFETY: a map value, valid for this program's run; aligned 8-byte stores.
+    // SAFETY: map values, valid for this program's run; aligned 8-byte loads and stores.
     unsafe {
+        let mut slot = first;
+        let holder = (*first).thread;
+        if holder != 0 && holder != thread {
+            if let Some(second) = IN_CONNECT.get_ptr_mut(second) {
+                if (*second).thread == 0 || (*second).thread == thread {
+                    slot = second;
+                }
+            }
+        }
         if (*slot).has_outcome != 0 {
             // Left by a thread whose slot was taken over, or that a softirq on another CPU
             // raced at its exit: late, but reported.
@@ -227,44 +237,52 @@ pub fn connect_enter(thread: u64) {
     }
 }
 
+/// The slot `thread` marked at its connect's enter, if it still holds it.
+#[inline(always)]
+fn held_slot(thread: u64) -> Option<*mut ConnectSlot> {
+    let [first, second] = in_connect_slots(thread);
+    // SAFETY: map values, valid for this program's run; an aligned 8-byte load each.
+    let holds = |slot: *mut ConnectSlot| unsafe { (*slot).thread } == thread;
+    match IN_CONNECT.get_ptr_mut(first) {
+        Some(slot) if holds(slot) => Some(slot),
+        _ => IN_CONNECT.get_ptr_mut(second).filter(|&slot| holds(slot)),
+    }
+}
+
 /// Keeps the outcome `event` of `thread`'s connect in its slot if `thread` is inside a
 /// connect-shaped syscall the syscall hooks kept (an address argument copied at enter:
 /// connect, or bind, which does not change a socket's state); false if it is not.
 #[inline(always)]
 fn defer_outcome(thread: u64, event: &TcpStateEvent) -> bool {
-    let Some(slot) = IN_CONNECT.get_ptr_mut(in_connect_slot(thread)) else {
+    let Some(slot) = held_slot(thread) else {
         return false;
     };
     // SAFETY: as in `connect_enter`; the outcome is written before it is marked present.
     unsafe {
-        if (*slot).thread != thread {
-            return false;
-        }
         (&raw mut (*slot).outcome).write(*event);
         (*slot).has_outcome = 1;
     }
     true
 }
 
-/// `thread`'s slot of [`IN_CONNECT`]: its thread id modulo the slots.
+/// `thread`'s two slots of [`IN_CONNECT`]: its thread id modulo the slots, and the slot half
+/// the array away. Consecutive thread ids (a pool's threads) have distinct first slots.
 #[inline(always)]
-fn in_connect_slot(thread: u64) -> u32 {
-    (thread as u32) & (IN_CONNECT_SLOTS - 1)
+fn in_connect_slots(thread: u64) -> [u32; 2] {
+    let first = (thread as u32) & (IN_CONNECT_SLOTS - 1);
+    [first, first ^ (IN_CONNECT_SLOTS / 2)]
 }
 
 /// At the exit of a connect or bind kept at enter: frees the thread's slot and submits the
 /// outcome decided inside the syscall when it returned EINPROGRESS (so the outcome follows
-/// the `in_progress` connect), else forgets it.
+/// the `in_progress` connect), else forgets it. A slot another thread took over stays its.
 #[inline(always)]
 pub fn connect_exit(thread: u64, in_progress: bool) {
-    let Some(slot) = IN_CONNECT.get_ptr_mut(in_connect_slot(thread)) else {
+    let Some(slot) = held_slot(thread) else {
         return;
     };
-    // SAFETY: as in `connect_enter`. A slot another thread took over stays its.
+    // SAFETY: as in `connect_enter`.
     unsafe {
-        if (*slot).thread != thread {
-            return;
-        }
         (*slot).thread = 0;
         if (*slot).has_outcome != 0 {
             if in_progress {
