@@ -6,7 +6,9 @@
 //! event is found, by its exact [`ProcessKey`].
 
 use vigil::{
-    event::{CredChange, Detail, Dns, Event, Exec, Exit, File, Fork, Network, Syscall, Task},
+    event::{
+        CredChange, Detail, Dns, Event, Exec, Exit, File, Fork, Network, Syscall, Task, TcpState,
+    },
     process::ProcessKey,
 };
 
@@ -50,6 +52,18 @@ pub fn network_of(events: &[Event], tgid: u32, since_ns: u64) -> Vec<Network> {
         .filter(|e| is_of(e, tgid, since_ns))
         .filter_map(|e| match &e.detail {
             Detail::Network(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every TCP state event of the process `tgid` started at or after `since_ns`, in order.
+pub fn tcp_states_of(events: &[Event], tgid: u32, since_ns: u64) -> Vec<TcpState> {
+    events
+        .iter()
+        .filter(|e| is_of(e, tgid, since_ns))
+        .filter_map(|e| match &e.detail {
+            Detail::TcpState(t) => Some(t.clone()),
             _ => None,
         })
         .collect()

@@ -13,7 +13,7 @@ use vigil::{
 use vigil_tests::{
     EVENT_TIMEOUT, Harness,
     json::render,
-    select::{find_group_exit, network_of},
+    select::{find_group_exit, network_of, tcp_states_of},
     spawn::{TempDir, run_python_facts},
 };
 
@@ -301,19 +301,11 @@ fn tcp_close_and_connect_outcomes_come_from_state_changes_with_their_owner() {
         find_group_exit(events, pid, since_ns)
     });
     agent.collect_for(std::time::Duration::from_millis(200));
-    let changes: Vec<&TcpState> = agent
-        .events()
-        .iter()
-        .filter(|e| vigil_tests::select::is_of(e, pid, since_ns))
-        .filter_map(|e| match &e.detail {
-            Detail::TcpState(t) => Some(t),
-            _ => None,
-        })
-        .collect();
+    let changes = tcp_states_of(agent.events(), pid, since_ns);
     let fact = &facts[0];
     let port_of = |key: &str| fact[key].as_u64().expect("a port");
     let find = |src: &str, dst: &str, old: Option<u32>, new: u32| -> &TcpState {
-        let found: Vec<&&TcpState> = changes
+        let found: Vec<&TcpState> = changes
             .iter()
             .filter(|t| {
                 u64::from(t.src.port()) == port_of(src)
@@ -451,14 +443,9 @@ fn threads_sharing_an_in_connect_slot_keep_their_connect_outcomes() {
         let socket = connects[0].socket.as_ref().expect("the socket's ends");
         assert_eq!(socket.local.port(), *port);
     }
-    let outcomes: Vec<TcpState> = agent
-        .events()
-        .iter()
-        .filter(|e| vigil_tests::select::is_of(e, pid, since_ns))
-        .filter_map(|e| match &e.detail {
-            Detail::TcpState(t) if t.op == NetworkOp::Connect => Some(t.clone()),
-            _ => None,
-        })
+    let outcomes: Vec<TcpState> = tcp_states_of(agent.events(), pid, since_ns)
+        .into_iter()
+        .filter(|t| t.op == NetworkOp::Connect)
         .collect();
     assert_eq!(outcomes.len(), 1, "{outcomes:#?}");
     let outcome = &outcomes[0];

@@ -58,6 +58,18 @@ pub fn cgroup_id<K: Kernel>(task: *const u8) -> u64 {
     }
 }
 
+/// The cgroup id of `current`, the current task: plain loads where `K` has them, else one
+/// helper call rather than four probe reads.
+#[inline(always)]
+pub fn current_cgroup_id<K: Kernel>(current: *const u8) -> u64 {
+    if K::PLAIN_LOADS {
+        cgroup_id::<K>(current)
+    } else {
+        // SAFETY: helper without arguments, available to tracing programs since 4.18.
+        unsafe { bpf_get_current_cgroup_id() }
+    }
+}
+
 /// A record header for `ids` stamped now, in the current task's cgroup.
 #[inline(always)]
 pub fn header(kind: EventKind, size: usize, ids: TaskIds) -> Header {

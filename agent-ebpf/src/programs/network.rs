@@ -8,10 +8,7 @@
 
 use core::mem::offset_of;
 
-use aya_ebpf::{
-    EbpfContext, helpers::bpf_get_current_cgroup_id, macros::tracepoint,
-    programs::TracePointContext,
-};
+use aya_ebpf::{EbpfContext, macros::tracepoint, programs::TracePointContext};
 use vigil_common::{
     event::EventKind,
     maps::IN_CONNECT_SLOTS,
@@ -100,12 +97,7 @@ pub fn network_tcp_state(ctx: TracePointContext) -> u32 {
         let current = Current::current_task();
         let owner = Owner {
             ids: task::ids::<Current>(current),
-            cgroup_id: if Current::PLAIN_LOADS {
-                task::cgroup_id::<Current>(current)
-            } else {
-                // SAFETY: helper without arguments; one call rather than four reads.
-                unsafe { bpf_get_current_cgroup_id() }
-            },
+            cgroup_id: task::current_cgroup_id::<Current>(current),
         };
         let _ = TCP_OWNERS.insert(skaddr, owner, 0);
         return 0;
@@ -227,12 +219,9 @@ pub fn connect_enter(thread: u64) {
                 }
             }
         }
-        if (*slot).has_outcome != 0 {
-            // Left by a thread whose slot was taken over, or that a softirq on another CPU
-            // raced at its exit: late, but reported.
-            reserve_submit(NETWORK, core::ptr::read(&raw const (*slot).outcome));
-            (*slot).has_outcome = 0;
-        }
+        // An outcome left by a thread whose slot was taken over, or that a softirq on another
+        // CPU raced at its exit: late, but reported.
+        take_outcome(slot, true);
         (*slot).thread = thread;
     }
 }
@@ -282,13 +271,21 @@ pub fn connect_exit(thread: u64, in_progress: bool) {
         return;
     };
     // SAFETY: as in `connect_enter`.
+    unsafe { (*slot).thread = 0 };
+    take_outcome(slot, in_progress);
+}
+
+/// Empties `slot`'s outcome, if it holds one, submitting it when `report`.
+#[inline(always)]
+fn take_outcome(slot: *mut ConnectSlot, report: bool) {
+    // SAFETY: as in `connect_enter`.
     unsafe {
-        (*slot).thread = 0;
-        if (*slot).has_outcome != 0 {
-            if in_progress {
-                reserve_submit(NETWORK, core::ptr::read(&raw const (*slot).outcome));
-            }
-            (*slot).has_outcome = 0;
+        if (*slot).has_outcome == 0 {
+            return;
         }
+        if report {
+            reserve_submit(NETWORK, core::ptr::read(&raw const (*slot).outcome));
+        }
+        (*slot).has_outcome = 0;
     }
 }

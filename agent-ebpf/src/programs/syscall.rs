@@ -173,15 +173,14 @@ fn enter<K: Kernel, S: Stash>(regs: *const u8, nr: u32) {
     }
     let current = K::current_task();
     let ids = task::ids::<K>(current);
-    let mut header = if K::PLAIN_LOADS {
-        task::header_of::<K>(EventKind::Syscall, 0, ids, current)
-    } else {
-        // One helper call for the cgroup id rather than four reads.
-        task::header(EventKind::Syscall, 0, ids)
-    };
-    header.size = (size_of::<SyscallEvent>() + pos + addr_len) as u32;
+    let size = size_of::<SyscallEvent>() + pos + addr_len;
     let event = SyscallEvent {
-        header,
+        header: task::stamp(
+            EventKind::Syscall,
+            size,
+            ids,
+            task::current_cgroup_id::<K>(current),
+        ),
         nr,
         flags,
         args,
