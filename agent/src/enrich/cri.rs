@@ -8,6 +8,10 @@ use std::{
     collections::HashSet,
     future::Future,
     path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -39,6 +43,14 @@ pub enum CriError {
     NoSocket { tried: String },
     #[error("cannot connect to the CRI socket {path}")]
     Connect {
+        path: PathBuf,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The socket accepted the connection, which broke while HTTP/2 was being set up: the
+    /// server wrote something else and hung up before the client's preface went out.
+    #[error("the CRI socket {path} accepted the connection but does not speak gRPC")]
+    Handshake {
         path: PathBuf,
         #[source]
         source: tonic::transport::Error,
@@ -81,7 +93,7 @@ impl CriError {
                 ..
             } => "unavailable",
             Self::Timeout { .. } => "timeout",
-            Self::Transport { .. } => "transport",
+            Self::Transport { .. } | Self::Handshake { .. } => "transport",
             Self::NotFound { .. } => "not_found",
             Self::Status { .. } => "error",
             Self::Invalid { .. } => "invalid",
@@ -105,20 +117,31 @@ pub fn find_socket(configured: Option<&Path>) -> Result<PathBuf, CriError> {
         })
 }
 
-/// A gRPC channel to a unix socket, connected within `timeout`.
+/// A gRPC channel to a unix socket, connected within `timeout`. A socket that accepts the
+/// connection and then breaks it is a [`CriError::Handshake`], not an unavailable runtime.
 pub async fn connect_channel(path: &Path, timeout: Duration) -> Result<Channel, CriError> {
     let socket = path.to_owned();
+    let accepted = Arc::new(AtomicBool::new(false));
     // The URI is not used for unix sockets, but must parse.
     let endpoint = Endpoint::from_static("http://localhost").connect_timeout(timeout);
-    let connect = endpoint.connect_with_connector(tower::service_fn(move |_: Uri| {
-        let socket = socket.clone();
-        async move {
-            let stream = tokio::net::UnixStream::connect(socket).await?;
-            Ok::<_, std::io::Error>(TokioIo::new(stream))
+    let connect = endpoint.connect_with_connector(tower::service_fn({
+        let accepted = accepted.clone();
+        move |_: Uri| {
+            let (socket, accepted) = (socket.clone(), accepted.clone());
+            async move {
+                let stream = tokio::net::UnixStream::connect(socket).await?;
+                accepted.store(true, Ordering::Relaxed);
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
         }
     }));
     match tokio::time::timeout(timeout, connect).await {
-        Ok(result) => result.map_err(|source| CriError::Connect {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(source)) if accepted.load(Ordering::Relaxed) => Err(CriError::Handshake {
+            path: path.to_owned(),
+            source,
+        }),
+        Ok(Err(source)) => Err(CriError::Connect {
             path: path.to_owned(),
             source,
         }),

@@ -107,9 +107,9 @@ async fn a_socket_that_does_not_speak_grpc_is_a_transport_error_at_once() {
             .await
             .expect_err("not gRPC");
         assert_eq!(error.cause(), "transport", "{hostile:?}: {error}");
-        assert_eq!(
-            error.to_string(),
-            "`Version` failed: the socket does not speak gRPC"
+        assert!(
+            error.to_string().ends_with("does not speak gRPC"),
+            "{hostile:?}: {error}"
         );
         assert!(
             started.elapsed() < TIMEOUT,
@@ -159,4 +159,34 @@ fn pod_from_kubelet_labels_and_own_labels() {
     assert_eq!(own.len(), 1);
     assert_eq!(own.get("app").map(String::as_str), Some("web"));
     assert_eq!(pod_from_labels(&HashMap::new()), None);
+}
+
+/// A server quicker than the client's HTTP/2 preface: it writes and hangs up before the
+/// client has written anything, so the client's first write breaks inside the connect. That
+/// is still a socket that does not speak gRPC, not an unavailable runtime.
+#[tokio::test]
+async fn a_socket_that_hangs_up_before_the_preface_is_a_transport_error() {
+    use std::io::Write as _;
+    let path = socket_path("before-preface");
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind a test socket");
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let _ = stream.write_all(&[0x5a; 4096]);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    });
+    let mut causes: HashMap<&str, usize> = HashMap::new();
+    for _ in 0..50 {
+        let error = CriClient::connect(&path, TIMEOUT)
+            .await
+            .expect_err("not gRPC");
+        assert!(
+            error.to_string().ends_with("does not speak gRPC"),
+            "{error}"
+        );
+        *causes.entry(error.cause()).or_default() += 1;
+    }
+    assert_eq!(causes, HashMap::from([("transport", 50)]));
+    let _ = std::fs::remove_file(path);
 }
