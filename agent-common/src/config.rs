@@ -13,6 +13,10 @@ pub struct KernelConfig {
     /// Syscalls of this thread group are not captured (the agent's own, e.g. its `bpf`
     /// calls that read the maps); 0: none ignored.
     pub syscall_ignore_tgid: u32,
+    /// Non-zero: the kernel's `sched_process_exit` tracepoint passes `group_dead` as its
+    /// second argument (newer kernels), which says exactly which thread's exit ended its
+    /// group. Set by the loader from the kernel's BTF, never by configuration.
+    pub exit_group_dead_arg: u32,
 }
 
 impl KernelConfig {
@@ -21,6 +25,7 @@ impl KernelConfig {
         wakeup_threshold_bytes: 256 * 1024,
         syscall_cgroup_filter: 0,
         syscall_ignore_tgid: 0,
+        exit_group_dead_arg: 0,
     };
 }
 

@@ -46,6 +46,13 @@ pub const CRED_STASH_ENTRIES: u32 = 1024;
 /// Entries of [`SYSCALL_CGROUPS`].
 pub const SYSCALL_CGROUPS_ENTRIES: u32 = 1024;
 
+/// LRU hash map (tgid, leader start time) -> nothing: thread groups whose exit one of their
+/// threads has reported, on kernels whose exit tracepoint does not say which thread ended
+/// the group. An entry matters only for the moments two exiting threads overlap.
+pub const GROUP_EXITS: &str = "VIGIL_GROUP_EXITS";
+/// Entries of [`GROUP_EXITS`]: multi-threaded groups ending at the same moment.
+pub const GROUP_EXITS_ENTRIES: u32 = 1024;
+
 /// LRU hash map `struct sock` address -> the task that connected it (`TaskIds`).
 pub const TCP_OWNERS: &str = "VIGIL_TCP_OWNERS";
 /// Entries of [`TCP_OWNERS`]: connections Vigil can name the owner of at once.

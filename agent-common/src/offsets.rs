@@ -62,6 +62,8 @@ kernel_offsets! {
     /// Absent without CONFIG_AUDIT.
     task_loginuid: "task_struct"."loginuid", required: false;
     signal_live: "signal_struct"."live", required: true;
+    /// Threads not yet released; one means no other thread can be exiting alongside.
+    signal_nr_threads: "signal_struct"."nr_threads", required: false;
     /// With `SIGNAL_GROUP_EXIT` in `flags`, the group's status is `group_exit_code`, whichever
     /// thread exits last.
     signal_flags: "signal_struct"."flags", required: false;

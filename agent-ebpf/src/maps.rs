@@ -9,8 +9,8 @@ use aya_ebpf::{
 use vigil_common::{
     config::KernelConfig,
     maps::{
-        CRED_STASH_ENTRIES, EVENTS_SIZE_DEFAULT, IN_CONNECT_SLOTS, SYSCALL_CGROUPS_ENTRIES,
-        SYSCALL_STASH_ENTRIES, TCP_OWNERS_ENTRIES,
+        CRED_STASH_ENTRIES, EVENTS_SIZE_DEFAULT, GROUP_EXITS_ENTRIES, IN_CONNECT_SLOTS,
+        SYSCALL_CGROUPS_ENTRIES, SYSCALL_STASH_ENTRIES, TCP_OWNERS_ENTRIES,
     },
     offsets::KernelOffsets,
     stats::KernelCounter,
@@ -179,6 +179,13 @@ pub static CRED_STASH: HashMap<u64, CredRecord> = HashMap::with_max_entries(CRED
 /// which the syscall path already uses).
 #[map(name = "VIGIL_CRED_SCRATCH")]
 pub static CRED_SCRATCH: PerCpuArray<CredRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// `vigil_common::maps::GROUP_EXITS`: groups whose exit a thread has claimed, keyed by the
+/// group's ids with `pid` set to the tgid. LRU: nothing deletes an entry, since how many
+/// threads will still come to claim it is unknown; the (tgid, start time) key is never reused.
+#[map(name = "VIGIL_GROUP_EXITS")]
+pub static GROUP_EXITS: LruHashMap<crate::helpers::task::TaskIds, u8> =
+    LruHashMap::with_max_entries(GROUP_EXITS_ENTRIES, 0);
 
 /// `vigil_common::maps::TCP_OWNERS`: `struct sock` address -> the task that connected it.
 /// LRU: a socket whose close Vigil never saw ages out instead of filling the map.

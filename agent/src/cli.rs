@@ -136,6 +136,10 @@ enum Command {
         /// With --connect: join this cgroup v2 directory first.
         #[arg(long, requires = "connect")]
         cgroup: Option<PathBuf>,
+        /// Trigger mode: end this process from several threads as named, with the status
+        /// `vigil::selftest::ThreadsExit::status` gives.
+        #[arg(long, value_enum, conflicts_with = "connect")]
+        threads_exit: Option<vigil::selftest::ThreadsExit>,
     },
 }
 
@@ -255,13 +259,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             vigil::enforce::command::enforcement(args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Selftest { connect, cgroup } => Ok(match connect {
-            Some(addr) => ExitCode::from(
+        Command::Selftest {
+            connect,
+            cgroup,
+            threads_exit,
+        } => Ok(match (connect, threads_exit) {
+            (_, Some(how)) => vigil::selftest::trigger_threads_exit(how),
+            (Some(addr), None) => ExitCode::from(
                 u8::try_from(vigil::selftest::trigger_connect(addr, cgroup.as_deref()))
                     .unwrap_or(1),
             ),
-            None if vigil::selftest::run() => ExitCode::SUCCESS,
-            None => ExitCode::FAILURE,
+            (None, None) if vigil::selftest::run() => ExitCode::SUCCESS,
+            (None, None) => ExitCode::FAILURE,
         }),
         Command::Config { action } => {
             match action {

@@ -108,6 +108,8 @@ impl Agent {
                 wakeup_threshold_bytes: config.ring_buffer.wakeup_threshold_bytes,
                 syscall_cgroup_filter: u32::from(syscalls.cgroups.is_some()),
                 syscall_ignore_tgid: std::process::id(),
+                // The loader reads it from the kernel's BTF.
+                ..KernelConfig::DEFAULT
             },
             ring_buffer_bytes: config.ring_buffer.size_bytes,
             syscalls: syscalls.filter,

@@ -124,14 +124,33 @@ for t in threads:
 sys.exit(5)
 ";
 
-/// Runs the threaded script under an agent with `config`; returns the events of that
-/// process (after its exit, and a pause for anything that should not come), its key and its
-/// thread ids.
-fn run_threaded(config: &Config) -> Option<(Vec<Event>, ProcessKey, BTreeSet<u32>)> {
+/// The main thread leaves alone (the `exit` system call, not `exit_group`); the one other
+/// thread prints its id and ends the group 200 ms later with `exit_group(7)`. The group's
+/// end is that thread's, deterministically.
+const LEADER_FIRST_THEN_EXIT_7: &str = "
+import ctypes, os, threading, time
+SYS_exit = {'x86_64': 60, 'aarch64': 93}[os.uname().machine]
+def last():
+    print(threading.get_native_id(), flush=True)
+    time.sleep(0.2)
+    os._exit(7)
+threading.Thread(target=last).start()
+time.sleep(0.05)
+ctypes.CDLL(None).syscall(SYS_exit, 0)
+";
+
+/// Runs `script` under an agent with `config`; it prints its threads' ids on one line and
+/// exits with `status`. Returns the events of that process (after its exit, and a pause for
+/// anything that should not come), its key and its thread ids.
+fn run_threaded(
+    config: &Config,
+    script: &str,
+    status: i32,
+) -> Option<(Vec<Event>, ProcessKey, BTreeSet<u32>)> {
     let mut agent = Harness::start(config)?;
     let mut child = spawn(
         Command::new(python3())
-            .args(["-I", "-c", FOUR_THREADS_THEN_EXIT_5])
+            .args(["-I", "-c", script])
             .stdout(Stdio::piped()),
     );
     let lines = child.stdout_lines();
@@ -139,9 +158,8 @@ fn run_threaded(config: &Config) -> Option<(Vec<Event>, ProcessKey, BTreeSet<u32
         .split_whitespace()
         .map(|t| t.parse().expect("a thread id"))
         .collect();
-    assert_eq!(tids.len(), 4);
     assert!(!tids.contains(&child.pid));
-    assert_eq!(child.wait(EVENT_TIMEOUT).code(), Some(5));
+    assert_eq!(child.wait(EVENT_TIMEOUT).code(), Some(status));
 
     let exec_event = agent.collect_until("python's exec", EVENT_TIMEOUT, |events| {
         find_exec(events, child.pid, child.since_ns)
@@ -162,21 +180,65 @@ fn run_threaded(config: &Config) -> Option<(Vec<Event>, ProcessKey, BTreeSet<u32
     Some((events, key, tids))
 }
 
+/// The default configuration with `process.trace_threads` on.
+fn tracing_threads() -> Config {
+    let mut config = Config::default();
+    config.process.trace_threads = true;
+    config
+}
+
+/// The exits among `events`, as (pid, group_dead, status).
+fn exits_of(events: &[Event]) -> Vec<(u32, bool, Option<u8>)> {
+    events
+        .iter()
+        .filter_map(|e| exit(e).map(|x| (e.pid, x.group_dead, x.status())))
+        .collect()
+}
+
 #[test]
-fn a_threaded_process_exits_once_and_its_threads_are_not_reported_by_default() {
-    let Some((events, key, tids)) = run_threaded(&Config::default()) else {
+fn a_group_ended_by_another_thread_exits_once_under_the_process_pid() {
+    let Some((events, key, tids)) = run_threaded(&Config::default(), LEADER_FIRST_THEN_EXIT_7, 7)
+    else {
         return;
     };
-    let exits: Vec<&Event> = events.iter().filter(|e| exit(e).is_some()).collect();
+    assert_eq!(tids.len(), 1);
     assert_eq!(
-        exits.len(),
-        1,
-        "one exit for the process, none per thread: {exits:#?}"
+        exits_of(&events),
+        [(key.tgid, true, Some(7))],
+        "one exit, the process's, with the group's status: {events:#?}"
     );
-    let detail = exit(exits[0]).expect("an exit");
-    assert!(detail.group_dead);
-    assert_eq!(detail.status(), Some(5));
-    assert_eq!(detail.task.key, key);
+    assert!(
+        events.iter().all(|e| !tids.contains(&e.pid)),
+        "no event names the thread: {events:#?}"
+    );
+}
+
+#[test]
+fn with_trace_threads_the_thread_that_ends_the_group_reports_its_end() {
+    let Some((events, key, tids)) = run_threaded(&tracing_threads(), LEADER_FIRST_THEN_EXIT_7, 7)
+    else {
+        return;
+    };
+    let thread = *tids.first().expect("one thread");
+    assert_eq!(
+        exits_of(&events),
+        [(key.tgid, false, Some(0)), (thread, true, Some(7))],
+        "the leader's own exit, then the thread's, which ends the group: {events:#?}"
+    );
+}
+
+#[test]
+fn a_threaded_process_exits_once_and_its_threads_are_not_reported_by_default() {
+    let Some((events, key, tids)) = run_threaded(&Config::default(), FOUR_THREADS_THEN_EXIT_5, 5)
+    else {
+        return;
+    };
+    assert_eq!(tids.len(), 4);
+    assert_eq!(
+        exits_of(&events),
+        [(key.tgid, true, Some(5))],
+        "one exit for the process, none per thread: {events:#?}"
+    );
     let forks: Vec<&Event> = events.iter().filter(|e| fork(e).is_some()).collect();
     assert_eq!(
         forks.len(),
@@ -193,11 +255,11 @@ fn a_threaded_process_exits_once_and_its_threads_are_not_reported_by_default() {
 
 #[test]
 fn with_trace_threads_each_thread_is_created_and_exits() {
-    let mut config = Config::default();
-    config.process.trace_threads = true;
-    let Some((events, key, tids)) = run_threaded(&config) else {
+    let Some((events, key, tids)) = run_threaded(&tracing_threads(), FOUR_THREADS_THEN_EXIT_5, 5)
+    else {
         return;
     };
+    assert_eq!(tids.len(), 4);
     let exec_id = events
         .iter()
         .find_map(|e| e.process.as_deref().filter(|p| p.origin == Origin::Exec))

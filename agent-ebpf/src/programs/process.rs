@@ -6,6 +6,7 @@
 //! loses a field (counted), never the node.
 
 use aya_ebpf::{
+    bindings::BPF_NOEXIST,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid,
         generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
@@ -30,9 +31,12 @@ use crate::{
     helpers::{
         kread::{Direct, Kernel, Probe},
         opaque::opaque,
-        path, task,
+        path,
+        task::{self, TaskIds},
     },
-    maps::{SCRATCH, SCRATCH_CURSOR, SCRATCH_MASK, SCRATCH_SIZE, config, count, offset},
+    maps::{
+        GROUP_EXITS, SCRATCH, SCRATCH_CURSOR, SCRATCH_MASK, SCRATCH_SIZE, config, count, offset,
+    },
 };
 
 /// `put!(event.field, value)` writes a field of the exec record being assembled in map
@@ -271,39 +275,74 @@ fn fork<K: Kernel>(child: *const u8) -> i32 {
     0
 }
 
-/// `tp_btf/sched_process_exit(task)`: emits an [`ExitEvent`] when the last thread of a group
-/// exits (every thread's exit when `trace_threads` is set). `do_exit` decrements
-/// `signal->live` before this tracepoint, so zero means the group is dead.
+/// `tp_btf/sched_process_exit(task[, group_dead])`: emits an [`ExitEvent`] when the last
+/// thread of a group exits (every thread's exit when `trace_threads` is set).
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn process_exit(ctx: BtfTracePointContext) -> i32 {
-    exit::<Direct>(ctx.arg(0))
+    exit::<Direct>(ctx.arg(0), || ctx.arg::<u64>(1) != 0)
 }
 
 /// [`process_exit`] as a raw tracepoint (see [`process_exec_raw`]).
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn process_exit_raw(ctx: RawTracePointContext) -> i32 {
-    exit::<Probe>(ctx.arg(0))
+    exit::<Probe>(ctx.arg(0), || ctx.arg::<u64>(1) != 0)
 }
 
+/// `group_dead_arg` reads the tracepoint's second argument; it is called only on kernels
+/// that pass one (else the verifier, which knows the config, never sees the read).
 #[inline(always)]
-fn exit<K: Kernel>(task: *const u8) -> i32 {
+fn exit<K: Kernel>(task: *const u8, group_dead_arg: impl FnOnce() -> bool) -> i32 {
     let signal = K::ptr(task, offset!(task_signal));
-    let group_dead = K::at::<i32>(signal, offset!(signal_live)) == 0;
-    if !group_dead && config!(trace_threads) == 0 {
+    let group_dead = if config!(exit_group_dead_arg) != 0 {
+        group_dead_arg()
+    } else {
+        K::at::<i32>(signal, offset!(signal_live)) == 0 && claims_group_exit::<K>(task, signal)
+    };
+    let trace_threads = config!(trace_threads) != 0;
+    if !group_dead && !trace_threads {
         return 0;
     }
+    let mut ids = task::ids::<K>(task);
+    if !trace_threads {
+        // Threads are not reported, so the exit that ends the group is the process's, named
+        // by its pid whichever thread left last.
+        ids.pid = ids.tgid;
+    }
     let event = ExitEvent {
-        header: task::header_of::<K>(
-            EventKind::Exit,
-            size_of::<ExitEvent>(),
-            task::ids::<K>(task),
-            task,
-        ),
+        header: task::header_of::<K>(EventKind::Exit, size_of::<ExitEvent>(), ids, task),
         exit_code: exit_code::<K>(task, signal, group_dead),
         flags: if group_dead { EXIT_GROUP_DEAD } else { 0 },
     };
     reserve_submit(EXIT, event);
     0
+}
+
+/// `-EEXIST`, what an insert with `BPF_NOEXIST` fails with when the key is there.
+const EEXIST: i32 = 17;
+
+/// Whether this thread reports its group's end, on a kernel whose tracepoint does not say.
+/// `do_exit` decrements `signal->live` before the tracepoint, so zero there means the group
+/// is dead, but not that this thread ended it: a thread that decremented earlier can reach
+/// its tracepoint after the last one decremented, and see zero too. The first of them to get
+/// here claims the group's exit; the others report none (or, with `trace_threads`, their
+/// own exit without the group's). A thread alone in its group cannot race, and skips the map.
+#[inline(always)]
+fn claims_group_exit<K: Kernel>(task: *const u8, signal: *const u8) -> bool {
+    if offset!(signal_nr_threads) != OFFSET_MISSING
+        && K::at::<i32>(signal, offset!(signal_nr_threads)) <= 1
+    {
+        return true;
+    }
+    let ids = task::ids::<K>(task);
+    let group = TaskIds {
+        pid: ids.tgid,
+        ..ids
+    };
+    // Only "already claimed" stops the report: any other failure risks a duplicate, not a loss.
+    !matches!(
+        GROUP_EXITS.insert(group, 0, u64::from(BPF_NOEXIST)),
+        Err(e) if e == -EEXIST
+    )
 }
 
 /// `signal_struct.flags`: the group is exiting (`exit_group`, or a fatal signal), with

@@ -127,9 +127,13 @@ impl Sensor {
             }
         })?;
         let offsets = resolve_offsets(&btf).map_err(Box::new)?;
+        let kernel = KernelConfig {
+            exit_group_dead_arg: u32::from(exit_passes_group_dead(&btf)),
+            ..options.kernel
+        };
         let mut ebpf = EbpfLoader::new()
             .override_global(GLOBAL_OFFSETS, &offsets, true)
-            .override_global(GLOBAL_CONFIG, &options.kernel, true)
+            .override_global(GLOBAL_CONFIG, &kernel, true)
             .map_max_entries(EVENTS, options.ring_buffer_bytes)
             // The task stash: aya has no typed handle for task local storage, and only the
             // programs use it.
@@ -409,4 +413,19 @@ fn attach_dns(ebpf: &mut Ebpf, root: &std::path::Path) -> Result<(), String> {
                 .map(drop)
         })
         .map_err(|e| format!("program `{name}` on {}: {e:?}", root.display()))
+}
+
+/// Whether the kernel's `sched_process_exit` passes `group_dead` after the task. Without it
+/// (or when the BTF does not say) the exit program falls back to `signal->live`.
+fn exit_passes_group_dead(btf: &Btf) -> bool {
+    match btf.tracepoint_args("sched_process_exit") {
+        Ok(args) => {
+            tracing::debug!(args, "sched_process_exit arguments");
+            args >= 2
+        }
+        Err(error) => {
+            tracing::debug!(%error, "sched_process_exit's arguments unknown; group ends read from signal->live");
+            false
+        }
+    }
 }

@@ -97,7 +97,8 @@ impl JsonRenderer {
             Detail::File(file) => FileJson::new(file).write(line.key("file")),
             Detail::CredChange(change) => serde(line.key("cred"), &CredJson::new(change)),
             Detail::Loss(loss) => serde(line.key("loss"), &LossJson::new(loss)),
-            Detail::Exit(_) | Detail::Finding(_) | Detail::Enforcement(_) => {}
+            Detail::Exit(exit) => exit_json(line.key("exit"), exit),
+            Detail::Finding(_) | Detail::Enforcement(_) => {}
         }
         match &event.detail {
             // The rule that fired and what was done.
@@ -246,6 +247,14 @@ fn exec_json(out: &mut Vec<u8>, exec: &Exec) {
         "memfd",
         exec.exe_unlinked && exec.image.binary.path.starts_with(b"/memfd:"),
     );
+    o.close();
+}
+
+/// Whether this exit ended the process (always, unless threads are traced: then a thread's
+/// own exit has `false`). The status is under `process`.
+fn exit_json(out: &mut Vec<u8>, exit: &Exit) {
+    let mut o = Object::open(out);
+    write::bool(o.key("group_dead"), exit.group_dead);
     o.close();
 }
 

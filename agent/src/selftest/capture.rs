@@ -20,7 +20,7 @@ use crate::{
 
 use super::{
     BUSYBOX, Outcome,
-    trigger::{self, Child},
+    trigger::{self, Child, ThreadsExit},
 };
 
 /// How long a trigger's events may take to arrive (TCG is slow; the reader polls every 10 ms).
@@ -159,6 +159,89 @@ impl Capture {
             ("capture.exec", exec),
             ("capture.exit", exit),
         ]
+    }
+
+    /// Groups ended by several threads: each group's end is reported once, named by the
+    /// process's pid, with the status `wait` gives; no other exit of the group is reported
+    /// (threads are not traced by default).
+    pub fn group_exits(&mut self) -> Vec<(&'static str, Outcome)> {
+        vec![
+            (
+                "capture.exit_by_thread",
+                self.group_exits_of(ThreadsExit::LeaderFirst, 1),
+            ),
+            (
+                "capture.exit_once",
+                self.group_exits_of(ThreadsExit::Together, 20),
+            ),
+        ]
+    }
+
+    /// Runs `count` children that end as `how` says, at once, and checks each one's exits.
+    fn group_exits_of(&mut self, how: ThreadsExit, count: usize) -> Outcome {
+        let want = how.status();
+        let mut children = Vec::with_capacity(count);
+        for _ in 0..count {
+            match Child::spawn(&mut trigger::threads_exit_command(how)) {
+                Ok(child) => children.push(child),
+                Err(e) => return Outcome::Fail(format!("spawning a {how:?} child: {e}")),
+            }
+        }
+        for child in &mut children {
+            let status = child.wait(WAIT);
+            if status.and_then(|s| s.code()) != Some(want) {
+                return Outcome::Fail(format!(
+                    "child {} ended {status:?}, expected status {want}",
+                    child.pid
+                ));
+            }
+        }
+        let pids: Vec<u32> = children.iter().map(|c| c.pid).collect();
+        let exits_of = |events: &[Event], pid: u32| -> Vec<(u32, bool, Option<u8>)> {
+            events
+                .iter()
+                .filter_map(|e| match &e.detail {
+                    Detail::Exit(x) if x.task.key.tgid == pid => {
+                        Some((e.pid, x.group_dead, x.status()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let all_ended = self.until(|events| {
+            pids.iter()
+                .all(|&pid| exits_of(events, pid).iter().any(|&(_, dead, _)| dead))
+                .then_some(())
+        });
+        if all_ended.is_none() {
+            let missing: Vec<u32> = pids
+                .iter()
+                .copied()
+                .filter(|&pid| exits_of(&self.events, pid).is_empty())
+                .collect();
+            return Outcome::Fail(format!("no exit event for pids {missing:?}"));
+        }
+        // A second report of a group would come within the reader's next polls.
+        self.collect_for(Duration::from_millis(500));
+        let expected = u8::try_from(want).ok();
+        for &pid in &pids {
+            let exits = exits_of(&self.events, pid);
+            if exits != [(pid, true, expected)] {
+                return Outcome::Fail(format!(
+                    "pid {pid}: exits (pid, group_dead, status) {exits:?}, expected \
+                     [({pid}, true, {expected:?})]"
+                ));
+            }
+        }
+        Outcome::Pass(format!(
+            "{count} group(s), each one exit named by its pid, status {want}"
+        ))
+    }
+
+    /// Takes what the agent delivers for `period`.
+    fn collect_for(&mut self, period: Duration) {
+        let deadline = Instant::now() + period;
+        let _ = self.until(|_| (Instant::now() >= deadline).then_some(()));
     }
 
     /// A child's connect to a loopback listener: the connect event with the destination

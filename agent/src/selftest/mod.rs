@@ -23,7 +23,7 @@ mod trigger;
 use std::path::PathBuf;
 
 pub use report::{Outcome, PREFIX};
-pub use trigger::connect as trigger_connect;
+pub use trigger::{ThreadsExit, connect as trigger_connect, threads_exit as trigger_threads_exit};
 
 use crate::bpf::probe;
 
@@ -68,6 +68,9 @@ pub fn run() -> bool {
             for (check, outcome) in capture.exec_fork_exit() {
                 reporter.record(check, outcome);
             }
+            for (check, outcome) in capture.group_exits() {
+                reporter.record(check, outcome);
+            }
             reporter.record("capture.connect", capture.connect());
             reporter.record("capture.file_open", capture.file_open());
             runtime.block_on(capture.stop());
@@ -80,6 +83,8 @@ pub fn run() -> bool {
                 "capture.fork",
                 "capture.exec",
                 "capture.exit",
+                "capture.exit_by_thread",
+                "capture.exit_once",
                 "capture.connect",
                 "capture.file_open",
             ] {

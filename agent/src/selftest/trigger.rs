@@ -39,6 +39,75 @@ pub fn connect(addr: SocketAddr, cgroup: Option<&Path>) -> i32 {
     }
 }
 
+/// How the threads of a `--threads-exit` child end their group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ThreadsExit {
+    /// The main thread leaves alone (`exit`, not `exit_group`); a second thread ends the
+    /// group later with `exit_group(7)`: the group's end is another thread's than the pid's.
+    LeaderFirst,
+    /// Four threads leave alone (`exit`) at the moment the main thread calls
+    /// `exit_group(5)`: several threads are in `do_exit` at once, the race a group's end
+    /// must be reported once through.
+    Together,
+}
+
+impl ThreadsExit {
+    /// The status `wait` gives for the group.
+    pub fn status(self) -> i32 {
+        match self {
+            Self::LeaderFirst => 7,
+            Self::Together => 5,
+        }
+    }
+}
+
+/// The child's side of `--threads-exit`: never returns.
+pub fn threads_exit(how: ThreadsExit) -> ! {
+    let status = how.status();
+    match how {
+        ThreadsExit::LeaderFirst => {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                // SAFETY: ends the process at once, as `exit_group` does.
+                unsafe { libc::_exit(status) }
+            });
+            exit_thread()
+        }
+        ThreadsExit::Together => {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(5));
+            for _ in 0..4 {
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    exit_thread()
+                });
+            }
+            barrier.wait();
+            // SAFETY: as above.
+            unsafe { libc::_exit(status) }
+        }
+    }
+}
+
+/// Ends the calling thread only (the `exit` system call, which libc's `exit` is not); the
+/// rest of the process runs on. Nothing is unwound or freed: the process ends soon after.
+fn exit_thread() -> ! {
+    // SAFETY: the thread owns no lock and nothing refers to its stack, which stays mapped.
+    unsafe { libc::syscall(libc::SYS_exit, 0) };
+    unreachable!("the exit system call returned")
+}
+
+/// A child whose threads end it as `how` says.
+pub fn threads_exit_command(how: ThreadsExit) -> Command {
+    let mut command = Command::new(self_exe());
+    command.arg("selftest").arg("--threads-exit").arg(
+        clap::ValueEnum::to_possible_value(&how)
+            .expect("no variant is skipped")
+            .get_name(),
+    );
+    command
+}
+
 /// Where this binary is, for re-running it as a trigger.
 fn self_exe() -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))

@@ -111,7 +111,7 @@ impl TypeRec {
     pub(super) fn member_count(&self) -> usize {
         match &self.detail {
             Detail::Members(range) => range.len(),
-            Detail::None | Detail::Int { .. } => 0,
+            Detail::None | Detail::Int { .. } | Detail::Params { .. } => 0,
         }
     }
 }
@@ -125,6 +125,10 @@ pub(super) enum Detail {
     },
     /// Range into [`Btf::members`].
     Members(Range<usize>),
+    /// A FUNC_PROTO's parameter count (the parameters themselves are not kept).
+    Params {
+        count: u32,
+    },
 }
 
 /// One struct/union member as stored; `offset` is decoded by [`Placement::of`].
@@ -307,6 +311,7 @@ pub(super) fn parse_type(
         Kind::Int => Detail::Int {
             encoding: section.u32_at(body, "int encoding")?,
         },
+        Kind::FuncProto => Detail::Params { count: vlen },
         _ => Detail::None,
     };
     let rec = TypeRec {

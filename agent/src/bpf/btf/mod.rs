@@ -95,6 +95,10 @@ pub enum BtfError {
         member: String,
         bit_offset: u64,
     },
+    /// No `btf_trace_<name>` typedef to a function prototype: the kernel has no such
+    /// tracepoint, or the file is not a kernel's BTF.
+    #[error("tracepoint {name} not found in BTF (no btf_trace_{name} prototype)")]
+    TracepointNotFound { name: String },
     /// The summed offset does not fit the `u32` the probes take.
     #[error("offset of `{member}` in struct {strukt} does not fit in 32 bits")]
     OffsetOverflow { strukt: String, member: String },
@@ -175,6 +179,38 @@ impl Btf {
         u32::try_from(bits / 8).map_err(|_| path.overflow())
     }
 
+    /// How many arguments the kernel passes to programs on tracepoint `name` (what a
+    /// `tp_btf` or raw tracepoint program may read), from the prototype of its
+    /// `btf_trace_<name>` typedef, less the leading `void *` every such prototype has.
+    /// Tracepoints gain arguments across kernel versions (`sched_process_exit` got
+    /// `group_dead`), and reading past the last is refused at load.
+    pub fn tracepoint_args(&self, name: &str) -> Result<u32, BtfError> {
+        let typedef = format!("btf_trace_{name}");
+        let not_found = || BtfError::TracepointNotFound {
+            name: name.to_owned(),
+        };
+        for rec in &self.types {
+            if rec.kind != Kind::Typedef
+                || rec.name_off == 0
+                || self.strings.bytes_at(rec.name_off)? != typedef.as_bytes()
+            {
+                continue;
+            }
+            let (_, pointer) = self.skip_modifiers(rec.size_or_type)?;
+            if pointer.kind != Kind::Ptr {
+                return Err(not_found());
+            }
+            let (_, proto) = self.skip_modifiers(pointer.size_or_type)?;
+            return match proto.detail {
+                Detail::Params { count } if proto.kind == Kind::FuncProto => {
+                    Ok(count.saturating_sub(1))
+                }
+                _ => Err(not_found()),
+            };
+        }
+        Err(not_found())
+    }
+
     fn struct_id(&self, name: &str) -> Result<u32, BtfError> {
         self.structs
             .get(name)
@@ -193,7 +229,7 @@ impl Btf {
     fn members_of(&self, rec: &TypeRec) -> &[Member] {
         match &rec.detail {
             Detail::Members(range) => self.members.get(range.clone()).unwrap_or_default(),
-            Detail::None | Detail::Int { .. } => &[],
+            Detail::None | Detail::Int { .. } | Detail::Params { .. } => &[],
         }
     }
 

@@ -7,6 +7,7 @@ const STRUCT: u32 = 4;
 const UNION: u32 = 5;
 const TYPEDEF: u32 = 8;
 const CONST: u32 = 10;
+const FUNC_PROTO: u32 = 13;
 
 /// Writes BTF blobs by hand: types get ids 1, 2, ... in the order they are added, so a
 /// type must be added before anything that refers to it.
@@ -70,6 +71,25 @@ impl Builder {
         let vlen = u32::try_from(members.len()).expect("few members");
         let info = (u32::from(kind_flag) << 31) | (kind << 24) | vlen;
         self.record(name, info, size, &extra)
+    }
+
+    /// A function prototype returning void with parameters of `types` (names left empty).
+    fn func_proto(&mut self, types: &[u32]) -> u32 {
+        let extra: Vec<u32> = types.iter().flat_map(|&t| [0, t]).collect();
+        let vlen = u32::try_from(types.len()).expect("few parameters");
+        self.record("", (FUNC_PROTO << 24) | vlen, 0, &extra)
+    }
+
+    /// `typedef void (*btf_trace_<name>)(void *, <args>)`, as the kernel declares every
+    /// tracepoint for BTF-aware programs.
+    fn tracepoint(&mut self, name: &str, args: &[u32]) -> u32 {
+        let void_ptr = self.modifier(PTR, "", 0);
+        let params: Vec<u32> = std::iter::once(void_ptr)
+            .chain(args.iter().copied())
+            .collect();
+        let proto = self.func_proto(&params);
+        let pointer = self.modifier(PTR, "", proto);
+        self.modifier(TYPEDEF, &format!("btf_trace_{name}"), pointer)
     }
 
     fn strukt(&mut self, name: &str, size: u32, members: &[(&str, u32, u32)]) -> u32 {
@@ -300,6 +320,31 @@ fn duplicate_struct_name_prefers_non_empty() {
 }
 
 #[test]
+fn tracepoint_arguments_are_counted_without_the_leading_context() {
+    let mut b = Builder::new();
+    let task = b.strukt("task_struct", 8, &[("pid", 0, 0)]);
+    let task_ptr = b.modifier(PTR, "", task);
+    let bool_t = b.int("_Bool", 1);
+    b.tracepoint("sched_process_fork", &[task_ptr, task_ptr]);
+    b.tracepoint("sched_process_exit", &[task_ptr, bool_t]);
+    b.tracepoint("sched_process_free", &[task_ptr]);
+    // A typedef of that name that is no function pointer is not a tracepoint.
+    b.modifier(TYPEDEF, "btf_trace_not_a_pointer", bool_t);
+    let btf = parse(&b.build(false));
+
+    assert_eq!(btf.tracepoint_args("sched_process_exit").expect("exit"), 2);
+    assert_eq!(btf.tracepoint_args("sched_process_fork").expect("fork"), 2);
+    assert_eq!(btf.tracepoint_args("sched_process_free").expect("free"), 1);
+    for name in ["not_a_pointer", "no_such_tracepoint"] {
+        let err = btf.tracepoint_args(name).expect_err(name);
+        assert_eq!(
+            err.to_string(),
+            format!("tracepoint {name} not found in BTF (no btf_trace_{name} prototype)")
+        );
+    }
+}
+
+#[test]
 fn truncated_blob_is_error_at_every_length() {
     let blob = kernel_like(false);
     for len in 0..blob.len() {
@@ -502,4 +547,8 @@ fn real_vmlinux_offsets_are_plausible() {
         .member_offset("task_struct", "sched_reset_on_fork")
         .expect_err("bitfield");
     assert!(matches!(err, BtfError::Bitfield { .. }), "{err:?}");
+    // The task, and on newer kernels (6.18 here; not 6.1 or 6.12) `group_dead`.
+    let exit_args = btf.tracepoint_args("sched_process_exit").expect("exit");
+    assert!(matches!(exit_args, 1 | 2), "{exit_args}");
+    assert_eq!(btf.tracepoint_args("sched_process_fork").expect("fork"), 2);
 }

@@ -112,13 +112,19 @@ fn exit_line_carries_code_or_signal() {
         start_time_ns: 1,
         cgroup_id: 0,
     };
-    for (code, expect_code, expect_signal) in [(3 << 8, Some(3), None), (9, None, Some(9))] {
-        let KernelEvent::Exit(exit) = decode(&encode::exit(ids, code, true)).expect("exit") else {
+    for (code, group_dead, expect_code, expect_signal) in [
+        (0, false, Some(0), None),
+        (3 << 8, true, Some(3), None),
+        (9, true, None, Some(9)),
+    ] {
+        let KernelEvent::Exit(exit) = decode(&encode::exit(ids, code, group_dead)).expect("exit")
+        else {
             panic!("exit");
         };
         let json = render(&cache.apply(KernelEvent::Exit(exit)));
         assert_eq!(json["process"]["exit_code"].as_u64(), expect_code);
         assert_eq!(json["process"]["signal"].as_u64(), expect_signal);
+        assert_eq!(json["exit"], serde_json::json!({"group_dead": group_dead}));
     }
 }
 

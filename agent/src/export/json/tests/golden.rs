@@ -135,7 +135,8 @@ fn golden_render(events: &[Event]) -> Vec<u8> {
 }
 
 /// `golden.jsonl` was written by the serde renderer that the hand-written one replaced: the
-/// output is the same to the byte (escapes, field order, left-out fields, times). Set
+/// output is the same to the byte (escapes, field order, left-out fields, times). Since then
+/// only exit lines changed: they gained `"exit":{"group_dead":..}`. Set
 /// `VIGIL_GOLDEN_OUT` to a path to write what this renderer writes there.
 #[test]
 fn lines_are_byte_for_byte_the_golden_ones() {
