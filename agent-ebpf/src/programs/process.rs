@@ -317,7 +317,7 @@ fn exit<K: Kernel>(task: *const u8, group_dead_arg: impl FnOnce() -> bool) -> i3
     0
 }
 
-/// `-EEXIST`, what an insert with `BPF_NOEXIST` fails with when the key is there.
+/// `EEXIST`: an insert with `BPF_NOEXIST` fails with its negative when the key is there.
 const EEXIST: i32 = 17;
 
 /// Whether this thread reports its group's end, on a kernel whose tracepoint does not say.
