@@ -19,8 +19,8 @@ use serde::Serialize;
 use vigil_common::{
     config::KernelConfig,
     maps::{
-        CRED_STASH, EVENTS, GLOBAL_CONFIG, GLOBAL_OFFSETS, IN_CONNECT, SYSCALL_CGROUPS,
-        SYSCALL_STASH, TCP_OWNERS, programs,
+        CRED_STASH, EVENTS, GLOBAL_CONFIG, GLOBAL_OFFSETS, GROUP_EXITS, IN_CONNECT,
+        SYSCALL_CGROUPS, SYSCALL_STASH, TCP_OWNERS, programs,
     },
 };
 
@@ -359,6 +359,7 @@ fn load(layout: &Layout) -> Result<Ebpf, EnforceError> {
         IN_CONNECT,
         CRED_STASH,
         TCP_OWNERS,
+        GROUP_EXITS,
         SYSCALL_CGROUPS,
     ] {
         loader.map_max_entries(name, 1);
