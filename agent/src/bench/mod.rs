@@ -4,6 +4,7 @@ mod churn;
 mod connect;
 mod exec;
 mod latency;
+mod machine;
 mod open;
 mod outage;
 mod peer;
@@ -143,6 +144,21 @@ pub enum Storm {
 }
 
 pub async fn run(storm: Storm) -> anyhow::Result<()> {
+    // The internal workers print nothing of their own; every bench ends with what the
+    // machine's CPUs did meanwhile.
+    let internal = matches!(
+        storm,
+        Storm::StormWorker { .. } | Storm::ResponseWorker { .. }
+    );
+    let watch = (!internal).then(machine::Watch::start);
+    run_storm(storm).await?;
+    if let Some(watch) = watch {
+        println!("{}", watch.report());
+    }
+    Ok(())
+}
+
+async fn run_storm(storm: Storm) -> anyhow::Result<()> {
     match storm {
         Storm::Exec {
             count,
