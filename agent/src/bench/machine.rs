@@ -11,7 +11,7 @@ use std::fmt;
 use procfs::{CpuTime, Current, CurrentSI, KernelStats, LoadAverage};
 
 /// The node-wide CPU time counters at one moment, in ticks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Ticks {
     /// User, nice, system, irq and softirq (a guest's time is inside user).
     pub busy: u64,

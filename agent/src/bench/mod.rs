@@ -144,8 +144,8 @@ pub enum Storm {
 }
 
 pub async fn run(storm: Storm) -> anyhow::Result<()> {
-    // The internal workers print nothing of their own; every bench ends with what the
-    // machine's CPUs did meanwhile.
+    // Every bench ends with what the machine's CPUs did meanwhile; not the internal workers,
+    // whose stdout their parent bench reads.
     let internal = matches!(
         storm,
         Storm::StormWorker { .. } | Storm::ResponseWorker { .. }
