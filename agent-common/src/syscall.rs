@@ -212,3 +212,30 @@ impl FilePrefix {
 #[cfg(feature = "user")]
 // SAFETY: plain `repr(C)` struct of `u64`s, no padding, valid for any bit pattern.
 unsafe impl aya::Pod for FilePrefix {}
+
+/// The byte of a path that picks, through [`file_prefix_index`], the watch prefixes worth
+/// comparing: the one after the leading `/`.
+pub const FILE_PREFIX_INDEX_AT: usize = 1;
+/// Entries of [`crate::maps::FILE_PREFIX_INDEX`]: one per value of that byte.
+pub const FILE_PREFIX_INDEX_ENTRIES: u32 = 256;
+
+// One bit per prefix.
+const _: () = assert!(FILE_PREFIXES_MAX <= u32::BITS);
+const _: () = assert!(FILE_PREFIX_INDEX_AT < 8);
+
+/// The kernel's index of `prefixes` (its list, in order): entry `b` has bit `p` set when
+/// prefix `p` can match a path whose byte [`FILE_PREFIX_INDEX_AT`] is `b`, because the prefix
+/// has `b` there or is too short to have a byte there. Only those prefixes are compared.
+pub fn file_prefix_index(prefixes: &[FilePrefix]) -> [u32; FILE_PREFIX_INDEX_ENTRIES as usize] {
+    let mut index = [0u32; FILE_PREFIX_INDEX_ENTRIES as usize];
+    for (p, prefix) in prefixes.iter().take(FILE_PREFIXES_MAX as usize).enumerate() {
+        let bit = 1u32 << p;
+        let mask = prefix.masks[0].to_ne_bytes()[FILE_PREFIX_INDEX_AT];
+        if mask == 0 {
+            index.iter_mut().for_each(|entry| *entry |= bit);
+        } else {
+            index[usize::from(prefix.words[0].to_ne_bytes()[FILE_PREFIX_INDEX_AT])] |= bit;
+        }
+    }
+    index
+}

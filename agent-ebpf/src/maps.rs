@@ -15,8 +15,8 @@ use vigil_common::{
     offsets::KernelOffsets,
     stats::KernelCounter,
     syscall::{
-        FILE_PREFIXES_MAX, FilePrefix, SYSCALL_BITMAP_WORDS, SYSCALL_NR_MAX, SYSCALL_STRINGS_AREA,
-        SyscallEvent,
+        FILE_PREFIX_INDEX_ENTRIES, FILE_PREFIXES_MAX, FilePrefix, SYSCALL_BITMAP_WORDS,
+        SYSCALL_NR_MAX, SYSCALL_STRINGS_AREA, SyscallEvent,
     },
 };
 
@@ -73,6 +73,9 @@ pub struct SyscallRecord {
     pub pending: u64,
 }
 
+// A string at an offset that is a multiple of 8 can be read a word at a time.
+const _: () = assert!(core::mem::offset_of!(SyscallRecord, strings) % 8 == 0);
+
 /// `vigil_common::maps::SYSCALL_FILTER`: the selected syscalls, filled by userspace.
 #[map(name = "VIGIL_SYSCALL_FILTER")]
 pub static SYSCALL_FILTER: Array<u64> = Array::with_max_entries(SYSCALL_BITMAP_WORDS, 0);
@@ -84,6 +87,11 @@ pub static SYSCALL_ARG_TYPES: Array<u32> = Array::with_max_entries(SYSCALL_NR_MA
 /// `vigil_common::maps::FILE_PREFIXES`: the file sensor's watch prefixes, packed from index 0.
 #[map(name = "VIGIL_FILE_PREFIXES")]
 pub static FILE_PREFIXES: Array<FilePrefix> = Array::with_max_entries(FILE_PREFIXES_MAX, 0);
+
+/// `vigil_common::maps::FILE_PREFIX_INDEX`: by a path's byte after the `/`, the bits of the
+/// watch prefixes it can match.
+#[map(name = "VIGIL_FILE_PREFIX_INDEX")]
+pub static FILE_PREFIX_INDEX: Array<u32> = Array::with_max_entries(FILE_PREFIX_INDEX_ENTRIES, 0);
 
 /// `vigil_common::maps::SYSCALL_CGROUPS`: cgroup ids whose syscalls are captured, when the
 /// cgroup filter is on.

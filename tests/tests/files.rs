@@ -67,12 +67,17 @@ os.close(ufd)\n\
 os.rename(u + '/x', u + '/y')\n\
 os.chmod(u + '/y', 0o644)\n\
 os.unlink(u + '/y')\n\
+m = u + '/m'\n\
+m += 'x' * ((3 - len(m)) % 8)  # the new path starts off a word boundary in the record\n\
+os.close(os.open(m, os.O_WRONLY | os.O_CREAT, 0o600))\n\
+os.rename(m, w + '/moved')\n\
+os.unlink(w + '/moved')\n\
 d = os.open(w, os.O_RDONLY | os.O_DIRECTORY)\n\
 rfd = os.open('rel', os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=d)\n\
 os.close(rfd)\n\
 os.chdir(w)\n\
 os.unlink('b')\n\
-print(json.dumps({'fd': fd, 'cfd': cfd, 'rfd': rfd, 'dirfd': d}), flush=True)\n\
+print(json.dumps({'fd': fd, 'cfd': cfd, 'rfd': rfd, 'dirfd': d, 'moved_from': m}), flush=True)\n\
 time.sleep(0.5)  # alive while the agent resolves relative paths through /proc\n";
 
 /// The run's file events, the script's facts, the watched dir and the agent (`None`: this
@@ -127,16 +132,28 @@ fn watched_files_are_reported_exactly_and_unwatched_ones_not_at_all() {
 
     let unlink = one(&events, FileOp::Unlink, &path("c"));
     assert_eq!(unlink.ret, 0);
+
+    // Moved in from the unwatched dir: only the new path, the second string, is watched.
+    let from = fact["moved_from"]
+        .as_str()
+        .expect("the moved file's old path");
+    assert_eq!(from.len() % 8, 3);
+    let moved = one(&events, FileOp::Rename, from);
+    assert_eq!(moved.new_path.as_deref(), Some(path("moved").as_bytes()));
+    assert_eq!(moved.ret, 0);
+    assert_eq!(one(&events, FileOp::Unlink, &path("moved")).ret, 0);
     let missing = one(&events, FileOp::Unlink, &path("missing"));
     assert_eq!(missing.ret, -i64::from(libc::ENOENT));
 
     // Relative paths are dropped in the kernel without `match_relative`; nothing else.
-    assert_eq!(events.len(), 6, "{events:#?}");
-    assert!(
-        events
-            .iter()
-            .all(|e| e.path_resolved && e.path.starts_with(w.as_bytes()))
-    );
+    assert_eq!(events.len(), 8, "{events:#?}");
+    assert!(events.iter().all(|e| {
+        e.path_resolved
+            && [Some(&e.path), e.new_path.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|p| p.starts_with(w.as_bytes()))
+    }));
 
     // As `vigil run` writes it.
     let event = agent

@@ -33,8 +33,8 @@ use vigil_common::{
     syscall::{
         ARG_INT, ARG_PTR, ARG_SOCKADDR, ARG_STR, ARG_TYPES_CRED, ARG_TYPES_KEEP_RELATIVE,
         ARG_TYPES_NO_RECORD, ARG_TYPES_OPEN_HOW, ARG_TYPES_PATH_FILTER, ARG_TYPES_SOCKET,
-        FILE_PREFIX_WORDS, FILE_PREFIXES_MAX, SOCKADDR_MAX, SYSCALL_NR_MAX,
-        SYSCALL_SOCKADDR_UNREADABLE, SYSCALL_SOCKET_INFO, SYSCALL_STRING_MAX,
+        FILE_PREFIX_INDEX_AT, FILE_PREFIX_WORDS, FILE_PREFIXES_MAX, FilePrefix, SOCKADDR_MAX,
+        SYSCALL_NR_MAX, SYSCALL_SOCKADDR_UNREADABLE, SYSCALL_SOCKET_INFO, SYSCALL_STRING_MAX,
         SYSCALL_STRING_TRUNCATED, SYSCALL_STRING_UNREADABLE, SYSCALL_STRINGS_DROPPED,
         SYSCALL_STRINGS_MASK, SYSCALL_STRINGS_MAX, SocketInfo, SyscallEvent, arg_type,
     },
@@ -49,7 +49,10 @@ use crate::{
         stash::{HashStash, Stash, TaskStash},
         task,
     },
-    maps::{FILE_PREFIXES, SYSCALL_ARG_TYPES, SYSCALL_CGROUPS, SYSCALL_FILTER, config, offset},
+    maps::{
+        FILE_PREFIX_INDEX, FILE_PREFIXES, SYSCALL_ARG_TYPES, SYSCALL_CGROUPS, SYSCALL_FILTER,
+        config, offset,
+    },
 };
 
 /// A non-blocking connect still under way (`-EINPROGRESS`): its socket has its ports.
@@ -154,7 +157,7 @@ fn enter<K: Kernel, S: Stash>(regs: *const u8, nr: u32) {
     if types & ARG_TYPES_PATH_FILTER != 0 {
         let mut watched = false;
         for j in 0..SYSCALL_STRINGS_MAX {
-            if j < k && lens[j] > 0 && path_watched(strings, starts[j], types, K::PLAIN_LOADS) {
+            if j < k && lens[j] > 0 && path_watched::<K>(strings, starts[j], types) {
                 watched = true;
                 break;
             }
@@ -223,12 +226,12 @@ fn syscall_args<K: Kernel>(regs: *const u8) -> [u64; 6] {
 /// Whether the path copied at `strings[pos..]` starts with a watch prefix (or is relative,
 /// when `types` asks to keep those).
 ///
-/// With `early_reject` a prefix whose first word differs is passed over at once; without it
-/// every prefix is compared branch-free, which older verifiers need: with the branch, Linux
-/// 6.1 gave up on `syscall_enter_raw` after 1,000,000 instructions (kernel matrix, 1 December
-/// 2026). So the `tp_btf` program rejects early and its raw twin, their fallback, does not.
+/// The `tp_btf` program compares only the prefixes the path's byte after the `/` selects
+/// ([`watched_indexed`]); its raw twin, the fallback, compares every prefix branch-free
+/// ([`watched_every`]), which older verifiers need: with branches, Linux 6.1 gave up on
+/// `syscall_enter_raw` after 1,000,000 instructions (kernel matrix, 1 December 2026).
 #[inline(always)]
-fn path_watched(strings: *const u8, pos: usize, types: u32, early_reject: bool) -> bool {
+fn path_watched<K: Kernel>(strings: *const u8, pos: usize, types: u32) -> bool {
     let at = pos & SYSCALL_STRINGS_MASK;
     // SAFETY: `at + FILE_PREFIX_LEN <= SYSCALL_STRINGS_AREA`, the size of `strings`.
     let path = unsafe { strings.add(at) };
@@ -236,29 +239,90 @@ fn path_watched(strings: *const u8, pos: usize, types: u32, early_reject: bool) 
     if unsafe { *path } != b'/' {
         return types & ARG_TYPES_KEEP_RELATIVE != 0;
     }
-    // The path's first words, read once. Bytes past the path's NUL are stale but never
-    // decide a match: the NUL differs from every prefix byte, so a shorter path fails on the
-    // word holding its NUL.
+    // Bytes past the path's NUL are stale but never decide a match: the NUL differs from every
+    // prefix byte, so a shorter path fails on the word holding its NUL.
+    if K::PLAIN_LOADS {
+        watched_indexed(path, at.is_multiple_of(8))
+    } else {
+        watched_every(path)
+    }
+}
+
+/// [`path_watched`] for the `tp_btf` program: the index gives the candidate prefixes (for most
+/// paths none or a few of the list), and each is compared word by word until a word differs.
+/// `aligned`: `path` is at a multiple of 8 in the record (the first string always is), so
+/// its words are single loads rather than eight byte loads each.
+#[inline(always)]
+fn watched_indexed(path: *const u8, aligned: bool) -> bool {
+    // SAFETY: within the copied path's word (see `path_watched`).
+    let byte = unsafe { *path.add(FILE_PREFIX_INDEX_AT) };
+    let Some(&candidates) = FILE_PREFIX_INDEX.get(u32::from(byte)) else {
+        return false;
+    };
+    let mut candidates = candidates;
+    for _ in 0..FILE_PREFIXES_MAX {
+        if candidates == 0 {
+            return false;
+        }
+        let lowest = candidates & candidates.wrapping_neg();
+        candidates ^= lowest;
+        // The lowest set bit's index, branch-free (BPF has no count-trailing-zeros).
+        let Some(prefix) = FILE_PREFIXES.get((lowest - 1).count_ones()) else {
+            return false;
+        };
+        if prefix_matches(path, aligned, prefix) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether the path at `path` starts with `prefix`: its words up to the first zero mask.
+#[inline(always)]
+fn prefix_matches(path: *const u8, aligned: bool, prefix: &FilePrefix) -> bool {
+    if prefix.masks[0] == 0 {
+        // An empty entry, which the index never names.
+        return false;
+    }
+    for w in 0..FILE_PREFIX_WORDS {
+        let mask = prefix.masks[w];
+        if mask == 0 {
+            return true;
+        }
+        // SAFETY: `8 * w + 8 <= FILE_PREFIX_LEN`, within the area (see `path_watched`); an
+        // aligned `path` is at a multiple of 8 from the 8-aligned string area.
+        let word = unsafe {
+            let at = path.add(8 * w).cast::<u64>();
+            if aligned {
+                at.read()
+            } else {
+                at.read_unaligned()
+            }
+        };
+        if (word ^ prefix.words[w]) & mask != 0 {
+            return false;
+        }
+    }
+    true
+}
+
+/// [`path_watched`] for the raw twin: the path's first words read once, then every prefix
+/// compared branch-free (a zero mask compares nothing), which keeps the verifier's work
+/// linear in the number of prefixes.
+#[inline(always)]
+fn watched_every(path: *const u8) -> bool {
     let mut words = [0u64; FILE_PREFIX_WORDS];
     for (w, word) in words.iter_mut().enumerate() {
-        // SAFETY: `8 * w + 8 <= FILE_PREFIX_LEN`, within the area (see above).
+        // SAFETY: `8 * w + 8 <= FILE_PREFIX_LEN`, within the area (see `path_watched`).
         *word = unsafe { core::ptr::read_unaligned(path.add(8 * w).cast::<u64>()) };
     }
     for p in 0..FILE_PREFIXES_MAX {
         let Some(prefix) = FILE_PREFIXES.get(p) else {
             return false;
         };
-        let first = prefix.masks[0];
-        if first == 0 {
+        if prefix.masks[0] == 0 {
             return false;
         }
-        // Most prefixes differ from the path in its first eight bytes: one compare rejects
-        // them (comparing every word of the 19 default prefixes cost each open ~50 ns).
-        if early_reject && (words[0] ^ prefix.words[0]) & first != 0 {
-            continue;
-        }
-        // Then every word branch-free (a zero mask compares nothing), which keeps the
-        // verifier's work linear in the number of prefixes.
         let mut diff = 0u64;
         for ((word, want), mask) in words.iter().zip(&prefix.words).zip(&prefix.masks) {
             diff |= (word ^ want) & mask;

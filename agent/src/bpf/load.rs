@@ -10,8 +10,8 @@ use aya::{
 use vigil_common::{
     config::KernelConfig,
     maps::{
-        EVENTS, FILE_PREFIXES, GLOBAL_CONFIG, GLOBAL_OFFSETS, READER, STATS, SYSCALL_ARG_TYPES,
-        SYSCALL_CGROUPS, SYSCALL_FILTER, SYSCALL_STASH, TASK_STASH, programs,
+        EVENTS, FILE_PREFIX_INDEX, FILE_PREFIXES, GLOBAL_CONFIG, GLOBAL_OFFSETS, READER, STATS,
+        SYSCALL_ARG_TYPES, SYSCALL_CGROUPS, SYSCALL_FILTER, SYSCALL_STASH, TASK_STASH, programs,
     },
 };
 
@@ -299,33 +299,36 @@ pub fn program_stats(ebpf: &Ebpf) -> Vec<(&'static str, Duration, u64)> {
         .collect()
 }
 
+/// Sets `entries` (index, value) in the array map `name` of `ebpf`.
+fn fill_array<V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    entries: impl IntoIterator<Item = (u32, V)>,
+) -> Result<(), BpfError> {
+    let mut map: Array<_, V> = ebpf
+        .map_mut(name)
+        .and_then(|map| Array::try_from(map).ok())
+        .ok_or(BpfError::Map { name })?;
+    for (index, value) in entries {
+        map.set(index, value, 0)
+            .map_err(|source| BpfError::SyscallFilter { name, source })?;
+    }
+    Ok(())
+}
+
 /// Fills the syscall bitmap, the arg-type table and the allowed cgroups.
 fn write_syscall_filter(
     ebpf: &mut Ebpf,
     filter: &KernelFilter,
     cgroups: &[u64],
 ) -> Result<(), BpfError> {
-    let error = |name| move |source| BpfError::SyscallFilter { name, source };
-    let mut bitmap: Array<_, u64> = ebpf
-        .map_mut(SYSCALL_FILTER)
-        .and_then(|map| Array::try_from(map).ok())
-        .ok_or(BpfError::Map {
-            name: SYSCALL_FILTER,
-        })?;
-    for (i, &word) in filter.bitmap.iter().enumerate() {
-        bitmap
-            .set(i as u32, word, 0)
-            .map_err(error(SYSCALL_FILTER))?;
-    }
-    let mut types: Array<_, u32> = ebpf
-        .map_mut(SYSCALL_ARG_TYPES)
-        .and_then(|map| Array::try_from(map).ok())
-        .ok_or(BpfError::Map {
-            name: SYSCALL_ARG_TYPES,
-        })?;
-    for &(nr, word) in &filter.arg_types {
-        types.set(nr, word, 0).map_err(error(SYSCALL_ARG_TYPES))?;
-    }
+    let bitmap = filter.bitmap.iter().enumerate();
+    fill_array(
+        ebpf,
+        SYSCALL_FILTER,
+        bitmap.map(|(i, &word)| (i as u32, word)),
+    )?;
+    fill_array(ebpf, SYSCALL_ARG_TYPES, filter.arg_types.iter().copied())?;
     let mut allowed: HashMap<_, u64, u8> = ebpf
         .map_mut(SYSCALL_CGROUPS)
         .and_then(|map| HashMap::try_from(map).ok())
@@ -333,31 +336,32 @@ fn write_syscall_filter(
             name: SYSCALL_CGROUPS,
         })?;
     for &id in cgroups {
-        allowed.insert(id, 1, 0).map_err(error(SYSCALL_CGROUPS))?;
-    }
-    Ok(())
-}
-
-/// Fills the file sensor's watch prefixes from index 0 (the rest stay empty: the list's end).
-fn write_file_prefixes(
-    ebpf: &mut Ebpf,
-    prefixes: &[vigil_common::syscall::FilePrefix],
-) -> Result<(), BpfError> {
-    let mut map: Array<_, vigil_common::syscall::FilePrefix> = ebpf
-        .map_mut(FILE_PREFIXES)
-        .and_then(|map| Array::try_from(map).ok())
-        .ok_or(BpfError::Map {
-            name: FILE_PREFIXES,
-        })?;
-    let max = vigil_common::syscall::FILE_PREFIXES_MAX as usize;
-    for (i, prefix) in prefixes.iter().take(max).enumerate() {
-        map.set(i as u32, prefix, 0)
+        allowed
+            .insert(id, 1, 0)
             .map_err(|source| BpfError::SyscallFilter {
-                name: FILE_PREFIXES,
+                name: SYSCALL_CGROUPS,
                 source,
             })?;
     }
     Ok(())
+}
+
+/// Fills the file sensor's watch prefixes from index 0 (the rest stay empty: the list's end)
+/// and their index by a path's byte after the `/`.
+fn write_file_prefixes(
+    ebpf: &mut Ebpf,
+    prefixes: &[vigil_common::syscall::FilePrefix],
+) -> Result<(), BpfError> {
+    let max = vigil_common::syscall::FILE_PREFIXES_MAX as usize;
+    let listed = prefixes.iter().take(max).enumerate();
+    fill_array(ebpf, FILE_PREFIXES, listed.map(|(i, &p)| (i as u32, p)))?;
+    let index = vigil_common::syscall::file_prefix_index(prefixes);
+    let used = index.into_iter().enumerate().filter(|&(_, bits)| bits != 0);
+    fill_array(
+        ebpf,
+        FILE_PREFIX_INDEX,
+        used.map(|(byte, bits)| (byte as u32, bits)),
+    )
 }
 
 /// The classic tracepoint of the TCP state program.

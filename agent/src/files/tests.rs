@@ -1,4 +1,4 @@
-use vigil_common::syscall::{ARG_STR, arg_type};
+use vigil_common::syscall::{ARG_STR, FILE_PREFIX_INDEX_AT, arg_type};
 
 use super::*;
 use crate::process::ProcessKey;
@@ -47,6 +47,71 @@ fn prefixes_match_as_the_kernel_compares_them() {
     assert!(FilePrefix::new(max.as_bytes()).is_some());
     assert!(FilePrefix::new(format!("{max}b").as_bytes()).is_none());
     assert!(FilePrefix::new(b"").is_none());
+}
+
+/// The kernel's indexed compare (`watched_indexed` in the eBPF crate): the prefixes the
+/// path's byte after the `/` selects, in list order.
+fn indexed_match(prefixes: &[FilePrefix], path: &[u8]) -> bool {
+    let index = vigil_common::syscall::file_prefix_index(prefixes);
+    // The kernel's copy ends with a NUL, which is what it reads for a one-byte path.
+    let byte = path.get(FILE_PREFIX_INDEX_AT).copied().unwrap_or(0);
+    let candidates = index[usize::from(byte)];
+    (0..FILE_PREFIXES_MAX as usize)
+        .filter(|p| candidates & (1 << p) != 0)
+        .any(|p| prefixes[p].matches(path))
+}
+
+#[test]
+fn the_prefix_index_selects_every_prefix_that_can_match() {
+    let mut watch: Vec<String> = DEFAULT_WATCH.iter().map(|s| s.to_string()).collect();
+    watch.extend(["/".into(), "/t".into(), "/tmp/bench/".into()]);
+    let prefixes: Vec<FilePrefix> = watch
+        .iter()
+        .filter_map(|p| FilePrefix::new(p.as_bytes()))
+        .collect();
+    let index = vigil_common::syscall::file_prefix_index(&prefixes);
+    // "/" has no byte after its slash: every entry selects it.
+    let slash = watch.iter().position(|p| p == "/").expect("listed");
+    assert!(index.iter().all(|entry| entry & (1 << slash) != 0));
+    // "/etc/shadow" is selected by 'e' only.
+    assert_ne!(index[usize::from(b'e')] & 1, 0);
+    assert_eq!(index[usize::from(b'u')] & 1, 0);
+    let paths: [&[u8]; 12] = [
+        b"/",
+        b"/etc/shadow",
+        b"/etc/shadowx",
+        b"/etc/passw",
+        b"/home/a/.ssh/id",
+        b"/tmp/bench/file",
+        b"/tmp/other",
+        b"/usr/lib/systemd/system/x.service",
+        b"/usr/lib/x86_64-linux-gnu/libc.so.6",
+        b"/var/run/secrets/kubernetes.io/serviceaccount/token",
+        b"/\xff\x00weird",
+        b"/t",
+    ];
+    for path in paths {
+        let every = prefixes.iter().any(|p| p.matches(path));
+        assert_eq!(indexed_match(&prefixes, path), every, "{path:?}");
+    }
+    // Without "/", the kernel's answer for paths nobody watches is no.
+    let without_slash: Vec<FilePrefix> = prefixes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != slash)
+        .map(|(_, p)| *p)
+        .collect();
+    assert!(!indexed_match(
+        &without_slash,
+        b"/usr/lib/x86_64-linux-gnu/libc.so.6"
+    ));
+    assert!(indexed_match(&without_slash, b"/etc/sudoers.d/90-cloud"));
+    assert_eq!(
+        vigil_common::syscall::file_prefix_index(&[])
+            .iter()
+            .sum::<u32>(),
+        0
+    );
 }
 
 #[test]
