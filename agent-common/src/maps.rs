@@ -35,8 +35,8 @@ pub const IN_CONNECT: &str = "VIGIL_IN_CONNECT";
 pub const IN_CONNECT_SLOTS: u32 = 8192;
 /// Array of [`crate::syscall::FilePrefix`]: the file sensor's watch prefixes.
 pub const FILE_PREFIXES: &str = "VIGIL_FILE_PREFIXES";
-/// Array of `u32` by byte value: which of [`FILE_PREFIXES`] a path can match, by its byte
-/// after the `/` ([`crate::syscall::file_prefix_index`]).
+/// Array of `u32`, two tables by byte value: which of [`FILE_PREFIXES`] a path can match, by
+/// its byte after the `/` and by its sixth ([`crate::syscall::file_prefix_index`]).
 pub const FILE_PREFIX_INDEX: &str = "VIGIL_FILE_PREFIX_INDEX";
 /// Entries of [`SYSCALL_STASH`]: threads inside a selected syscall at the same time.
 pub const SYSCALL_STASH_ENTRIES: u32 = 4096;

@@ -213,28 +213,35 @@ impl FilePrefix {
 // SAFETY: plain `repr(C)` struct of `u64`s, no padding, valid for any bit pattern.
 unsafe impl aya::Pod for FilePrefix {}
 
-/// The byte of a path that picks, through [`file_prefix_index`], the watch prefixes worth
-/// comparing: the one after the leading `/`.
-pub const FILE_PREFIX_INDEX_AT: usize = 1;
-/// Entries of [`crate::maps::FILE_PREFIX_INDEX`]: one per value of that byte.
-pub const FILE_PREFIX_INDEX_ENTRIES: u32 = 256;
+/// The bytes of a path that pick, through [`file_prefix_index`], the watch prefixes worth
+/// comparing: the one after the leading `/`, and the sixth, the first of the second component
+/// under a four-letter top folder (`/etc/`, `/var/`, `/usr/`, `/run/`).
+pub const FILE_PREFIX_INDEX_AT: [usize; 2] = [1, 5];
+/// Entries of [`crate::maps::FILE_PREFIX_INDEX`]: one per value of each of those bytes.
+pub const FILE_PREFIX_INDEX_ENTRIES: u32 = 256 * FILE_PREFIX_INDEX_AT.len() as u32;
 
-// One bit per prefix.
+// One bit per prefix; the bytes are in a prefix's first word.
 const _: () = assert!(FILE_PREFIXES_MAX <= u32::BITS);
-const _: () = assert!(FILE_PREFIX_INDEX_AT < 8);
+const _: () = assert!(FILE_PREFIX_INDEX_AT[0] < 8 && FILE_PREFIX_INDEX_AT[1] < 8);
 
-/// The kernel's index of `prefixes` (its list, in order): entry `b` has bit `p` set when
-/// prefix `p` can match a path whose byte [`FILE_PREFIX_INDEX_AT`] is `b`, because the prefix
-/// has `b` there or is too short to have a byte there. Only those prefixes are compared.
+/// The kernel's index of `prefixes` (its list, in order). For the `i`-th byte of
+/// [`FILE_PREFIX_INDEX_AT`], entry `256 * i + b` has bit `p` set when prefix `p` can match a
+/// path whose byte there is `b`: the prefix has `b` there, or is too short to have a byte
+/// there. A path's candidates are the prefixes set in both of its entries; only those are
+/// compared. A path shorter than a byte's position has a NUL or stale bytes there, which can
+/// only drop prefixes that are longer than the path and so could not match it.
 pub fn file_prefix_index(prefixes: &[FilePrefix]) -> [u32; FILE_PREFIX_INDEX_ENTRIES as usize] {
     let mut index = [0u32; FILE_PREFIX_INDEX_ENTRIES as usize];
     for (p, prefix) in prefixes.iter().take(FILE_PREFIXES_MAX as usize).enumerate() {
         let bit = 1u32 << p;
-        let mask = prefix.masks[0].to_ne_bytes()[FILE_PREFIX_INDEX_AT];
-        if mask == 0 {
-            index.iter_mut().for_each(|entry| *entry |= bit);
-        } else {
-            index[usize::from(prefix.words[0].to_ne_bytes()[FILE_PREFIX_INDEX_AT])] |= bit;
+        let (words, masks) = (prefix.words[0].to_ne_bytes(), prefix.masks[0].to_ne_bytes());
+        for (i, &at) in FILE_PREFIX_INDEX_AT.iter().enumerate() {
+            let table = &mut index[256 * i..256 * (i + 1)];
+            if masks[at] == 0 {
+                table.iter_mut().for_each(|entry| *entry |= bit);
+            } else {
+                table[usize::from(words[at])] |= bit;
+            }
         }
     }
     index

@@ -88,8 +88,8 @@ pub static SYSCALL_ARG_TYPES: Array<u32> = Array::with_max_entries(SYSCALL_NR_MA
 #[map(name = "VIGIL_FILE_PREFIXES")]
 pub static FILE_PREFIXES: Array<FilePrefix> = Array::with_max_entries(FILE_PREFIXES_MAX, 0);
 
-/// `vigil_common::maps::FILE_PREFIX_INDEX`: by a path's byte after the `/`, the bits of the
-/// watch prefixes it can match.
+/// `vigil_common::maps::FILE_PREFIX_INDEX`: by a path's byte after the `/` (the first 256
+/// entries) and by its sixth (the next 256), the bits of the watch prefixes it can match.
 #[map(name = "VIGIL_FILE_PREFIX_INDEX")]
 pub static FILE_PREFIX_INDEX: Array<u32> = Array::with_max_entries(FILE_PREFIX_INDEX_ENTRIES, 0);
 

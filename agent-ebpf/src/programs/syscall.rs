@@ -248,18 +248,23 @@ fn path_watched<K: Kernel>(strings: *const u8, pos: usize, types: u32) -> bool {
     }
 }
 
-/// [`path_watched`] for the `tp_btf` program: the index gives the candidate prefixes (for most
-/// paths none or a few of the list), and each is compared word by word until a word differs.
+/// [`path_watched`] for the `tp_btf` program: the index gives the candidate prefixes (those
+/// that share the path's second and sixth bytes: for most paths none or one of the list), and
+/// each is compared word by word until a word differs.
 /// `aligned`: `path` is at a multiple of 8 in the record (the first string always is), so
 /// its words are single loads rather than eight byte loads each.
 #[inline(always)]
 fn watched_indexed(path: *const u8, aligned: bool) -> bool {
-    // SAFETY: within the copied path's word (see `path_watched`).
-    let byte = unsafe { *path.add(FILE_PREFIX_INDEX_AT) };
-    let Some(&candidates) = FILE_PREFIX_INDEX.get(u32::from(byte)) else {
+    // SAFETY: within the first word of the area at `path` (see `path_watched`). A byte past
+    // the path's NUL is stale, and can only drop prefixes longer than the path.
+    let [first, second] = FILE_PREFIX_INDEX_AT.map(|at| unsafe { *path.add(at) });
+    let (Some(&by_first), Some(&by_second)) = (
+        FILE_PREFIX_INDEX.get(u32::from(first)),
+        FILE_PREFIX_INDEX.get(256 + u32::from(second)),
+    ) else {
         return false;
     };
-    let mut candidates = candidates;
+    let mut candidates = by_first & by_second;
     for _ in 0..FILE_PREFIXES_MAX {
         if candidates == 0 {
             return false;

@@ -50,12 +50,17 @@ fn prefixes_match_as_the_kernel_compares_them() {
 }
 
 /// The kernel's indexed compare (`watched_indexed` in the eBPF crate): the prefixes the
-/// path's byte after the `/` selects, in list order.
-fn indexed_match(prefixes: &[FilePrefix], path: &[u8]) -> bool {
+/// path's second and sixth bytes select, in list order. The kernel's copy ends with a NUL,
+/// then holds `stale` bytes from an earlier syscall.
+fn indexed_match(prefixes: &[FilePrefix], path: &[u8], stale: u8) -> bool {
     let index = vigil_common::syscall::file_prefix_index(prefixes);
-    // The kernel's copy ends with a NUL, which is what it reads for a one-byte path.
-    let byte = path.get(FILE_PREFIX_INDEX_AT).copied().unwrap_or(0);
-    let candidates = index[usize::from(byte)];
+    let byte = |at: usize| match at.cmp(&path.len()) {
+        std::cmp::Ordering::Less => path[at],
+        std::cmp::Ordering::Equal => 0,
+        std::cmp::Ordering::Greater => stale,
+    };
+    let [first, second] = FILE_PREFIX_INDEX_AT;
+    let candidates = index[usize::from(byte(first))] & index[256 + usize::from(byte(second))];
     (0..FILE_PREFIXES_MAX as usize)
         .filter(|p| candidates & (1 << p) != 0)
         .any(|p| prefixes[p].matches(path))
@@ -92,8 +97,22 @@ fn the_prefix_index_selects_every_prefix_that_can_match() {
     ];
     for path in paths {
         let every = prefixes.iter().any(|p| p.matches(path));
-        assert_eq!(indexed_match(&prefixes, path), every, "{path:?}");
+        for stale in [0, b'x', b'e', b'/', 0xff] {
+            assert_eq!(indexed_match(&prefixes, path, stale), every, "{path:?}");
+        }
     }
+    // The sixth byte narrows /etc: one candidate for /etc/passwd, none for /etc/hostname.
+    let etc = index[usize::from(b'e')];
+    let without = !(1u32 << slash);
+    assert_eq!(
+        (etc & index[256 + usize::from(b'p')] & without).count_ones(),
+        1
+    );
+    assert_eq!(
+        etc & index[256 + usize::from(b'h')] & without,
+        0,
+        "only \"/\" is left for /etc/h..."
+    );
     // Without "/", the kernel's answer for paths nobody watches is no.
     let without_slash: Vec<FilePrefix> = prefixes
         .iter()
@@ -101,11 +120,10 @@ fn the_prefix_index_selects_every_prefix_that_can_match() {
         .filter(|(i, _)| *i != slash)
         .map(|(_, p)| *p)
         .collect();
-    assert!(!indexed_match(
-        &without_slash,
-        b"/usr/lib/x86_64-linux-gnu/libc.so.6"
-    ));
-    assert!(indexed_match(&without_slash, b"/etc/sudoers.d/90-cloud"));
+    let libc = b"/usr/lib/x86_64-linux-gnu/libc.so.6";
+    assert!(!indexed_match(&without_slash, libc, 0));
+    assert!(indexed_match(&without_slash, b"/etc/sudoers.d/90-cloud", 0));
+    assert!(!indexed_match(&without_slash, b"/etc", b's'));
     assert_eq!(
         vigil_common::syscall::file_prefix_index(&[])
             .iter()
