@@ -226,7 +226,7 @@ fn syscall_args<K: Kernel>(regs: *const u8) -> [u64; 6] {
 /// Whether the path copied at `strings[pos..]` starts with a watch prefix (or is relative,
 /// when `types` asks to keep those).
 ///
-/// The `tp_btf` program compares only the prefixes the path's byte after the `/` selects
+/// The `tp_btf` program compares only the prefixes the path's second and sixth bytes select
 /// ([`watched_indexed`]); its raw twin, the fallback, compares every prefix branch-free
 /// ([`watched_every`]), which older verifiers need: with branches, Linux 6.1 gave up on
 /// `syscall_enter_raw` after 1,000,000 instructions (kernel matrix, 1 December 2026).
@@ -258,6 +258,7 @@ fn watched_indexed(path: *const u8, aligned: bool) -> bool {
     // SAFETY: within the first word of the area at `path` (see `path_watched`). A byte past
     // the path's NUL is stale, and can only drop prefixes longer than the path.
     let [first, second] = FILE_PREFIX_INDEX_AT.map(|at| unsafe { *path.add(at) });
+    // The second byte's table follows the first's 256 entries.
     let (Some(&by_first), Some(&by_second)) = (
         FILE_PREFIX_INDEX.get(u32::from(first)),
         FILE_PREFIX_INDEX.get(256 + u32::from(second)),

@@ -347,7 +347,7 @@ fn write_syscall_filter(
 }
 
 /// Fills the file sensor's watch prefixes from index 0 (the rest stay empty: the list's end)
-/// and their index by a path's byte after the `/`.
+/// and their index by a path's second and sixth bytes.
 fn write_file_prefixes(
     ebpf: &mut Ebpf,
     prefixes: &[vigil_common::syscall::FilePrefix],
